@@ -1,0 +1,14 @@
+//! plexus-agent: the node DaemonSet. Discovers VFs and their cloud VNICs,
+//! configures secondary VNICs, installs the CNI binaries and config, serves the
+//! kubelet device plugin, repairs VFs stranded by destroyed pods, and reports
+//! status and metrics.
+
+pub mod deviceplugin;
+pub mod install;
+pub mod inventory;
+pub mod metrics;
+pub mod reconcile;
+pub mod repair;
+pub mod state;
+pub mod status;
+pub mod vnic;
