@@ -2,6 +2,8 @@
 //! `unshare` on a scratch thread and lives only as long as its fd, so nothing
 //! is left behind whatever happens.
 
+#![allow(clippy::unwrap_used)]
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use nix::sched::{unshare, CloneFlags};
