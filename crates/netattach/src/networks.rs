@@ -1,0 +1,494 @@
+//! The pod's `k8s.v1.cni.cncf.io/networks` annotation: which NADs to attach,
+//! in order, with per-attachment requests. Accepts both forms Multus accepts:
+//! the comma list (`[ns/]name[@ifname]`) and the JSON list of
+//! `NetworkSelectionElement`s. Every error quotes the offending text so a
+//! user can find it in a long annotation.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Linux `IFNAMSIZ - 1`.
+const MAX_IFNAME_LEN: usize = 15;
+/// DNS-1123 label length limit (namespaces, comma-form names).
+const MAX_LABEL_LEN: usize = 63;
+/// DNS-1123 subdomain length limit (object names).
+const MAX_SUBDOMAIN_LEN: usize = 253;
+
+/// An invalid networks annotation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AnnotationError {
+    #[error("the networks annotation is empty")]
+    Empty,
+    #[error("failed to parse the networks annotation as a JSON list: {0}")]
+    Json(String),
+    #[error("invalid network {item:?}: {reason}")]
+    Item { item: String, reason: &'static str },
+    #[error("network #{index} in the JSON list has no \"name\"")]
+    MissingName { index: usize },
+    #[error("invalid {field} {value:?} in network {network:?}: {reason}")]
+    Field {
+        network: String,
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+/// One requested host port mapping (`portMappings` capability).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapEntry {
+    #[serde(rename = "hostPort")]
+    pub host_port: i64,
+    #[serde(rename = "containerPort")]
+    pub container_port: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+    #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
+    pub host_ip: String,
+}
+
+/// A requested bandwidth limit (`bandwidth` capability).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BandwidthEntry {
+    #[serde(rename = "ingressRate", default)]
+    pub ingress_rate: i64,
+    #[serde(rename = "ingressBurst", default)]
+    pub ingress_burst: i64,
+    #[serde(rename = "egressRate", default)]
+    pub egress_rate: i64,
+    #[serde(rename = "egressBurst", default)]
+    pub egress_burst: i64,
+}
+
+/// One validated selection, namespace already defaulted to the pod's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NetworkSelection {
+    pub name: String,
+    pub namespace: String,
+    /// Requested interface name; `None` lets the caller pick `net<N>`.
+    pub interface: Option<String>,
+    /// Requested IPs or CIDRs, as written (validated).
+    pub ips: Vec<String>,
+    pub mac: Option<String>,
+    pub infiniband_guid: Option<String>,
+    /// Gateways for which this attachment should own the default route.
+    pub default_route: Vec<IpAddr>,
+    /// Merged into the delegate config's `args.cni`.
+    pub cni_args: Option<Map<String, Value>>,
+    pub port_mappings: Vec<PortMapEntry>,
+    pub bandwidth: Option<BandwidthEntry>,
+    /// Multus-only explicit device request, used when no resourceName applies.
+    pub device_id: Option<String>,
+}
+
+impl NetworkSelection {
+    /// `<namespace>/<name>` as used in status and events.
+    pub fn qualified_name(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The JSON element as written by users; validated into [`NetworkSelection`].
+#[derive(Debug, Deserialize)]
+struct RawElement {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    interface: String,
+    /// Pre-3.2 spelling, still honoured when `interface` is empty.
+    #[serde(rename = "interfaceRequest", default)]
+    interface_request: String,
+    #[serde(default)]
+    ips: Option<Vec<String>>,
+    #[serde(default)]
+    mac: String,
+    #[serde(rename = "infiniband-guid", default)]
+    infiniband_guid: String,
+    #[serde(rename = "default-route", default)]
+    default_route: Option<Vec<String>>,
+    #[serde(rename = "cni-args", default)]
+    cni_args: Option<Map<String, Value>>,
+    #[serde(rename = "portMappings", default)]
+    port_mappings: Option<Vec<PortMapEntry>>,
+    #[serde(default)]
+    bandwidth: Option<BandwidthEntry>,
+    #[serde(rename = "deviceID", default)]
+    device_id: String,
+}
+
+/// Parses and validates the networks annotation. Like Multus, the JSON form is
+/// chosen when the text contains any of `[`, `{` or `"`.
+pub fn parse_networks_annotation(
+    annotation: &str,
+    pod_namespace: &str,
+) -> Result<Vec<NetworkSelection>, AnnotationError> {
+    if annotation.trim().is_empty() {
+        return Err(AnnotationError::Empty);
+    }
+    if annotation.contains(['[', '{', '"']) {
+        parse_json_form(annotation, pod_namespace)
+    } else {
+        annotation
+            .split(',')
+            .map(|item| parse_comma_item(item.trim(), pod_namespace))
+            .collect()
+    }
+}
+
+fn parse_comma_item(item: &str, pod_namespace: &str) -> Result<NetworkSelection, AnnotationError> {
+    let bad = |reason| AnnotationError::Item {
+        item: item.to_owned(),
+        reason,
+    };
+    let (namespace, rest) = match item.split_once('/') {
+        Some((_, rest)) if rest.contains('/') => return Err(bad("more than one '/'")),
+        Some((ns, rest)) => (ns.trim(), rest),
+        None => ("", item),
+    };
+    let (name, interface) = match rest.split_once('@') {
+        Some((_, ifname)) if ifname.contains('@') => return Err(bad("more than one '@'")),
+        Some((name, ifname)) => (name.trim(), Some(ifname.trim())),
+        None => (rest.trim(), None),
+    };
+    if name.is_empty() {
+        return Err(bad("missing network name"));
+    }
+    // The comma form follows Multus: namespace and name are DNS-1123 labels.
+    check_label(name, "name", item, MAX_SUBDOMAIN_LEN)?;
+    if !namespace.is_empty() {
+        check_label(namespace, "namespace", item, MAX_LABEL_LEN)?;
+    }
+    let interface = match interface {
+        Some(ifname) => {
+            check_ifname(ifname, item)?;
+            Some(ifname.to_owned())
+        }
+        None => None,
+    };
+    Ok(NetworkSelection {
+        name: name.to_owned(),
+        namespace: default_ns(namespace, pod_namespace),
+        interface,
+        ..NetworkSelection::default()
+    })
+}
+
+fn parse_json_form(
+    annotation: &str,
+    pod_namespace: &str,
+) -> Result<Vec<NetworkSelection>, AnnotationError> {
+    let raw: Vec<RawElement> =
+        serde_json::from_str(annotation).map_err(|e| AnnotationError::Json(e.to_string()))?;
+    raw.into_iter()
+        .enumerate()
+        .map(|(index, el)| validate_element(index, el, pod_namespace))
+        .collect()
+}
+
+fn validate_element(
+    index: usize,
+    el: RawElement,
+    pod_namespace: &str,
+) -> Result<NetworkSelection, AnnotationError> {
+    if el.name.is_empty() {
+        return Err(AnnotationError::MissingName { index });
+    }
+    let net = if el.namespace.is_empty() {
+        el.name.clone()
+    } else {
+        format!("{}/{}", el.namespace, el.name)
+    };
+    check_subdomain(&el.name, &net)?;
+    if !el.namespace.is_empty() {
+        check_label(&el.namespace, "namespace", &net, MAX_LABEL_LEN)?;
+    }
+    let ifname = if el.interface.is_empty() {
+        el.interface_request
+    } else {
+        el.interface
+    };
+    let interface = if ifname.is_empty() {
+        None
+    } else {
+        check_ifname(&ifname, &net)?;
+        Some(ifname)
+    };
+    let ips = el.ips.unwrap_or_default();
+    for ip in &ips {
+        let ok = if ip.contains('/') {
+            IpNet::from_str(ip).is_ok()
+        } else {
+            IpAddr::from_str(ip).is_ok()
+        };
+        if !ok {
+            return Err(field_err(&net, "ips", ip, "not an IP address or CIDR"));
+        }
+    }
+    let mac = non_empty(el.mac);
+    if let Some(mac) = &mac {
+        if !is_hw_addr(mac) {
+            return Err(field_err(&net, "mac", mac, "not a MAC address"));
+        }
+    }
+    let infiniband_guid = non_empty(el.infiniband_guid);
+    if let Some(guid) = &infiniband_guid {
+        if !is_hw_addr(guid) {
+            return Err(field_err(
+                &net,
+                "infiniband-guid",
+                guid,
+                "not a hardware address",
+            ));
+        }
+    }
+    let default_route = el
+        .default_route
+        .unwrap_or_default()
+        .iter()
+        .map(|gw| {
+            IpAddr::from_str(gw)
+                .map_err(|_| field_err(&net, "default-route", gw, "not an IP address"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NetworkSelection {
+        namespace: default_ns(&el.namespace, pod_namespace),
+        name: el.name,
+        interface,
+        ips,
+        mac,
+        infiniband_guid,
+        default_route,
+        cni_args: el.cni_args,
+        port_mappings: el.port_mappings.unwrap_or_default(),
+        bandwidth: el.bandwidth,
+        device_id: non_empty(el.device_id),
+    })
+}
+
+fn field_err(
+    network: &str,
+    field: &'static str,
+    value: &str,
+    reason: &'static str,
+) -> AnnotationError {
+    AnnotationError::Field {
+        network: network.to_owned(),
+        field,
+        value: value.to_owned(),
+        reason,
+    }
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn default_ns(ns: &str, pod_namespace: &str) -> String {
+    if ns.is_empty() { pod_namespace } else { ns }.to_owned()
+}
+
+/// `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, the regex Multus applies.
+fn is_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    match (b.first(), b.last()) {
+        (Some(first), Some(last)) => {
+            alnum(first) && alnum(last) && b.iter().all(|c| alnum(c) || *c == b'-')
+        }
+        _ => false,
+    }
+}
+
+fn check_label(
+    value: &str,
+    field: &'static str,
+    network: &str,
+    max: usize,
+) -> Result<(), AnnotationError> {
+    if is_label(value) && value.len() <= max {
+        Ok(())
+    } else {
+        Err(field_err(
+            network,
+            field,
+            value,
+            "must consist of lower case alphanumeric characters or '-', and start and end with an alphanumeric character",
+        ))
+    }
+}
+
+/// Object names (JSON form) may be DNS-1123 subdomains: labels joined by dots.
+fn check_subdomain(value: &str, network: &str) -> Result<(), AnnotationError> {
+    if value.len() <= MAX_SUBDOMAIN_LEN && value.split('.').all(is_label) {
+        Ok(())
+    } else {
+        Err(field_err(
+            network,
+            "name",
+            value,
+            "must be a lowercase DNS-1123 subdomain",
+        ))
+    }
+}
+
+/// The kernel's `dev_valid_name`: Multus checks length, `/` and whitespace;
+/// we also refuse `:`, `.` and `..` which the kernel would reject later.
+fn check_ifname(value: &str, network: &str) -> Result<(), AnnotationError> {
+    let reason = if value.is_empty() {
+        Some("empty interface name")
+    } else if value.len() > MAX_IFNAME_LEN {
+        Some("longer than 15 characters")
+    } else if value
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        Some("contains '/', ':' or whitespace")
+    } else if value == "." || value == ".." {
+        Some("reserved name")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(field_err(network, "interface", value, reason)),
+        None => Ok(()),
+    }
+}
+
+/// Go's `net.ParseMAC`: 6, 8 or 20 octets, `:`/`-` separated pairs or
+/// `.` separated quads of hex digits.
+fn is_hw_addr(s: &str) -> bool {
+    let valid_len = |octets: usize| matches!(octets, 6 | 8 | 20);
+    let hex = |g: &str, n: usize| g.len() == n && g.bytes().all(|c| c.is_ascii_hexdigit());
+    for sep in [':', '-'] {
+        if s.contains(sep) {
+            let groups: Vec<&str> = s.split(sep).collect();
+            return valid_len(groups.len()) && groups.iter().all(|g| hex(g, 2));
+        }
+    }
+    if s.contains('.') {
+        let groups: Vec<&str> = s.split('.').collect();
+        return valid_len(groups.len() * 2) && groups.iter().all(|g| hex(g, 4));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn names(v: &[NetworkSelection]) -> Vec<(String, String, Option<String>)> {
+        v.iter()
+            .map(|s| (s.namespace.clone(), s.name.clone(), s.interface.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn comma_form_all_shapes() {
+        let got = parse_networks_annotation(" a , other/b,c@eth9 , ns2/d@net7,/e", "pods").unwrap();
+        let want = [
+            ("pods", "a", None),
+            ("other", "b", None),
+            ("pods", "c", Some("eth9")),
+            ("ns2", "d", Some("net7")),
+            ("pods", "e", None),
+        ];
+        let want: Vec<_> = want
+            .iter()
+            .map(|(n, m, i)| (n.to_string(), m.to_string(), i.map(str::to_owned)))
+            .collect();
+        assert_eq!(names(&got), want);
+    }
+
+    #[rstest]
+    #[case("a/b/c", "\"a/b/c\"")]
+    #[case("b@x@y", "\"b@x@y\"")]
+    #[case("Foo", "\"Foo\"")]
+    #[case("ns_1/foo", "\"ns_1\"")]
+    #[case("foo@waytoolonginterface", "\"waytoolonginterface\"")]
+    #[case("a,,b", "\"\"")]
+    #[case("a-", "\"a-\"")]
+    fn comma_form_errors_quote_the_bad_part(#[case] input: &str, #[case] quoted: &str) {
+        let err = parse_networks_annotation(input, "default").unwrap_err();
+        assert!(err.to_string().contains(quoted), "{err}");
+    }
+
+    #[test]
+    fn json_form_every_field() {
+        let text = include_str!("../tests/fixtures/networks_annotation_full.json");
+        let got = parse_networks_annotation(text, "pods").unwrap();
+        assert_eq!(got.len(), 3);
+        let a = &got[0];
+        assert_eq!(a.qualified_name(), "default/sriov-vnic-1");
+        assert_eq!(a.interface.as_deref(), Some("net1"));
+        assert_eq!(a.ips, ["198.51.100.5/24", "203.0.113.7"]);
+        assert_eq!(a.mac.as_deref(), Some("02:00:17:00:aa:01"));
+        assert_eq!(a.default_route, ["198.51.100.1".parse::<IpAddr>().unwrap()]);
+        assert_eq!(a.cni_args.as_ref().unwrap()["foo"], "bar");
+        assert_eq!(a.port_mappings[0].host_port, 8080);
+        assert_eq!(a.port_mappings[0].protocol, "tcp");
+        assert_eq!(a.bandwidth.as_ref().unwrap().egress_burst, 4000);
+        assert_eq!(a.device_id.as_deref(), Some("0000:00:05.0"));
+        let b = &got[1];
+        assert_eq!(b.qualified_name(), "pods/ib-net.v1");
+        assert_eq!(
+            b.interface.as_deref(),
+            Some("ib0"),
+            "deprecated interfaceRequest"
+        );
+        assert_eq!(
+            b.infiniband_guid.as_deref(),
+            Some("c2:11:22:33:44:55:66:77")
+        );
+        assert_eq!(got[2].qualified_name(), "pods/plain");
+        assert_eq!(got[2].interface, None);
+    }
+
+    #[rstest]
+    #[case(
+        r#"[{"name":"a","ips":["198.51.100.300/24"]}]"#,
+        "\"198.51.100.300/24\""
+    )]
+    #[case(r#"[{"name":"a","ips":["nope"]}]"#, "\"nope\"")]
+    #[case(r#"[{"name":"a","mac":"02:00:17:00:aa"}]"#, "\"02:00:17:00:aa\"")]
+    #[case(r#"[{"name":"a","infiniband-guid":"zz:11"}]"#, "\"zz:11\"")]
+    #[case(
+        r#"[{"name":"a","default-route":["198.51.100.x"]}]"#,
+        "\"198.51.100.x\""
+    )]
+    #[case(r#"[{"name":"a","interface":"eth 0"}]"#, "\"eth 0\"")]
+    #[case(r#"[{"name":"A"}]"#, "\"A\"")]
+    #[case(r#"[{"name":"a","namespace":"x.y"}]"#, "\"x.y\"")]
+    #[case(r#"[{"namespace":"x"}]"#, "#0")]
+    #[case(r#"{"name":"a"}"#, "JSON list")]
+    #[case(r#"[{"name":"a","ips":"198.51.100.5"}]"#, "JSON list")]
+    fn json_form_errors_quote_the_bad_part(#[case] input: &str, #[case] quoted: &str) {
+        let err = parse_networks_annotation(input, "default").unwrap_err();
+        assert!(err.to_string().contains(quoted), "{err}");
+    }
+
+    #[test]
+    fn empty_annotation_is_an_error() {
+        assert_eq!(
+            parse_networks_annotation("  ", "d"),
+            Err(AnnotationError::Empty)
+        );
+    }
+
+    #[rstest]
+    #[case("02:00:17:00:aa:01", true)]
+    #[case("02-00-17-00-AA-01", true)]
+    #[case("0200.1700.aa01", true)]
+    #[case("00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", true)]
+    #[case("02:00:17:00:aa:1", false)]
+    #[case("02001700aa01", false)]
+    fn hardware_addresses(#[case] s: &str, #[case] ok: bool) {
+        assert_eq!(is_hw_addr(s), ok);
+    }
+}

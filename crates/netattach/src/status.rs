@@ -1,0 +1,537 @@
+//! The `k8s.v1.cni.cncf.io/network-status` annotation: one entry per pod
+//! interface, built from each delegate's CNI result exactly as the NAD
+//! client's `CreateNetworkStatuses` does, and encoded byte-for-byte like
+//! Multus writes it (each element indented by four spaces, joined by `,`).
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A CNI result the status cannot be built from.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("invalid CNI result for network {network:?}: {reason}")]
+    InvalidResult { network: String, reason: String },
+    #[error("cannot encode network-status: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// DNS settings from the result; serialized as `{}` when empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dns {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nameservers: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub domain: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+/// `device-info.pci`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PciDevice {
+    #[serde(
+        rename = "pci-address",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub pci_address: String,
+    #[serde(
+        rename = "vhost-net",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub vhost_net: String,
+    #[serde(
+        rename = "rdma-device",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub rdma_device: String,
+    #[serde(
+        rename = "pf-pci-address",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub pf_pci_address: String,
+    #[serde(
+        rename = "representor-device",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub representor_device: String,
+}
+
+/// `device-info.vdpa`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VdpaDevice {
+    #[serde(
+        rename = "parent-device",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub parent_device: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(
+        rename = "pci-address",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub pci_address: String,
+    #[serde(
+        rename = "pf-pci-address",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub pf_pci_address: String,
+    #[serde(
+        rename = "representor-device",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub representor_device: String,
+}
+
+/// `device-info.vhost-user`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VhostDevice {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+}
+
+/// `device-info.memif`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemifDevice {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub role: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mode: String,
+}
+
+/// The device-info spec (v1.1.0) shared by device plugins, CNI and Multus.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// `pci`, `vdpa`, `vhost-user` or `memif`.
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+    pub type_: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pci: Option<PciDevice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vdpa: Option<VdpaDevice>,
+    #[serde(
+        rename = "vhost-user",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vhost_user: Option<VhostDevice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memif: Option<MemifDevice>,
+}
+
+impl DeviceInfo {
+    /// Device-info spec version written by Plexus.
+    pub const VERSION: &'static str = "1.1.0";
+
+    /// A `pci` device-info for a VF handed to a pod.
+    pub fn pci(pci_address: &str, pf_pci_address: Option<&str>) -> Self {
+        Self {
+            type_: "pci".into(),
+            version: Self::VERSION.into(),
+            pci: Some(PciDevice {
+                pci_address: pci_address.into(),
+                pf_pci_address: pf_pci_address.unwrap_or_default().into(),
+                ..PciDevice::default()
+            }),
+            ..Self::default()
+        }
+    }
+}
+
+/// One element of the network-status annotation. Field order and omission
+/// rules follow the NAD client's Go struct tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkStatus {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub interface: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub mac: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mtu: u32,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub default: bool,
+    #[serde(default)]
+    pub dns: Dns,
+    #[serde(
+        rename = "device-info",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub device_info: Option<DeviceInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateway: Vec<String>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+/// A CNI result of any version reduced to what network-status needs.
+struct CurrentResult {
+    interfaces: Vec<Iface>,
+    ips: Vec<IpConf>,
+    routes: Vec<Route>,
+    dns: Dns,
+}
+
+struct Iface {
+    name: String,
+    mac: String,
+    mtu: u32,
+    sandbox: String,
+}
+
+struct IpConf {
+    address: IpNet,
+    interface: Option<usize>,
+    gateway: Option<IpAddr>,
+}
+
+struct Route {
+    dst: IpNet,
+    gw: Option<IpAddr>,
+}
+
+impl Route {
+    /// Multus counts `0.0.0.0/x` and `::/x` as default routes, whatever `x` is.
+    fn is_default(&self) -> bool {
+        self.dst.addr().is_unspecified()
+    }
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn parse_result(result: &Value, network: &str) -> Result<CurrentResult, StatusError> {
+    let bad = |reason: String| StatusError::InvalidResult {
+        network: network.to_owned(),
+        reason,
+    };
+    if !result.is_object() {
+        return Err(bad("not a JSON object".into()));
+    }
+    let parse_net = |s: &str| IpNet::from_str(s).map_err(|_| bad(format!("bad address {s:?}")));
+    let parse_ip = |v: Option<&Value>| -> Result<Option<IpAddr>, StatusError> {
+        match v.and_then(Value::as_str) {
+            None | Some("") => Ok(None),
+            Some(s) => IpAddr::from_str(s)
+                .map(Some)
+                .map_err(|_| bad(format!("bad gateway {s:?}"))),
+        }
+    };
+    let parse_routes = |v: Option<&Value>| -> Result<Vec<Route>, StatusError> {
+        v.and_then(Value::as_array)
+            .map(|routes| {
+                routes
+                    .iter()
+                    .map(|r| {
+                        Ok(Route {
+                            dst: parse_net(str_field(r, "dst"))?,
+                            gw: parse_ip(r.get("gw"))?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_else(|| Ok(Vec::new()))
+    };
+    let mut ips = Vec::new();
+    let mut routes = Vec::new();
+    // 0.1.0/0.2.0 results carry `ip4`/`ip6` blocks and no interfaces.
+    for legacy in ["ip4", "ip6"] {
+        if let Some(block) = result.get(legacy) {
+            ips.push(IpConf {
+                address: parse_net(str_field(block, "ip"))?,
+                interface: None,
+                gateway: parse_ip(block.get("gateway"))?,
+            });
+            routes.extend(parse_routes(block.get("routes"))?);
+        }
+    }
+    for ip in result
+        .get("ips")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let interface = match ip.get("interface") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .and_then(|i| usize::try_from(i).ok())
+                    .ok_or_else(|| bad(format!("bad interface index {v}")))?,
+            ),
+        };
+        ips.push(IpConf {
+            address: parse_net(str_field(ip, "address"))?,
+            interface,
+            gateway: parse_ip(ip.get("gateway"))?,
+        });
+    }
+    routes.extend(parse_routes(result.get("routes"))?);
+    let interfaces = result
+        .get("interfaces")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|i| Iface {
+            name: str_field(i, "name").to_owned(),
+            mac: str_field(i, "mac").to_owned(),
+            mtu: i
+                .get("mtu")
+                .and_then(Value::as_u64)
+                .and_then(|m| u32::try_from(m).ok())
+                .unwrap_or(0),
+            sandbox: str_field(i, "sandbox").to_owned(),
+        })
+        .collect();
+    let dns = match result.get("dns") {
+        Some(d) if d.is_object() => {
+            serde_json::from_value(d.clone()).map_err(|e| bad(format!("bad dns: {e}")))?
+        }
+        _ => Dns::default(),
+    };
+    Ok(CurrentResult {
+        interfaces,
+        ips,
+        routes,
+        dns,
+    })
+}
+
+/// Builds the network-status entries for one delegate's result (`result` is
+/// the CNI result JSON of any version). `network` is `ns/nad` for NAD
+/// networks or the delegate name for the cluster network; `is_default` marks
+/// the cluster (master) network.
+///
+/// Mirrors `CreateNetworkStatuses`: a single-interface result yields one entry
+/// carrying every IP; otherwise one entry per sandbox interface, IPs mapped by
+/// their `interface` index (unindexed IPs go to the last entry), and a result
+/// without sandbox interfaces yields nothing. Gateways are the `gw`s of
+/// default routes; routes without a `gw` are skipped (Go would print `<nil>`).
+pub fn network_statuses_from_result(
+    result: &Value,
+    network: &str,
+    is_default: bool,
+    device_info: Option<&DeviceInfo>,
+) -> Result<Vec<NetworkStatus>, StatusError> {
+    let r = parse_result(result, network)?;
+    let gateways: Vec<String> = r
+        .routes
+        .iter()
+        .filter(|rt| rt.is_default())
+        .filter_map(|rt| rt.gw.map(|g| g.to_string()))
+        .collect();
+    let base = NetworkStatus {
+        name: network.to_owned(),
+        dns: r.dns.clone(),
+        device_info: device_info.cloned(),
+        gateway: gateways,
+        ..NetworkStatus::default()
+    };
+    if r.interfaces.len() == 1 {
+        let mut st = NetworkStatus {
+            default: is_default,
+            ips: r
+                .ips
+                .iter()
+                .map(|ip| ip.address.addr().to_string())
+                .collect(),
+            ..base
+        };
+        if let Some(iface) = r.interfaces.iter().find(|i| !i.sandbox.is_empty()) {
+            st.interface = iface.name.clone();
+            st.mac = iface.mac.clone();
+            st.mtu = iface.mtu;
+        }
+        return Ok(vec![st]);
+    }
+    // The default network marks the interface owning the first gateway, or
+    // else its first sandbox interface.
+    let gw_iface = if is_default {
+        r.ips
+            .iter()
+            .find(|ip| ip.gateway.is_some() && ip.interface.is_some())
+            .and_then(|ip| ip.interface)
+    } else {
+        None
+    };
+    let mut statuses: Vec<NetworkStatus> = Vec::new();
+    let mut index_map = std::collections::HashMap::new();
+    let mut marked = false;
+    for (i, iface) in r.interfaces.iter().enumerate() {
+        if iface.sandbox.is_empty() {
+            continue;
+        }
+        let default = is_default
+            && !marked
+            && match gw_iface {
+                Some(g) => g == i,
+                None => true,
+            };
+        marked |= default;
+        index_map.insert(i, statuses.len());
+        statuses.push(NetworkStatus {
+            interface: iface.name.clone(),
+            mac: iface.mac.clone(),
+            mtu: iface.mtu,
+            default,
+            ..base.clone()
+        });
+    }
+    let last = statuses.len().checked_sub(1);
+    for ip in &r.ips {
+        let target = match ip.interface {
+            Some(idx) => index_map.get(&idx).copied(),
+            None => last,
+        };
+        if let Some(t) = target {
+            statuses[t].ips.push(ip.address.addr().to_string());
+        }
+    }
+    Ok(statuses)
+}
+
+/// Encodes the annotation value exactly as the NAD client does: every element
+/// pretty-printed with a four-space indent, joined by `,` inside `[` `]`.
+pub fn encode_network_status(statuses: &[NetworkStatus]) -> Result<String, StatusError> {
+    let mut parts = Vec::with_capacity(statuses.len());
+    for st in statuses {
+        let mut buf = Vec::new();
+        let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+        st.serialize(&mut ser)?;
+        parts.push(String::from_utf8_lossy(&buf).into_owned());
+    }
+    Ok(format!("[{}]", parts.join(",")))
+}
+
+/// Parses a network-status annotation value (for status readers and tests).
+pub fn decode_network_status(value: &str) -> Result<Vec<NetworkStatus>, StatusError> {
+    Ok(serde_json::from_str(value)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> String {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    #[test]
+    fn golden_tutorial_pod_status() {
+        // Cluster network (flannel, 1.0.0 result) plus a host-device NAD (0.3.1).
+        let flannel = json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [{"name": "eth0", "mac": "aa:bb:cc:00:00:01", "sandbox": "/var/run/netns/x"}],
+            "ips": [{"address": "203.0.113.5/24", "gateway": "203.0.113.1", "interface": 0}],
+            "routes": [{"dst": "0.0.0.0/0", "gw": "203.0.113.1"}, {"dst": "203.0.113.0/24"}],
+            "dns": {}
+        });
+        let vnic = json!({
+            "cniVersion": "0.3.1",
+            "interfaces": [{"name": "net1", "mac": "02:00:17:00:aa:01", "sandbox": "/var/run/netns/x"}],
+            "ips": [{"version": "4", "address": "198.51.100.93/24", "interface": 0}],
+            "routes": [{"dst": "198.51.100.0/24", "gw": "0.0.0.0"}],
+            "dns": {}
+        });
+        let dev = DeviceInfo::pci("0000:00:05.0", None);
+        let mut all = network_statuses_from_result(&flannel, "cbr0", true, None).unwrap();
+        all.extend(
+            network_statuses_from_result(&vnic, "default/sriov-vnic-1", false, Some(&dev)).unwrap(),
+        );
+        let encoded = encode_network_status(&all).unwrap();
+        assert_eq!(encoded, fixture("network_status_tutorial.txt").trim_end());
+        assert_eq!(decode_network_status(&encoded).unwrap(), all);
+    }
+
+    #[test]
+    fn multi_interface_result_maps_ips_by_index() {
+        let result = json!({
+            "cniVersion": "1.1.0",
+            "interfaces": [
+                {"name": "br0", "mac": "aa:00:00:00:00:01"},
+                {"name": "eth0", "mac": "aa:00:00:00:00:02", "mtu": 9000, "sandbox": "/ns"},
+                {"name": "eth1", "mac": "aa:00:00:00:00:03", "sandbox": "/ns"}
+            ],
+            "ips": [
+                {"address": "198.51.100.2/24", "interface": 2, "gateway": "198.51.100.1"},
+                {"address": "2001:db8::2/64", "interface": 1},
+                {"address": "203.0.113.9/24"}
+            ],
+            "routes": [{"dst": "::/0", "gw": "2001:db8::1"}],
+            "dns": {"nameservers": ["198.51.100.53"], "search": ["example.com"]}
+        });
+        let st = network_statuses_from_result(&result, "ns/multi", true, None).unwrap();
+        assert_eq!(st.len(), 2);
+        assert_eq!(st[0].interface, "eth0");
+        assert_eq!(st[0].mtu, 9000);
+        assert_eq!(st[0].ips, ["2001:db8::2"]);
+        assert!(!st[0].default, "default goes to the gateway's interface");
+        assert_eq!(st[1].interface, "eth1");
+        assert_eq!(st[1].ips, ["198.51.100.2", "203.0.113.9"]);
+        assert!(st[1].default);
+        assert_eq!(st[1].gateway, ["2001:db8::1"]);
+        assert_eq!(st[1].dns.nameservers, ["198.51.100.53"]);
+    }
+
+    #[test]
+    fn legacy_020_result_without_interfaces_yields_nothing() {
+        let result = json!({"cniVersion": "0.2.0", "ip4": {"ip": "198.51.100.5/24", "gateway": "198.51.100.1"}});
+        assert!(network_statuses_from_result(&result, "d/x", false, None)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn invalid_results_are_errors() {
+        assert!(network_statuses_from_result(&json!([]), "d/x", false, None).is_err());
+        let bad =
+            json!({"interfaces": [{"name": "a", "sandbox": "/n"}], "ips": [{"address": "nope"}]});
+        let err = network_statuses_from_result(&bad, "d/x", false, None).unwrap_err();
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+    }
+
+    #[test]
+    fn device_info_round_trips_every_type() {
+        let text = fixture("devinfo_vdpa.json");
+        let dev: DeviceInfo = serde_json::from_str(&text).unwrap();
+        assert_eq!(dev.type_, "vdpa");
+        assert_eq!(dev.vdpa.as_ref().unwrap().pf_pci_address, "0000:00:04.0");
+        let back: Value = serde_json::to_value(&dev).unwrap();
+        assert_eq!(back, serde_json::from_str::<Value>(&text).unwrap());
+    }
+}
