@@ -1,1 +1,3 @@
 //! End-to-end tests of Plexus (see tests/tests/).
+
+pub mod runtime;

@@ -1,0 +1,98 @@
+#!/usr/bin/python3
+"""Minimal CRI client for the runtime tests: a crictl stand-in (Debian 12 has
+no crictl) speaking runtime.v1 to containerd's CRI plugin over its unix socket.
+
+It needs Debian's python3-grpcio and python3-protobuf, so run it with
+/usr/bin/python3 (a pyenv python3 earlier on PATH cannot import them), and the
+module protoc generates from cri_min.proto (`protoc --python_out=DIR`), found
+in --pb-dir. Every command prints one JSON document on stdout; a gRPC error
+prints "<CODE>: <details>" on stderr (details carry containerd's message,
+e.g. the CNI plugin's error) and exits 3.
+
+usage: cri.py --sock SOCK --pb-dir DIR COMMAND [ARG]
+  version | status | images | pods
+  runp            PodSandboxConfig as JSON on stdin -> {"id": ...}
+  inspectp ID     PodSandboxStatus(verbose), "info" values decoded
+  stopp ID | rmp ID
+"""
+import argparse
+import json
+import sys
+
+RUNTIME = "/runtime.v1.RuntimeService/"
+IMAGE = "/runtime.v1.ImageService/"
+
+
+def main():
+    ap = argparse.ArgumentParser(usage=__doc__)
+    ap.add_argument("--sock", required=True)
+    ap.add_argument("--pb-dir", required=True)
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("command")
+    ap.add_argument("arg", nargs="?")
+    a = ap.parse_args()
+
+    sys.path.insert(0, a.pb_dir)
+    import grpc
+    from google.protobuf import json_format
+    import cri_min_pb2 as pb
+
+    channel = grpc.insecure_channel("unix://" + a.sock)
+
+    def call(service, method, request, response_type):
+        rpc = channel.unary_unary(
+            service + method,
+            request_serializer=request.SerializeToString,
+            response_deserializer=response_type.FromString,
+        )
+        return rpc(request, timeout=a.timeout)
+
+    def as_dict(msg):
+        d = json_format.MessageToDict(
+            msg, preserving_proto_field_name=True, including_default_value_fields=True
+        )
+        # Verbose "info" values are JSON documents serialised as strings.
+        for k, v in list(d.get("info", {}).items()):
+            try:
+                d["info"][k] = json.loads(v)
+            except ValueError:
+                pass
+        return d
+
+    cmd, arg = a.command, a.arg
+    if cmd in ("inspectp", "stopp", "rmp") and not arg:
+        ap.error(cmd + " needs a sandbox id")
+    try:
+        if cmd == "version":
+            out = as_dict(call(RUNTIME, "Version", pb.VersionRequest(version="v1"), pb.VersionResponse))
+        elif cmd == "status":
+            out = as_dict(call(RUNTIME, "Status", pb.StatusRequest(verbose=True), pb.StatusResponse))
+        elif cmd == "images":
+            out = as_dict(call(IMAGE, "ListImages", pb.ListImagesRequest(), pb.ListImagesResponse))
+        elif cmd == "pods":
+            out = as_dict(call(RUNTIME, "ListPodSandbox", pb.ListPodSandboxRequest(), pb.ListPodSandboxResponse))
+        elif cmd == "runp":
+            config = json_format.ParseDict(json.load(sys.stdin), pb.PodSandboxConfig())
+            resp = call(RUNTIME, "RunPodSandbox", pb.RunPodSandboxRequest(config=config), pb.RunPodSandboxResponse)
+            out = {"id": resp.pod_sandbox_id}
+        elif cmd == "inspectp":
+            req = pb.PodSandboxStatusRequest(pod_sandbox_id=arg, verbose=True)
+            out = as_dict(call(RUNTIME, "PodSandboxStatus", req, pb.PodSandboxStatusResponse))
+        elif cmd == "stopp":
+            call(RUNTIME, "StopPodSandbox", pb.StopPodSandboxRequest(pod_sandbox_id=arg), pb.StopPodSandboxResponse)
+            out = {"id": arg}
+        elif cmd == "rmp":
+            call(RUNTIME, "RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=arg), pb.RemovePodSandboxResponse)
+            out = {"id": arg}
+        else:
+            ap.error("unknown command " + cmd)
+    except grpc.RpcError as e:
+        sys.stderr.write("%s: %s\n" % (e.code().name, e.details()))
+        return 3
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
