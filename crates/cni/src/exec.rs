@@ -1,0 +1,392 @@
+//! Delegate execution (`pkg/invoke`): find a plugin binary in `CNI_PATH`, run
+//! it with `CNI_*` env and a config on stdin, and turn a failure into the
+//! delegate's own CNI error. Used for IPAM and by the meta plugin for every
+//! delegate. The process side sits behind [`Exec`] so handlers test with
+//! [`crate::testing::FakeExec`].
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+
+use crate::error::CniError;
+use crate::result::CniResult;
+use crate::skel::{CmdArgs, Command};
+use crate::version;
+
+/// Runs plugin binaries.
+pub trait Exec {
+    /// Runs `path` with `env` added to the environment and `stdin` as input;
+    /// returns stdout on success, the plugin's CNI error on failure.
+    fn exec_plugin(
+        &self,
+        path: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+    ) -> Result<Vec<u8>, CniError>;
+
+    /// Finds plugin `plugin_type` in `paths` (first match wins).
+    fn find_in_path(&self, plugin_type: &str, paths: &[PathBuf]) -> Result<PathBuf, CniError>;
+}
+
+/// The `CNI_*` values a delegate is run with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DelegateEnv {
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// `CNI_NETNS`.
+    pub netns: String,
+    /// `CNI_IFNAME`.
+    pub ifname: String,
+    /// `CNI_ARGS`.
+    pub args: String,
+    /// `CNI_PATH`.
+    pub path: Vec<PathBuf>,
+}
+
+impl From<&CmdArgs> for DelegateEnv {
+    /// A delegate (e.g. IPAM) sees the same env as its caller.
+    fn from(a: &CmdArgs) -> Self {
+        Self {
+            container_id: a.container_id.clone(),
+            netns: a.netns.clone(),
+            ifname: a.ifname.clone(),
+            args: a.args.clone(),
+            path: a.path.clone(),
+        }
+    }
+}
+
+/// Names of every variable [`DelegateEnv::to_env`] sets; inherited copies are
+/// removed so a delegate never sees its caller's stale values.
+pub const CNI_ENV_VARS: &[&str] = &[
+    "CNI_COMMAND",
+    "CNI_CONTAINERID",
+    "CNI_NETNS",
+    "CNI_IFNAME",
+    "CNI_ARGS",
+    "CNI_PATH",
+];
+
+impl DelegateEnv {
+    /// The env pairs for `command`; empty values are left out.
+    pub fn to_env(&self, command: Command) -> Vec<(String, String)> {
+        let path = std::env::join_paths(&self.path)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        [
+            ("CNI_COMMAND", command.as_str().to_string()),
+            ("CNI_CONTAINERID", self.container_id.clone()),
+            ("CNI_NETNS", self.netns.clone()),
+            ("CNI_IFNAME", self.ifname.clone()),
+            ("CNI_ARGS", self.args.clone()),
+            ("CNI_PATH", path),
+        ]
+        .into_iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// Runs real processes. Stderr is copied through to ours and kept for the
+/// error message when the plugin prints nothing on stdout.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessExec;
+
+impl Exec for ProcessExec {
+    fn exec_plugin(
+        &self,
+        path: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+    ) -> Result<Vec<u8>, CniError> {
+        let mut cmd = Process::new(path);
+        for name in CNI_ENV_VARS {
+            cmd.env_remove(name);
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            CniError::generic(format!("failed to execute plugin {}: {e}", path.display()))
+        })?;
+        let mut child_in = child.stdin.take();
+        let mut child_out = child.stdout.take();
+        let mut child_err = child.stderr.take();
+        let (stdout, stderr) = std::thread::scope(|s| {
+            // Feed stdin and drain stderr concurrently so a chatty plugin
+            // cannot deadlock on a full pipe.
+            s.spawn(move || {
+                if let Some(mut w) = child_in.take() {
+                    // A plugin that exits without reading stdin is not an exec error.
+                    let _ = w.write_all(stdin);
+                }
+            });
+            let err_thread = s.spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(r) = child_err.as_mut() {
+                    let _ = r.read_to_end(&mut buf);
+                }
+                let _ = std::io::stderr().write_all(&buf);
+                buf
+            });
+            let mut out = Vec::new();
+            if let Some(r) = child_out.as_mut() {
+                let _ = r.read_to_end(&mut out);
+            }
+            (out, err_thread.join().unwrap_or_default())
+        });
+        let status = child.wait().map_err(|e| {
+            CniError::generic(format!("failed to wait for plugin {}: {e}", path.display()))
+        })?;
+        if status.success() {
+            return Ok(stdout);
+        }
+        Err(plugin_error(&status.to_string(), &stdout, &stderr))
+    }
+
+    fn find_in_path(&self, plugin_type: &str, paths: &[PathBuf]) -> Result<PathBuf, CniError> {
+        find_in_path(plugin_type, paths, |p| p.is_file())
+    }
+}
+
+/// The error for a failed plugin: its own CNI error when stdout holds one.
+fn plugin_error(status: &str, stdout: &[u8], stderr: &[u8]) -> CniError {
+    if stdout.iter().all(u8::is_ascii_whitespace) {
+        if stderr.is_empty() {
+            return CniError::generic(format!("netplugin failed with no error message: {status}"));
+        }
+        return CniError::generic(format!(
+            "netplugin failed: {:?}",
+            String::from_utf8_lossy(stderr).trim_end()
+        ));
+    }
+    serde_json::from_slice::<CniError>(stdout).unwrap_or_else(|e| {
+        CniError::generic(format!(
+            "netplugin failed but error parsing its diagnostic message {:?}: {e}",
+            String::from_utf8_lossy(stdout)
+        ))
+    })
+}
+
+/// Finds `plugin_type` in `paths` using `exists` (so fakes share the rules).
+pub fn find_in_path(
+    plugin_type: &str,
+    paths: &[PathBuf],
+    exists: impl Fn(&Path) -> bool,
+) -> Result<PathBuf, CniError> {
+    if plugin_type.is_empty() {
+        return Err(CniError::generic("no plugin name provided"));
+    }
+    if plugin_type.contains('/') {
+        return Err(CniError::generic(format!(
+            "invalid plugin name: {plugin_type}"
+        )));
+    }
+    if paths.is_empty() {
+        return Err(CniError::generic(format!(
+            "failed to find plugin {plugin_type:?}: no paths provided (CNI_PATH is empty)"
+        )));
+    }
+    paths
+        .iter()
+        .map(|dir| dir.join(plugin_type))
+        .find(|p| exists(p))
+        .ok_or_else(|| {
+            let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            CniError::generic(format!(
+                "failed to find plugin {plugin_type:?} in path [{}]",
+                list.join(" ")
+            ))
+        })
+}
+
+fn run_delegate(
+    plugin_type: &str,
+    conf: &[u8],
+    env: &DelegateEnv,
+    command: Command,
+    exec: &(impl Exec + ?Sized),
+) -> Result<Vec<u8>, CniError> {
+    let path = exec.find_in_path(plugin_type, &env.path)?;
+    exec.exec_plugin(&path, conf, &env.to_env(command))
+}
+
+/// ADD on a delegate; its result is parsed in its own `cniVersion` (the
+/// config's when absent, like libcni).
+pub fn delegate_add(
+    plugin_type: &str,
+    conf: &[u8],
+    env: &DelegateEnv,
+    exec: &(impl Exec + ?Sized),
+) -> Result<CniResult, CniError> {
+    let out = run_delegate(plugin_type, conf, env, Command::Add, exec)?;
+    let conf_version = version::config_version(conf)?;
+    CniResult::from_slice(&out, &conf_version)
+}
+
+/// CHECK on a delegate.
+pub fn delegate_check(
+    plugin_type: &str,
+    conf: &[u8],
+    env: &DelegateEnv,
+    exec: &(impl Exec + ?Sized),
+) -> Result<(), CniError> {
+    run_delegate(plugin_type, conf, env, Command::Check, exec).map(drop)
+}
+
+/// DEL on a delegate.
+pub fn delegate_del(
+    plugin_type: &str,
+    conf: &[u8],
+    env: &DelegateEnv,
+    exec: &(impl Exec + ?Sized),
+) -> Result<(), CniError> {
+    run_delegate(plugin_type, conf, env, Command::Del, exec).map(drop)
+}
+
+/// STATUS on a delegate.
+pub fn delegate_status(
+    plugin_type: &str,
+    conf: &[u8],
+    env: &DelegateEnv,
+    exec: &(impl Exec + ?Sized),
+) -> Result<(), CniError> {
+    run_delegate(plugin_type, conf, env, Command::Status, exec).map(drop)
+}
+
+/// GC on a delegate.
+pub fn delegate_gc(
+    plugin_type: &str,
+    conf: &[u8],
+    env: &DelegateEnv,
+    exec: &(impl Exec + ?Sized),
+) -> Result<(), CniError> {
+    run_delegate(plugin_type, conf, env, Command::Gc, exec).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::FakeExec;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn env() -> DelegateEnv {
+        DelegateEnv {
+            container_id: "c1".into(),
+            netns: "/var/run/netns/x".into(),
+            ifname: "net1".into(),
+            args: "IgnoreUnknown=1".into(),
+            path: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+        }
+    }
+
+    #[test]
+    fn env_pairs() {
+        let mut e = env();
+        e.netns.clear();
+        let pairs = e.to_env(Command::Del);
+        assert!(pairs.contains(&("CNI_COMMAND".into(), "DEL".into())));
+        assert!(pairs.contains(&("CNI_PATH".into(), "/opt/cni/bin:/usr/lib/cni".into())));
+        assert!(!pairs.iter().any(|(k, _)| k == "CNI_NETNS"));
+    }
+
+    #[test]
+    fn delegate_add_with_fake() {
+        let fake = FakeExec::new().with_plugin("static");
+        fake.push_output(br#"{"cniVersion":"1.0.0","ips":[{"address":"198.51.100.2/24"}]}"#);
+        let conf = br#"{"cniVersion":"1.0.0","name":"n","type":"static"}"#;
+        let r = delegate_add("static", conf, &env(), &fake).unwrap();
+        assert_eq!(r.ips[0].address.to_string(), "198.51.100.2/24");
+        let calls = fake.calls();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].path, PathBuf::from("/opt/cni/bin/static"));
+        assert_eq!(calls[0].command(), Some("ADD"));
+        assert_eq!(calls[0].stdin, conf.to_vec());
+    }
+
+    #[test]
+    fn delegate_error_passes_through() {
+        let fake = FakeExec::new().with_plugin("static");
+        fake.push_error(CniError::invalid_config("bad"));
+        let e = delegate_del("static", b"{}", &env(), &fake).unwrap_err();
+        assert_eq!(e, CniError::invalid_config("bad"));
+        assert_eq!(fake.calls()[0].command(), Some("DEL"));
+        fake.push_output(b"");
+        assert!(delegate_gc("static", b"{}", &env(), &fake).is_ok());
+        assert!(delegate_status("static", b"{}", &env(), &fake).is_ok());
+        assert!(delegate_check("static", b"{}", &env(), &fake).is_ok());
+    }
+
+    #[test]
+    fn missing_plugin_names_type_and_paths() {
+        let fake = FakeExec::new();
+        let e = delegate_add("nope", b"{}", &env(), &fake).unwrap_err();
+        assert_eq!(
+            e.msg,
+            r#"failed to find plugin "nope" in path [/opt/cni/bin /usr/lib/cni]"#
+        );
+        assert!(fake.calls().is_empty());
+        assert!(find_in_path("a/b", &env().path, |_| true).is_err());
+        assert!(find_in_path("", &env().path, |_| true).is_err());
+        assert!(find_in_path("x", &[], |_| true)
+            .unwrap_err()
+            .msg
+            .contains("CNI_PATH"));
+    }
+
+    #[test]
+    fn plugin_error_fallbacks() {
+        assert_eq!(
+            plugin_error("exit 1", b"", b"").msg,
+            "netplugin failed with no error message: exit 1"
+        );
+        assert_eq!(
+            plugin_error("exit 1", b"", b"oops\n").msg,
+            r#"netplugin failed: "oops""#
+        );
+        assert!(plugin_error("exit 1", b"junk", b"")
+            .msg
+            .contains("error parsing its diagnostic"));
+        assert_eq!(
+            plugin_error("x", br#"{"code":7,"msg":"m","details":"d"}"#, b"").details,
+            "d"
+        );
+    }
+
+    #[test]
+    fn process_exec_script() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("okplug");
+        std::fs::write(
+            &ok,
+            "#!/bin/sh\necho \"cmd=$CNI_COMMAND if=$CNI_IFNAME in=$(cat)\"\necho diag >&2\n",
+        )
+        .unwrap();
+        let bad = dir.path().join("badplug");
+        std::fs::write(
+            &bad,
+            "#!/bin/sh\ncat >/dev/null\necho '{\"code\":11,\"msg\":\"later\"}'\nexit 1\n",
+        )
+        .unwrap();
+        for p in [&ok, &bad] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let paths = vec![PathBuf::from("/nonexistent-px"), dir.path().to_path_buf()];
+        let found = ProcessExec.find_in_path("okplug", &paths).unwrap();
+        assert_eq!(found, ok);
+        let out = ProcessExec
+            .exec_plugin(&found, b"{\"x\":1}", &env().to_env(Command::Add))
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "cmd=ADD if=net1 in={\"x\":1}\n"
+        );
+        let e = ProcessExec.exec_plugin(&bad, b"{}", &[]).unwrap_err();
+        assert_eq!(e, CniError::try_again("later"));
+        assert!(ProcessExec
+            .exec_plugin(&dir.path().join("none"), b"", &[])
+            .is_err());
+    }
+}

@@ -1,0 +1,586 @@
+//! The plugin skeleton (`pkg/skel`): read `CNI_*` env and stdin, validate in
+//! the reference order, dispatch to a [`Plugin`], print the result or the
+//! error JSON on stdout. Only this module writes to stdout.
+//!
+//! Validation order (matches the Go skeleton, reference-behaviour §2 item 7):
+//! 1. required env vars for the command (code 4; no `CNI_COMMAND` at all
+//!    prints the about text on stderr and exits 0);
+//! 2. stdin JSON (code 6) and network name (code 7), before dispatch;
+//! 3. container id and interface name for ADD/CHECK/DEL;
+//! 4. command: CHECK needs config ≥0.4.0, STATUS/GC ≥1.1.0 (code 1), then the
+//!    config version must be supported (code 1, "incompatible CNI versions");
+//!    unknown commands give code 4.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::CniError;
+use crate::version::{self, VersionInfo};
+
+/// A CNI command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Command {
+    /// ADD.
+    Add,
+    /// DEL.
+    Del,
+    /// CHECK.
+    Check,
+    /// STATUS (1.1.0).
+    Status,
+    /// GC (1.1.0).
+    Gc,
+    /// VERSION.
+    Version,
+}
+
+impl Command {
+    /// Parses the `CNI_COMMAND` value.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ADD" => Self::Add,
+            "DEL" => Self::Del,
+            "CHECK" => Self::Check,
+            "STATUS" => Self::Status,
+            "GC" => Self::Gc,
+            "VERSION" => Self::Version,
+            _ => return None,
+        })
+    }
+
+    /// The `CNI_COMMAND` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "ADD",
+            Self::Del => "DEL",
+            Self::Check => "CHECK",
+            Self::Status => "STATUS",
+            Self::Gc => "GC",
+            Self::Version => "VERSION",
+        }
+    }
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything a plugin invocation receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CmdArgs {
+    /// The command.
+    pub command: Command,
+    /// `CNI_CONTAINERID`.
+    pub container_id: String,
+    /// `CNI_NETNS` (may be empty on DEL).
+    pub netns: String,
+    /// `CNI_IFNAME`.
+    pub ifname: String,
+    /// Raw `CNI_ARGS`.
+    pub args: String,
+    /// `CNI_PATH`, split on `:`.
+    pub path: Vec<PathBuf>,
+    /// The config JSON from stdin.
+    pub stdin: Vec<u8>,
+}
+
+/// A CNI plugin's handlers. STATUS and GC default to success, as a nil
+/// handler does in the Go skeleton.
+pub trait Plugin {
+    /// ADD: returns the result already rendered in the config's cniVersion.
+    fn add(&self, args: &CmdArgs) -> Result<Value, CniError>;
+    /// DEL: must succeed when things are already gone.
+    fn del(&self, args: &CmdArgs) -> Result<(), CniError>;
+    /// CHECK.
+    fn check(&self, args: &CmdArgs) -> Result<(), CniError>;
+    /// STATUS.
+    fn status(&self, _args: &CmdArgs) -> Result<(), CniError> {
+        Ok(())
+    }
+    /// GC.
+    fn gc(&self, _args: &CmdArgs) -> Result<(), CniError> {
+        Ok(())
+    }
+}
+
+/// Runs a plugin against the real process env, stdin and stdout; returns the
+/// exit code for `std::process::exit`.
+pub fn run<P: Plugin + ?Sized>(plugin: &P, about: &str, supported: &[&str]) -> i32 {
+    let env = |k: &str| std::env::var(k).ok();
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    run_with(
+        plugin,
+        about,
+        supported,
+        &env,
+        &mut stdin.lock(),
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )
+}
+
+/// [`run`] with injected env, stdin, stdout and stderr, for tests.
+pub fn run_with<P: Plugin + ?Sized>(
+    plugin: &P,
+    about: &str,
+    supported: &[&str],
+    env: &dyn Fn(&str) -> Option<String>,
+    stdin: &mut dyn Read,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> i32 {
+    let getenv = |k: &str| env(k).unwrap_or_default();
+    let mut stdin_data = Vec::new();
+    let outcome = dispatch(plugin, supported, &getenv, stdin, &mut stdin_data);
+    match outcome {
+        Ok(Output::About) => {
+            // Diagnostics only: a failed stderr write must not change the outcome.
+            let _ = writeln!(stderr, "{about}");
+            let _ = writeln!(
+                stderr,
+                "CNI protocol versions supported: {}",
+                supported.join(", ")
+            );
+            0
+        }
+        Ok(Output::Nothing) => 0,
+        Ok(Output::Pretty(v)) => write_pretty(stdout, &v).map_or(1, |()| 0),
+        Ok(Output::Compact(v)) => match serde_json::to_vec(&v) {
+            Ok(mut bytes) => {
+                bytes.push(b'\n');
+                stdout
+                    .write_all(&bytes)
+                    .and_then(|()| stdout.flush())
+                    .map_or(1, |()| 0)
+            }
+            Err(_) => 1,
+        },
+        Err(e) => {
+            let ver = version::config_version(&stdin_data)
+                .ok()
+                .filter(|v| !stdin_data.is_empty() && version::Version::parse(v).is_ok())
+                .unwrap_or_else(|| version::CURRENT.to_string());
+            let _ = write_pretty(stdout, &e.to_json(&ver));
+            1
+        }
+    }
+}
+
+enum Output {
+    About,
+    Nothing,
+    Pretty(Value),
+    Compact(Value),
+}
+
+fn write_pretty(out: &mut dyn Write, v: &impl Serialize) -> std::io::Result<()> {
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
+    v.serialize(&mut ser).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
+/// Env vars in the skeleton's order with the commands that require them.
+const ENV_VARS: &[(&str, &[&str])] = &[
+    ("CNI_COMMAND", &["ADD", "CHECK", "DEL", "GC", "STATUS"]),
+    ("CNI_CONTAINERID", &["ADD", "CHECK", "DEL"]),
+    ("CNI_NETNS", &["ADD", "CHECK"]),
+    ("CNI_IFNAME", &["ADD", "CHECK", "DEL"]),
+    ("CNI_ARGS", &[]),
+    ("CNI_PATH", &["ADD", "CHECK", "DEL", "GC", "STATUS"]),
+];
+
+fn dispatch<P: Plugin + ?Sized>(
+    plugin: &P,
+    supported: &[&str],
+    getenv: &dyn Fn(&str) -> String,
+    stdin: &mut dyn Read,
+    stdin_data: &mut Vec<u8>,
+) -> Result<Output, CniError> {
+    let cmd = getenv("CNI_COMMAND");
+    let missing: Vec<&str> = ENV_VARS
+        .iter()
+        .filter(|(name, req)| {
+            getenv(name).is_empty() && (*name == "CNI_COMMAND" || req.contains(&cmd.as_str()))
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    if !missing.is_empty() {
+        if cmd.is_empty() {
+            return Ok(Output::About);
+        }
+        return Err(CniError::invalid_env(format!(
+            "required env variables [{}] missing",
+            missing.join(",")
+        )));
+    }
+    if cmd == "VERSION" {
+        return Ok(Output::Compact(version_value(supported)?));
+    }
+    stdin
+        .read_to_end(stdin_data)
+        .map_err(|e| CniError::io(format!("error reading from stdin: {e}")))?;
+    validate_config(stdin_data)?;
+    let command = Command::parse(&cmd);
+    if matches!(command, Some(Command::Add | Command::Check | Command::Del)) {
+        validate_container_id(&getenv("CNI_CONTAINERID"))?;
+        validate_interface_name(&getenv("CNI_IFNAME"))?;
+    }
+    let Some(command) = command else {
+        return Err(CniError::invalid_env(format!("unknown CNI_COMMAND: {cmd}")));
+    };
+    let args = CmdArgs {
+        command,
+        container_id: getenv("CNI_CONTAINERID"),
+        netns: getenv("CNI_NETNS"),
+        ifname: getenv("CNI_IFNAME"),
+        args: getenv("CNI_ARGS"),
+        path: split_path(&getenv("CNI_PATH")),
+        stdin: std::mem::take(stdin_data),
+    };
+    let result = call(plugin, supported, &args);
+    *stdin_data = args.stdin;
+    result
+}
+
+fn call<P: Plugin + ?Sized>(
+    plugin: &P,
+    supported: &[&str],
+    args: &CmdArgs,
+) -> Result<Output, CniError> {
+    let conf_version = version::config_version(&args.stdin)?;
+    version::check_command_allowed(args.command.as_str(), &conf_version, supported)?;
+    version::check_supported(&conf_version, supported)?;
+    match args.command {
+        Command::Add => plugin.add(args).map(Output::Pretty),
+        Command::Del => plugin.del(args).map(|()| Output::Nothing),
+        Command::Check => plugin.check(args).map(|()| Output::Nothing),
+        Command::Status => plugin.status(args).map(|()| Output::Nothing),
+        Command::Gc => plugin.gc(args).map(|()| Output::Nothing),
+        Command::Version => Ok(Output::Compact(version_value(supported)?)),
+    }
+}
+
+fn version_value(supported: &[&str]) -> Result<Value, CniError> {
+    serde_json::to_value(VersionInfo::new(supported)).map_err(|e| CniError::io(e.to_string()))
+}
+
+/// `CNI_PATH` split like Go's `filepath.SplitList` (empty entries dropped).
+pub fn split_path(s: &str) -> Vec<PathBuf> {
+    s.split(':')
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn valid_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Stdin must be JSON with a valid network `name`.
+pub fn validate_config(stdin: &[u8]) -> Result<(), CniError> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        #[serde(default)]
+        name: Option<Value>,
+    }
+    let named: Named = serde_json::from_slice(stdin)
+        .map_err(|e| CniError::decode(format!("error unmarshall network config: {e}")))?;
+    let name = match named.name {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s,
+        Some(other) => {
+            return Err(CniError::decode(format!(
+                "error unmarshall network config: name must be a string, got {other}"
+            )))
+        }
+    };
+    if name.is_empty() {
+        return Err(CniError::invalid_config("missing network name"));
+    }
+    if !valid_id(&name) {
+        return Err(
+            CniError::invalid_config("invalid characters found in network name").with_details(name),
+        );
+    }
+    Ok(())
+}
+
+/// Container ids start alphanumeric, then alphanumerics, `_`, `.` or `-`.
+pub fn validate_container_id(id: &str) -> Result<(), CniError> {
+    if id.is_empty() {
+        return Err(CniError::unknown_container("missing containerID"));
+    }
+    if !valid_id(id) {
+        return Err(CniError::invalid_env("invalid characters in containerID").with_details(id));
+    }
+    Ok(())
+}
+
+/// Linux interface name rules (`IFNAMSIZ`, no `/`, `:` or whitespace).
+pub fn validate_interface_name(name: &str) -> Result<(), CniError> {
+    if name.is_empty() {
+        return Err(CniError::invalid_env("interface name is empty"));
+    }
+    if name.len() > 15 {
+        return Err(CniError::invalid_env("interface name is too long")
+            .with_details("interface name should be less than 16 characters"));
+    }
+    if name == "." || name == ".." {
+        return Err(CniError::invalid_env("interface name is . or .."));
+    }
+    if name
+        .chars()
+        .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
+        return Err(CniError::invalid_env(
+            "interface name contains / or : or whitespace characters",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct Recorder {
+        calls: RefCell<Vec<(Command, String)>>,
+        fail: Option<CniError>,
+    }
+
+    impl Recorder {
+        fn record(&self, a: &CmdArgs) -> Result<(), CniError> {
+            self.calls.borrow_mut().push((a.command, a.ifname.clone()));
+            self.fail.clone().map_or(Ok(()), Err)
+        }
+    }
+
+    impl Plugin for Recorder {
+        fn add(&self, a: &CmdArgs) -> Result<Value, CniError> {
+            self.record(a)?;
+            Ok(json!({"cniVersion": "1.0.0", "ips": []}))
+        }
+        fn del(&self, a: &CmdArgs) -> Result<(), CniError> {
+            self.record(a)
+        }
+        fn check(&self, a: &CmdArgs) -> Result<(), CniError> {
+            self.record(a)
+        }
+        fn gc(&self, a: &CmdArgs) -> Result<(), CniError> {
+            self.record(a)
+        }
+    }
+
+    struct Run {
+        code: i32,
+        stdout: String,
+        stderr: String,
+    }
+
+    impl Run {
+        fn json(&self) -> Value {
+            serde_json::from_str(&self.stdout).unwrap_or(Value::Null)
+        }
+    }
+
+    fn full_env(cmd: &str) -> HashMap<String, String> {
+        [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/var/run/netns/x"),
+            ("CNI_IFNAME", "net1"),
+            ("CNI_PATH", "/opt/cni/bin::/usr/lib/cni"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+    }
+
+    fn run_env(p: &Recorder, env: &HashMap<String, String>, stdin: &str) -> Run {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let get = |k: &str| env.get(k).cloned();
+        let code = run_with(
+            p,
+            "CNI test plugin",
+            version::SUPPORTED,
+            &get,
+            &mut stdin.as_bytes(),
+            &mut out,
+            &mut err,
+        );
+        Run {
+            code,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        }
+    }
+
+    const CONF: &str = r#"{"cniVersion":"1.0.0","name":"n","type":"t"}"#;
+
+    #[test]
+    fn no_command_prints_about() {
+        let p = Recorder::default();
+        let r = run_env(&p, &HashMap::new(), CONF);
+        assert_eq!(r.code, 0);
+        assert!(r.stdout.is_empty());
+        assert!(r.stderr.contains("CNI test plugin"));
+        assert!(r
+            .stderr
+            .contains("CNI protocol versions supported: 0.1.0, 0.2.0"));
+    }
+
+    #[test]
+    fn missing_env_names_variables() {
+        let p = Recorder::default();
+        let mut env = full_env("ADD");
+        env.remove("CNI_NETNS");
+        env.remove("CNI_PATH");
+        let r = run_env(&p, &env, CONF);
+        assert_eq!(r.code, 1);
+        let v = r.json();
+        assert_eq!(v["code"], 4);
+        assert_eq!(
+            v["msg"],
+            "required env variables [CNI_NETNS,CNI_PATH] missing"
+        );
+        // DEL does not need CNI_NETNS.
+        let mut env = full_env("DEL");
+        env.remove("CNI_NETNS");
+        assert_eq!(run_env(&p, &env, CONF).code, 0);
+    }
+
+    #[test]
+    fn decode_then_name_before_dispatch() {
+        let p = Recorder::default();
+        let r = run_env(&p, &full_env("ADD"), "{nope");
+        assert_eq!(r.json()["code"], 6);
+        assert!(r.json()["msg"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("error unmarshall network config"));
+        // Unknown command with a nameless config: code 7, like the reference.
+        let r = run_env(&p, &full_env("FOO"), "{}");
+        assert_eq!((r.code, r.json()["code"].clone()), (1, json!(7)));
+        assert_eq!(r.json()["msg"], "missing network name");
+        let r = run_env(&p, &full_env("FOO"), CONF);
+        assert_eq!(r.json()["code"], 4);
+        assert_eq!(r.json()["msg"], "unknown CNI_COMMAND: FOO");
+        let r = run_env(&p, &full_env("ADD"), r#"{"name":"bad name"}"#);
+        assert_eq!(r.json()["code"], 7);
+        assert!(p.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn container_and_ifname_validation() {
+        let p = Recorder::default();
+        let mut env = full_env("ADD");
+        env.insert("CNI_CONTAINERID".into(), "-bad".into());
+        assert_eq!(run_env(&p, &env, CONF).json()["code"], 4);
+        let mut env = full_env("ADD");
+        env.insert("CNI_IFNAME".into(), "a-very-long-ifname".into());
+        let v = run_env(&p, &env, CONF).json();
+        assert_eq!(
+            (v["code"].clone(), v["msg"].clone()),
+            (json!(4), json!("interface name is too long"))
+        );
+    }
+
+    #[test]
+    fn incompatible_version() {
+        let p = Recorder::default();
+        let r = run_env(&p, &full_env("ADD"), r#"{"cniVersion":"9.9.9","name":"n"}"#);
+        let v = r.json();
+        assert_eq!(v["code"], 1);
+        assert_eq!(v["msg"], "incompatible CNI versions");
+        assert!(v["details"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(r#"config is "9.9.9""#));
+    }
+
+    #[test]
+    fn add_prints_result_and_passes_args() {
+        let p = Recorder::default();
+        let r = run_env(&p, &full_env("ADD"), CONF);
+        assert_eq!(r.code, 0);
+        assert_eq!(r.json(), json!({"cniVersion":"1.0.0","ips":[]}));
+        assert_eq!(p.calls.borrow()[0], (Command::Add, "net1".to_string()));
+    }
+
+    #[test]
+    fn check_gc_status_version_rules() {
+        let p = Recorder::default();
+        let r = run_env(
+            &p,
+            &full_env("CHECK"),
+            r#"{"cniVersion":"0.3.1","name":"n"}"#,
+        );
+        assert_eq!(
+            r.json(),
+            json!({"cniVersion":"0.3.1","code":1,"msg":"config version does not allow CHECK"})
+        );
+        let r = run_env(&p, &full_env("GC"), CONF);
+        assert_eq!(r.json()["msg"], "config version does not allow GC");
+        let gc_env: HashMap<String, String> = [("CNI_COMMAND", "GC"), ("CNI_PATH", "/x")]
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        let r = run_env(&p, &gc_env, r#"{"cniVersion":"1.1.0","name":"n"}"#);
+        assert_eq!((r.code, r.stdout.as_str()), (0, ""));
+        let mut st = gc_env.clone();
+        st.insert("CNI_COMMAND".into(), "STATUS".into());
+        assert_eq!(
+            run_env(&p, &st, r#"{"cniVersion":"1.1.0","name":"n"}"#).code,
+            0
+        );
+        assert_eq!(run_env(&p, &full_env("CHECK"), CONF).code, 0);
+    }
+
+    #[test]
+    fn version_command_ignores_stdin() {
+        let p = Recorder::default();
+        let env: HashMap<String, String> =
+            [("CNI_COMMAND".to_string(), "VERSION".to_string())].into();
+        let r = run_env(&p, &env, "garbage");
+        assert_eq!(r.code, 0);
+        assert_eq!(r.json()["supportedVersions"][6], "1.1.0");
+    }
+
+    #[test]
+    fn plugin_error_printed() {
+        let p = Recorder {
+            fail: Some(CniError::try_again("busy")),
+            ..Recorder::default()
+        };
+        let r = run_env(&p, &full_env("DEL"), CONF);
+        assert_eq!(r.code, 1);
+        assert_eq!(
+            r.json(),
+            json!({"cniVersion":"1.0.0","code":11,"msg":"busy"})
+        );
+    }
+
+    #[test]
+    fn path_split() {
+        assert_eq!(
+            split_path("/a::/b"),
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
+        assert!(split_path("").is_empty());
+    }
+}
