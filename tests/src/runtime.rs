@@ -355,6 +355,30 @@ impl RuntimeNode {
         &self.cri
     }
 
+    /// Runs `f` on a thread that joined the node netns, and returns its
+    /// result. Sockets it binds stay in the node netns after it returns, and
+    /// threads it spawns start there: this is how a test serves the fake
+    /// Kubernetes API where the CNI plugins (children of containerd) can
+    /// reach it on 127.0.0.1, while the test itself stays in the host netns.
+    pub fn in_node_netns<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send,
+        F: FnOnce() -> T + Send,
+    {
+        let path = self.node.path();
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<T> {
+                let ns = fs::File::open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .with_context(|| format!("setns {}", path.display()))?;
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| anyhow!("thread in the node netns panicked"))?
+        })
+    }
+
     /// Symlinks Debian's reference plugin `name` into the CNI bin dir.
     pub fn link_reference_plugin(&self, name: &str) -> Result<()> {
         let dst = self.cni_bin_dir().join(name);
