@@ -368,8 +368,8 @@ impl RuntimeNode {
         let path = self.node.path();
         std::thread::scope(|s| {
             s.spawn(|| -> Result<T> {
-                let ns = fs::File::open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?;
+                let ns =
+                    fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
                 nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
                     .with_context(|| format!("setns {}", path.display()))?;
                 Ok(f())
