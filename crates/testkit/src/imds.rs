@@ -1,1 +1,381 @@
-//! (being written)
+//! A fake OCI Instance Metadata Service (IMDS v2) for tests and the demo.
+//!
+//! Faithful where our client depends on it: v2 paths under `/opc/v2/`,
+//! `401` for v2 calls without `Authorization: Bearer Oracle`, `403` for
+//! requests carrying forwarding headers, `404` for v1 (legacy endpoints
+//! disabled), trailing-slash-insensitive paths, and sub-key paths such as
+//! `/opc/v2/instance/region`. Faults are scripted per request (throttling
+//! with HTML bodies as seen in the wild, 5xx, 404 update windows, garbage
+//! JSON, latency) and every request is logged with its auth header.
+//!
+//! The server runs on its own thread with a current-thread runtime, so
+//! blocking tests (our IMDS client is blocking) can use it directly.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::Router;
+use serde_json::Value;
+
+/// The HTML body OCI's front end sends with a 429 (observed in practice).
+pub const THROTTLED_HTML: &str = "<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n<center><h1>429 Too Many Requests</h1></center>\r\n</body>\r\n</html>\r\n";
+
+/// One scripted misbehaviour, consumed by the next authorised v2 request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// Answer with this status and a short JSON error body.
+    Status(u16),
+    /// Answer with this status and an HTML page (like OCI's throttling page).
+    HtmlStatus(u16),
+    /// Answer 200 with a body that is not JSON.
+    GarbageJson,
+    /// Wait this long, then answer normally.
+    Delay(Duration),
+}
+
+/// One request as the fake saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Path without query.
+    pub path: String,
+    /// The `Authorization` header, if sent.
+    pub authorization: Option<String>,
+    /// Status the fake answered with.
+    pub status: u16,
+}
+
+#[derive(Debug)]
+struct State {
+    vnics: Value,
+    instance: Value,
+    faults: VecDeque<Fault>,
+    latency: Duration,
+    log: Vec<RequestRecord>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    // A panicking test thread must not wedge the fake for the others.
+    shared.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running fake IMDS; stops when dropped.
+#[derive(Debug)]
+pub struct FakeImds {
+    addr: SocketAddr,
+    shared: Shared,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeImds {
+    /// Serves `vnics` (the `/opc/v2/vnics/` array) on `127.0.0.1:<free port>`.
+    pub fn start(vnics: Value) -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().map_err(std::io::Error::other)?, vnics)
+    }
+
+    /// Serves on `addr`, e.g. `169.254.169.254:80` inside a test namespace.
+    pub fn start_on(addr: SocketAddr, vnics: Value) -> std::io::Result<Self> {
+        Self::start_with_listener(TcpListener::bind(addr)?, vnics)
+    }
+
+    /// Serves on an already bound listener. A socket belongs to the network
+    /// namespace it was created in, so a test can bind inside its namespace
+    /// and hand the listener over.
+    pub fn start_with_listener(listener: TcpListener, vnics: Value) -> std::io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared: Shared = Arc::new(Mutex::new(State {
+            vnics,
+            instance: default_instance(),
+            faults: VecDeque::new(),
+            latency: Duration::ZERO,
+            log: Vec::new(),
+        }));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let app_state = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("fake-imds-{addr}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                        return;
+                    };
+                    let app =
+                        Router::new().fallback(move |m, u, h| handle(app_state.clone(), m, u, h));
+                    // Dropping the runtime afterwards cancels open connections,
+                    // so a client holding a keep-alive socket cannot block Drop.
+                    tokio::select! {
+                        _ = axum::serve(listener, app) => {}
+                        _ = stop_rx => {}
+                    }
+                });
+            })?;
+        Ok(Self {
+            addr,
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL for a client (`http://127.0.0.1:PORT`).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Replaces the VNIC list.
+    pub fn set_vnics(&self, vnics: Value) {
+        lock(&self.shared).vnics = vnics;
+    }
+
+    /// Replaces the instance document.
+    pub fn set_instance(&self, instance: Value) {
+        lock(&self.shared).instance = instance;
+    }
+
+    /// Queues `count` copies of `fault` for the next authorised requests.
+    pub fn push_faults(&self, count: usize, fault: Fault) {
+        let mut s = lock(&self.shared);
+        s.faults.extend(std::iter::repeat_n(fault, count));
+    }
+
+    /// Delays every answer by `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        lock(&self.shared).latency = latency;
+    }
+
+    /// Requests seen so far, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.shared).log.clone()
+    }
+
+    /// Number of requests seen so far.
+    pub fn request_count(&self) -> usize {
+        lock(&self.shared).log.len()
+    }
+}
+
+impl Drop for FakeImds {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// An instance document shaped like a real VM's `/opc/v2/instance/`.
+pub fn default_instance() -> Value {
+    serde_json::json!({
+        "availabilityDomain": "Uocm:PHX-AD-1",
+        "faultDomain": "FAULT-DOMAIN-2",
+        "compartmentId": "ocid1.compartment.oc1..fakecompartment",
+        "displayName": "plexus-node-1",
+        "hostname": "plexus-node-1",
+        "id": "ocid1.instance.oc1.phx.fakeinstance",
+        "image": "ocid1.image.oc1.phx.fakeimage",
+        "region": "phx",
+        "canonicalRegionName": "us-phoenix-1",
+        "ociAdName": "phx-ad-1",
+        "regionInfo": {
+            "realmKey": "oc1",
+            "realmDomainComponent": "oraclecloud.com",
+            "regionKey": "PHX",
+            "regionIdentifier": "us-phoenix-1"
+        },
+        "shape": "VM.Standard.E4.Flex",
+        "state": "Running",
+        "timeCreated": 1_700_000_000_000u64,
+        "shapeConfig": {
+            "ocpus": 2.0,
+            "memoryInGBs": 32.0,
+            "networkingBandwidthInGbps": 2.0,
+            "maxVnicAttachments": 2
+        },
+        "metadata": {}
+    })
+}
+
+async fn handle(shared: Shared, method: Method, uri: Uri, headers: HeaderMap) -> Response {
+    let path = uri.path().to_string();
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (latency, fault, plan) = {
+        let mut s = lock(&shared);
+        let plan = plan(&s, &method, &path, authorization.as_deref(), &headers);
+        let fault = if plan.0 == StatusCode::OK {
+            s.faults.pop_front()
+        } else {
+            None
+        };
+        (s.latency, fault, plan)
+    };
+    let (status, content_type, body) = match fault {
+        Some(Fault::Status(code)) => (
+            code,
+            "application/json",
+            format!(r#"{{"code":"Fault","message":"scripted status {code}"}}"#),
+        ),
+        Some(Fault::HtmlStatus(code)) => (code, "text/html", html_page(code)),
+        Some(Fault::GarbageJson) => (200, "application/json", "{\"vnicId\": [oops".to_string()),
+        Some(Fault::Delay(d)) => {
+            tokio::time::sleep(d).await;
+            (plan.0.as_u16(), plan.1, plan.2)
+        }
+        None => (plan.0.as_u16(), plan.1, plan.2),
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    lock(&shared).log.push(RequestRecord {
+        method: method.to_string(),
+        path,
+        authorization,
+        status,
+    });
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Body::from(body))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// The answer without faults: routing and auth like OCI.
+fn plan(
+    s: &State,
+    method: &Method,
+    path: &str,
+    auth: Option<&str>,
+    headers: &HeaderMap,
+) -> (StatusCode, &'static str, String) {
+    let forwarded = ["forwarded", "x-forwarded-for", "x-forwarded-host"]
+        .iter()
+        .any(|h| headers.contains_key(*h));
+    if forwarded {
+        return (StatusCode::FORBIDDEN, "text/html", html_page(403));
+    }
+    let Some(rest) = path.strip_prefix("/opc/v2/") else {
+        // Legacy v1 endpoints disabled, as on hardened instances.
+        return (StatusCode::NOT_FOUND, "text/html", html_page(404));
+    };
+    if auth != Some("Bearer Oracle") {
+        return (StatusCode::UNAUTHORIZED, "text/html", html_page(401));
+    }
+    if method != Method::GET {
+        return (StatusCode::METHOD_NOT_ALLOWED, "text/html", html_page(405));
+    }
+    let mut parts = rest.split('/').filter(|p| !p.is_empty());
+    let root = match parts.next() {
+        Some("vnics") => &s.vnics,
+        Some("instance") => &s.instance,
+        _ => return (StatusCode::NOT_FOUND, "text/html", html_page(404)),
+    };
+    let mut node = root;
+    for key in parts {
+        let next = match node {
+            Value::Object(map) => map.get(key),
+            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(n) => node = n,
+            None => return (StatusCode::NOT_FOUND, "text/html", html_page(404)),
+        }
+    }
+    match node {
+        // Scalar string keys come back as plain text, like OCI.
+        Value::String(text) => (StatusCode::OK, "text/plain", text.clone()),
+        other => (
+            StatusCode::OK,
+            "application/json",
+            serde_json::to_string_pretty(other).unwrap_or_default(),
+        ),
+    }
+}
+
+fn html_page(code: u16) -> String {
+    let reason = StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    if code == 429 {
+        return THROTTLED_HTML.to_string();
+    }
+    format!(
+        "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n</body>\r\n</html>\r\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn get(addr: SocketAddr, path: &str, auth: bool) -> (u16, String) {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let auth = if auth {
+            "Authorization: Bearer Oracle\r\n"
+        } else {
+            ""
+        };
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let status = out[9..12].parse().unwrap();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap();
+        (status, body)
+    }
+
+    #[test]
+    fn routes_auth_subkeys_and_faults() {
+        let fake = FakeImds::start(serde_json::json!([{"vnicId": "a"}])).unwrap();
+        assert_eq!(get(fake.addr(), "/opc/v2/vnics/", false).0, 401);
+        assert_eq!(get(fake.addr(), "/opc/v1/vnics/", true).0, 404);
+        let (status, body) = get(fake.addr(), "/opc/v2/vnics", true);
+        assert_eq!(status, 200);
+        assert!(body.contains("\"vnicId\""), "{body}");
+        assert_eq!(
+            get(fake.addr(), "/opc/v2/instance/region", true),
+            (200, "phx".into())
+        );
+        assert_eq!(get(fake.addr(), "/opc/v2/instance/nope", true).0, 404);
+        fake.push_faults(1, Fault::HtmlStatus(429));
+        let (status, body) = get(fake.addr(), "/opc/v2/vnics/", true);
+        assert_eq!((status, body.as_str()), (429, THROTTLED_HTML));
+        assert_eq!(get(fake.addr(), "/opc/v2/vnics/", true).0, 200);
+        let log = fake.requests();
+        assert_eq!(log.len(), 7);
+        assert_eq!(log[0].authorization, None);
+        assert_eq!(log[2].authorization.as_deref(), Some("Bearer Oracle"));
+        assert_eq!(log[5].status, 429);
+    }
+}

@@ -1,0 +1,320 @@
+//! The node state file: what the agent learned about this node's VNICs,
+//! written for the `vnic` IPAM plugin to read.
+//!
+//! It lives here rather than in the agent so the plugin links only this
+//! crate (serde + a blocking HTTP client), not the agent's runtime. The agent
+//! re-exports it as `plexus_agent::state`.
+//!
+//! Contract: JSON at [`DEFAULT_STATE_PATH`], `version` = [`SCHEMA_VERSION`],
+//! replaced atomically (temp file in the same directory, fsync, rename, fsync
+//! of the directory) so a reader sees the old or the new file, never a torn
+//! one. Readers reject versions they do not know instead of guessing.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::StateError;
+use crate::types::{normalize_mac, Vnic};
+
+/// Where the agent writes the state file on a node.
+pub const DEFAULT_STATE_PATH: &str = "/run/plexus/state.json";
+/// Schema version this build writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole state file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeState {
+    /// Schema version, [`SCHEMA_VERSION`].
+    pub version: u32,
+    /// When the agent wrote it, RFC 3339 UTC.
+    pub updated_at: String,
+    /// One entry per VF (several VFs may share one VNIC), plus one per VNIC
+    /// with no device on this node, so MAC lookups still succeed.
+    pub vnics: Vec<VnicState>,
+}
+
+/// One VF (or VNIC) and the cloud addressing that belongs to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VnicState {
+    /// Host interface name when last seen in the host namespace.
+    pub ifname: Option<String>,
+    /// PCI address (`0000:00:05.0`) of the function, when known.
+    pub pci: Option<String>,
+    /// MAC, lower-case.
+    pub mac: String,
+    /// VNIC OCID.
+    pub vnic_id: String,
+    /// The VNIC's primary private IP.
+    pub ip: IpAddr,
+    /// Prefix length of `ip` (from the subnet).
+    pub prefix_len: u8,
+    /// Subnet CIDR.
+    pub subnet_cidr: IpNet,
+    /// Subnet gateway (`virtualRouterIp`).
+    pub gateway: Option<IpAddr>,
+    /// VLAN tag (bare metal only).
+    pub vlan_tag: Option<u32>,
+    /// Physical NIC index (bare metal only).
+    pub nic_index: Option<u32>,
+    /// MTU to configure; OCI VNICs use 9000.
+    pub mtu: Option<u32>,
+    /// True for the primary VNIC (first IMDS entry); never hand it to a pod.
+    pub is_primary: bool,
+}
+
+impl VnicState {
+    /// Builds an entry from an IMDS VNIC and the device it matched, if any.
+    pub fn from_vnic(
+        vnic: &Vnic,
+        is_primary: bool,
+        ifname: Option<String>,
+        pci: Option<String>,
+        mtu: Option<u32>,
+    ) -> Self {
+        Self {
+            ifname,
+            pci,
+            mac: vnic.mac_lower(),
+            vnic_id: vnic.vnic_id.clone(),
+            ip: vnic.private_ip,
+            prefix_len: vnic.prefix_len(),
+            subnet_cidr: vnic.subnet_cidr_block,
+            gateway: vnic.virtual_router_ip,
+            vlan_tag: vnic.vlan_tag,
+            nic_index: vnic.nic_index,
+            mtu,
+            is_primary,
+        }
+    }
+}
+
+impl NodeState {
+    /// A state stamped with `now`.
+    pub fn new(vnics: Vec<VnicState>, now: SystemTime) -> Self {
+        Self {
+            version: SCHEMA_VERSION,
+            updated_at: rfc3339_utc(now),
+            vnics,
+        }
+    }
+
+    /// The entry for PCI address `pci` (case-insensitive).
+    pub fn find_by_pci(&self, pci: &str) -> Option<&VnicState> {
+        self.vnics.iter().find(|v| {
+            v.pci
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case(pci))
+        })
+    }
+
+    /// The first entry with MAC `mac` (case-insensitive). VFs sharing a MAC
+    /// belong to one VNIC, so any of them carries the same addressing.
+    pub fn find_by_mac(&self, mac: &str) -> Option<&VnicState> {
+        let mac = normalize_mac(mac);
+        self.vnics.iter().find(|v| v.mac == mac)
+    }
+
+    /// Reads `path`; `Ok(None)` when it does not exist yet.
+    pub fn read(path: &Path) -> Result<Option<Self>, StateError> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let parse_err = |source| StateError::Parse {
+            path: path.to_path_buf(),
+            source,
+        };
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(parse_err)?;
+        let found = value
+            .get("version")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        if found != u64::from(SCHEMA_VERSION) {
+            return Err(StateError::Version {
+                path: path.to_path_buf(),
+                found: u32::try_from(found).unwrap_or(u32::MAX),
+                supported: SCHEMA_VERSION,
+            });
+        }
+        serde_json::from_value(value).map(Some).map_err(parse_err)
+    }
+
+    /// Replaces `path` atomically, creating its directory if needed.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), StateError> {
+        let json = serde_json::to_vec_pretty(self).map_err(|source| StateError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        write_file_atomic(path, &json)
+    }
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `data` to `path` via a temp file in the same directory + fsync +
+/// rename + directory fsync, so readers and crashes never see a partial file.
+pub fn write_file_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
+    let io_err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| StateError::Io { path: p, source }
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state".to_string());
+    let tmp = dir.join(format!(
+        ".{file_name}.{}.{}.tmp",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(data).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        fs::rename(&tmp, path).map_err(io_err(path))?;
+        File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Formats `t` as `YYYY-MM-DDTHH:MM:SSZ` (UTC) without a date crate.
+pub fn rfc3339_utc(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn entry(mac: &str, pci: Option<&str>) -> VnicState {
+        VnicState {
+            ifname: Some("ens5".into()),
+            pci: pci.map(str::to_string),
+            mac: mac.into(),
+            vnic_id: "ocid1.vnic.oc1.phx.a".into(),
+            ip: "198.51.100.10".parse().unwrap(),
+            prefix_len: 24,
+            subnet_cidr: "198.51.100.0/24".parse().unwrap(),
+            gateway: Some("198.51.100.1".parse().unwrap()),
+            vlan_tag: None,
+            nic_index: None,
+            mtu: Some(9000),
+            is_primary: false,
+        }
+    }
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339_utc(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_251_199); // leap-year Feb 29
+        assert_eq!(rfc3339_utc(t), "2024-02-29T23:59:59Z");
+        let t = UNIX_EPOCH + Duration::from_secs(4_102_444_800);
+        assert_eq!(rfc3339_utc(t), "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn write_then_read_roundtrips_and_leaves_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.json");
+        let state = NodeState::new(
+            vec![entry("02:00:17:00:00:01", Some("0000:00:05.0"))],
+            UNIX_EPOCH,
+        );
+        state.write_atomic(&path).unwrap();
+        state.write_atomic(&path).unwrap();
+        assert_eq!(NodeState::read(&path).unwrap(), Some(state));
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+
+    #[test]
+    fn missing_file_is_none_and_bad_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        assert_eq!(NodeState::read(&path).unwrap(), None);
+        fs::write(&path, "{not json").unwrap();
+        assert!(matches!(
+            NodeState::read(&path),
+            Err(StateError::Parse { .. })
+        ));
+        fs::write(&path, r#"{"version":7,"updated_at":"x","vnics":[]}"#).unwrap();
+        let err = NodeState::read(&path).unwrap_err();
+        assert!(matches!(err, StateError::Version { found: 7, .. }), "{err}");
+    }
+
+    #[test]
+    fn lookups_ignore_case() {
+        let state = NodeState::new(
+            vec![
+                entry("02:00:17:00:00:01", Some("0000:00:05.0")),
+                entry("02:00:17:00:00:02", None),
+            ],
+            UNIX_EPOCH,
+        );
+        assert!(state.find_by_pci("0000:00:05.0").is_some());
+        assert!(state.find_by_pci("0000:00:06.0").is_none());
+        assert_eq!(
+            state
+                .find_by_mac("02:00:17:00:00:02")
+                .map(|v| v.pci.is_none()),
+            Some(true)
+        );
+        assert!(state.find_by_mac("02:00:17:00:00:0A").is_none());
+        assert!(state
+            .find_by_mac("02:00:17:00:00:01".to_uppercase().as_str())
+            .is_some());
+    }
+}
