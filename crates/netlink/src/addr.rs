@@ -1,7 +1,5 @@
 //! IP addresses on links.
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{
