@@ -1,1 +1,577 @@
-//! placeholder
+//! `static` IPAM: hands out exactly the addresses, routes and DNS settings
+//! written in the config, compatible with containernetworking/plugins
+//! `plugins/ipam/static`.
+//!
+//! Address sources, lowest to highest priority (reference-behaviour item 10):
+//! `ipam.addresses`; `CNI_ARGS` `IP=` (appended) with `GATEWAY=` attached to
+//! every address whose subnet holds it; `args.cni.ips` (replaces);
+//! `runtimeConfig.ips` (replaces). Everything here is pure: config bytes and
+//! `CNI_ARGS` in, a [`StaticConfig`] and a [`CniResult`] out.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use plexus_cni::args::{args_cni, CniArgs};
+use plexus_cni::result::{Dns, IpConfig, Route};
+use plexus_cni::skel::{CmdArgs, Plugin};
+use plexus_cni::{version, CniError, CniResult, NetConf};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Text printed on stderr when run without `CNI_COMMAND`.
+pub const ABOUT: &str = concat!(
+    "CNI static IPAM plugin (plexus) v",
+    env!("CARGO_PKG_VERSION")
+);
+
+/// Everything that can go wrong; mapped to CNI codes in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum StaticError {
+    /// The config has no (or a null) `ipam` section.
+    #[error("IPAM config missing 'ipam' key")]
+    MissingIpam,
+    /// An address is not `ip/prefix`.
+    #[error("invalid CIDR in {field}: {value:?} ({reason})")]
+    InvalidCidr {
+        /// Where the value came from, e.g. `ipam.addresses[1].address`.
+        field: String,
+        /// The rejected value.
+        value: String,
+        /// Parser message.
+        reason: String,
+    },
+    /// A gateway or route next hop is not an IP address.
+    #[error("invalid IP address in {field}: {value:?}")]
+    InvalidIp {
+        /// Where the value came from.
+        field: String,
+        /// The rejected value.
+        value: String,
+    },
+    /// A 0.1.0/0.2.0 result holds one address per family.
+    #[error("CNI version {0} does not support more than 1 address per family")]
+    TooManyAddresses(String),
+    /// CHECK without `prevResult`.
+    #[error("Required prevResult missing")]
+    MissingPrevResult,
+    /// CHECK: a configured address is not in `prevResult`.
+    #[error("static: address {address} not found in prevResult for interface {ifname}")]
+    AddressMissing {
+        /// The configured address.
+        address: IpNet,
+        /// `CNI_IFNAME`.
+        ifname: String,
+    },
+    /// CHECK: the address is there but prefix or gateway differ.
+    #[error(
+        "static: Failed to match addr {address} on interface {ifname}: prevResult has {found}"
+    )]
+    AddressMismatch {
+        /// The configured address.
+        address: IpNet,
+        /// `CNI_IFNAME`.
+        ifname: String,
+        /// What prevResult holds instead.
+        found: String,
+    },
+    /// A CNI-level error from the spec library (decode, CNI_ARGS, versions).
+    #[error(transparent)]
+    Cni(#[from] CniError),
+}
+
+impl From<StaticError> for CniError {
+    fn from(e: StaticError) -> Self {
+        match e {
+            StaticError::Cni(c) => c,
+            StaticError::MissingIpam
+            | StaticError::InvalidCidr { .. }
+            | StaticError::InvalidIp { .. }
+            | StaticError::TooManyAddresses(_)
+            | StaticError::MissingPrevResult => CniError::invalid_config(e.to_string()),
+            StaticError::AddressMissing { .. } | StaticError::AddressMismatch { .. } => {
+                CniError::generic(e.to_string())
+            }
+        }
+    }
+}
+
+/// One address to hand out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// Address with prefix length.
+    pub address: IpNet,
+    /// Gateway, if any.
+    pub gateway: Option<IpAddr>,
+}
+
+/// The validated IPAM configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticConfig {
+    /// The config's cniVersion (0.1.0 when absent); the result is printed in it.
+    pub cni_version: String,
+    /// Addresses after applying every source.
+    pub addresses: Vec<Address>,
+    /// Routes, 1.1 fields included.
+    pub routes: Vec<Route>,
+    /// DNS settings.
+    pub dns: Dns,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawIpam {
+    #[serde(default)]
+    addresses: Option<Vec<RawAddress>>,
+    #[serde(default)]
+    routes: Option<Vec<RawRoute>>,
+    #[serde(default)]
+    dns: Option<Dns>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAddress {
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    gateway: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawRoute {
+    #[serde(default)]
+    dst: String,
+    #[serde(default)]
+    gw: Option<String>,
+    #[serde(default)]
+    mtu: Option<u32>,
+    #[serde(default)]
+    advmss: Option<u32>,
+    #[serde(default)]
+    priority: Option<u32>,
+    #[serde(default)]
+    table: Option<u32>,
+    #[serde(default)]
+    scope: Option<u8>,
+}
+
+fn parse_cidr(field: &str, value: &str) -> Result<IpNet, StaticError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|e: ipnet::AddrParseError| StaticError::InvalidCidr {
+            field: field.to_string(),
+            value: value.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn parse_ip(field: &str, value: &str) -> Result<IpAddr, StaticError> {
+    value.trim().parse().map_err(|_| StaticError::InvalidIp {
+        field: field.to_string(),
+        value: value.to_string(),
+    })
+}
+
+fn parse_opt_ip(field: &str, value: Option<&str>) -> Result<Option<IpAddr>, StaticError> {
+    match value {
+        None | Some("") => Ok(None),
+        Some(v) => parse_ip(field, v).map(Some),
+    }
+}
+
+/// Reads the config and `CNI_ARGS` into a [`StaticConfig`], validating every
+/// address, gateway and route.
+pub fn load_config(stdin: &[u8], cni_args: &str) -> Result<StaticConfig, StaticError> {
+    let conf = NetConf::parse(stdin)?;
+    let ipam: RawIpam = match &conf.ipam {
+        None | Some(Value::Null) => return Err(StaticError::MissingIpam),
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| CniError::decode(format!("failed to parse ipam config: {e}")))?,
+    };
+
+    let mut addresses = Vec::new();
+    for (i, a) in ipam.addresses.unwrap_or_default().iter().enumerate() {
+        addresses.push(Address {
+            address: parse_cidr(&format!("ipam.addresses[{i}].address"), &a.address)?,
+            gateway: parse_opt_ip(
+                &format!("ipam.addresses[{i}].gateway"),
+                a.gateway.as_deref(),
+            )?,
+        });
+    }
+
+    if !cni_args.is_empty() {
+        let env = CniArgs::parse(cni_args)?;
+        env.check_known(&["IP", "GATEWAY"])?;
+        if let Some(ips) = env.get("IP").filter(|s| !s.is_empty()) {
+            for item in ips.split(',') {
+                addresses.push(Address {
+                    address: parse_cidr("CNI_ARGS IP", item)?,
+                    gateway: None,
+                });
+            }
+        }
+        if let Some(gws) = env.get("GATEWAY").filter(|s| !s.is_empty()) {
+            for item in gws.split(',') {
+                let gw = parse_ip("CNI_ARGS GATEWAY", item)?;
+                for a in addresses.iter_mut().filter(|a| a.address.contains(&gw)) {
+                    a.gateway = Some(gw);
+                }
+            }
+        }
+    }
+
+    if let Some(ips) = args_cni(conf.args.as_ref())?
+        .map(|a| a.ips)
+        .filter(|v| !v.is_empty())
+    {
+        addresses = replace_with("args.cni.ips", &ips)?;
+    }
+    let runtime_ips = conf.runtime()?.ips;
+    if !runtime_ips.is_empty() {
+        addresses = replace_with("runtimeConfig.ips", &runtime_ips)?;
+    }
+
+    let cni_version = conf.version().to_string();
+    let legacy = !version::greater_than_or_equal(&cni_version, "0.3.0").unwrap_or(true);
+    let v4 = addresses
+        .iter()
+        .filter(|a| matches!(a.address, IpNet::V4(_)))
+        .count();
+    if legacy && (v4 > 1 || addresses.len() - v4 > 1) {
+        return Err(StaticError::TooManyAddresses(cni_version));
+    }
+
+    let mut routes = Vec::new();
+    for (i, r) in ipam.routes.unwrap_or_default().iter().enumerate() {
+        routes.push(Route {
+            dst: parse_cidr(&format!("ipam.routes[{i}].dst"), &r.dst)?,
+            gw: parse_opt_ip(&format!("ipam.routes[{i}].gw"), r.gw.as_deref())?,
+            mtu: r.mtu,
+            advmss: r.advmss,
+            priority: r.priority,
+            table: r.table,
+            scope: r.scope,
+        });
+    }
+
+    Ok(StaticConfig {
+        cni_version,
+        addresses,
+        routes,
+        dns: ipam.dns.unwrap_or_default(),
+    })
+}
+
+/// `args.cni.ips` and `runtimeConfig.ips` replace the list, without gateways.
+fn replace_with(field: &str, ips: &[String]) -> Result<Vec<Address>, StaticError> {
+    ips.iter()
+        .enumerate()
+        .map(|(i, ip)| {
+            Ok(Address {
+                address: parse_cidr(&format!("{field}[{i}]"), ip)?,
+                gateway: None,
+            })
+        })
+        .collect()
+}
+
+impl StaticConfig {
+    /// The IPAM result: addresses with gateways, routes and DNS, no interfaces.
+    pub fn result(&self) -> CniResult {
+        CniResult {
+            interfaces: Vec::new(),
+            ips: self
+                .addresses
+                .iter()
+                .map(|a| IpConfig {
+                    interface: None,
+                    address: a.address,
+                    gateway: a.gateway,
+                })
+                .collect(),
+            routes: self.routes.clone(),
+            dns: self.dns.clone(),
+        }
+    }
+
+    /// CHECK: every configured address must be in `prev` with the same prefix
+    /// length and, when configured, the same gateway.
+    pub fn check(&self, prev: &CniResult, ifname: &str) -> Result<(), StaticError> {
+        for want in &self.addresses {
+            let Some(found) = prev
+                .ips
+                .iter()
+                .find(|ip| ip.address.addr() == want.address.addr())
+            else {
+                return Err(StaticError::AddressMissing {
+                    address: want.address,
+                    ifname: ifname.to_string(),
+                });
+            };
+            let gw_ok = want.gateway.is_none() || want.gateway == found.gateway;
+            if found.address.prefix_len() != want.address.prefix_len() || !gw_ok {
+                let gw = found
+                    .gateway
+                    .map_or_else(|| "no gateway".to_string(), |g| format!("gateway {g}"));
+                return Err(StaticError::AddressMismatch {
+                    address: want.address,
+                    ifname: ifname.to_string(),
+                    found: format!("{} with {gw}", found.address),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The CNI handlers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StaticPlugin;
+
+impl Plugin for StaticPlugin {
+    fn add(&self, args: &CmdArgs) -> Result<Value, CniError> {
+        let conf = load_config(&args.stdin, &args.args)?;
+        conf.result().to_json(&conf.cni_version)
+    }
+
+    /// Nothing was allocated, so nothing to release.
+    fn del(&self, _args: &CmdArgs) -> Result<(), CniError> {
+        Ok(())
+    }
+
+    fn check(&self, args: &CmdArgs) -> Result<(), CniError> {
+        let conf = load_config(&args.stdin, &args.args)?;
+        let prev = NetConf::parse(&args.stdin)?
+            .parse_prev_result()?
+            .ok_or(StaticError::MissingPrevResult)?;
+        Ok(conf.check(&prev, &args.ifname)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_cni::skel::Command;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn conf(version: &str, ipam: Value) -> Vec<u8> {
+        serde_json::to_vec(
+            &json!({"cniVersion": version, "name": "net", "type": "static", "ipam": ipam}),
+        )
+        .unwrap_or_default()
+    }
+
+    fn cmd(command: Command, stdin: Vec<u8>, args: &str) -> CmdArgs {
+        CmdArgs {
+            command,
+            container_id: "c1".into(),
+            netns: "/var/run/netns/x".into(),
+            ifname: "net1".into(),
+            args: args.into(),
+            path: vec![],
+            stdin,
+        }
+    }
+
+    fn full_ipam() -> Value {
+        json!({
+            "type": "static",
+            "addresses": [
+                {"address": "198.51.100.2/24", "gateway": "198.51.100.1"},
+                {"address": "2001:db8::2/64"}
+            ],
+            "routes": [
+                {"dst": "0.0.0.0/0"},
+                {"dst": "203.0.113.0/24", "gw": "198.51.100.254", "mtu": 1400, "advmss": 1360,
+                 "priority": 5, "table": 100, "scope": 0}
+            ],
+            "dns": {"nameservers": ["203.0.113.53"], "domain": "example.test",
+                    "search": ["example.test"], "options": ["ndots:2"]}
+        })
+    }
+
+    fn addrs(c: &StaticConfig) -> Vec<String> {
+        c.addresses.iter().map(|a| a.address.to_string()).collect()
+    }
+
+    #[rstest]
+    fn add_renders_every_key(#[values("0.3.1", "0.4.0", "1.0.0", "1.1.0")] v: &str) {
+        let out = StaticPlugin
+            .add(&cmd(Command::Add, conf(v, full_ipam()), ""))
+            .unwrap();
+        assert_eq!(out["cniVersion"], v);
+        assert_eq!(out["ips"][0]["address"], "198.51.100.2/24");
+        assert_eq!(out["ips"][0]["gateway"], "198.51.100.1");
+        assert_eq!(out["ips"][1]["address"], "2001:db8::2/64");
+        assert!(out.get("interfaces").is_none());
+        assert_eq!(out["ips"][0].get("version").is_some(), v.starts_with("0."));
+        assert_eq!(out["routes"][1]["gw"], "198.51.100.254");
+        assert_eq!(out["routes"][1].get("table").is_some(), v == "1.1.0");
+        assert_eq!(out["dns"]["options"][0], "ndots:2");
+    }
+
+    #[test]
+    fn legacy_versions_one_address_per_family() {
+        let out = StaticPlugin
+            .add(&cmd(Command::Add, conf("0.2.0", full_ipam()), ""))
+            .unwrap();
+        assert_eq!(out["ip4"]["ip"], "198.51.100.2/24");
+        assert_eq!(out["ip6"]["ip"], "2001:db8::2/64");
+        let e = load_config(&conf("0.2.0", full_ipam()), "IP=198.51.100.3/24").unwrap_err();
+        assert!(matches!(e, StaticError::TooManyAddresses(_)));
+    }
+
+    #[test]
+    fn cni_args_append_and_gateway() {
+        let c = load_config(
+            &conf("1.0.0", full_ipam()),
+            "IgnoreUnknown=1;K8S_POD_NAME=p;IP=198.51.100.7/24, 203.0.113.9/24;GATEWAY=203.0.113.1",
+        )
+        .unwrap();
+        assert_eq!(
+            addrs(&c),
+            [
+                "198.51.100.2/24",
+                "2001:db8::2/64",
+                "198.51.100.7/24",
+                "203.0.113.9/24"
+            ]
+        );
+        assert_eq!(c.addresses[3].gateway, "203.0.113.1".parse().ok());
+        assert_eq!(c.addresses[2].gateway, None);
+        // GATEWAY also applies to config addresses in the subnet.
+        let c = load_config(&conf("1.0.0", full_ipam()), "GATEWAY=198.51.100.254").unwrap();
+        assert_eq!(c.addresses[0].gateway, "198.51.100.254".parse().ok());
+    }
+
+    #[test]
+    fn cni_args_errors() {
+        let c = conf("1.0.0", json!({"type": "static"}));
+        assert_eq!(
+            CniError::from(load_config(&c, "FOO=1").unwrap_err()).code,
+            999
+        );
+        let e = CniError::from(load_config(&c, "IP=198.51.100.7").unwrap_err());
+        assert_eq!(e.code, 7);
+        assert!(
+            e.msg.contains("CNI_ARGS IP") && e.msg.contains("198.51.100.7"),
+            "{}",
+            e.msg
+        );
+        let e = CniError::from(load_config(&c, "GATEWAY=nope").unwrap_err());
+        assert!(e.msg.contains("CNI_ARGS GATEWAY"), "{}", e.msg);
+    }
+
+    #[test]
+    fn precedence_args_then_runtime_config() {
+        let mut base = json!({"cniVersion": "1.0.0", "name": "n", "ipam": full_ipam(),
+            "args": {"cni": {"ips": ["203.0.113.20/24"]}}});
+        let c = load_config(
+            &serde_json::to_vec(&base).unwrap(),
+            "IP=198.51.100.9/24;GATEWAY=198.51.100.1",
+        )
+        .unwrap();
+        assert_eq!(addrs(&c), ["203.0.113.20/24"]);
+        assert_eq!(c.addresses[0].gateway, None);
+        base["runtimeConfig"] = json!({"ips": ["198.51.100.30/24", "2001:db8::30/64"]});
+        let c = load_config(&serde_json::to_vec(&base).unwrap(), "").unwrap();
+        assert_eq!(addrs(&c), ["198.51.100.30/24", "2001:db8::30/64"]);
+        // Routes and DNS stay from the config.
+        assert_eq!(c.routes.len(), 2);
+        let bad = json!({"name": "n", "ipam": {}, "runtimeConfig": {"ips": ["x/33"]}});
+        let e = CniError::from(load_config(&serde_json::to_vec(&bad).unwrap(), "").unwrap_err());
+        assert!(
+            e.msg.contains("runtimeConfig.ips[0]") && e.msg.contains("x/33"),
+            "{}",
+            e.msg
+        );
+    }
+
+    #[rstest]
+    #[case(json!({"addresses": [{"address": "198.51.100.2"}]}), "ipam.addresses[0].address")]
+    #[case(json!({"addresses": [{"address": "198.51.100.2/24", "gateway": "g"}]}), "ipam.addresses[0].gateway")]
+    #[case(json!({"routes": [{"dst": "default"}]}), "ipam.routes[0].dst")]
+    #[case(json!({"routes": [{"dst": "0.0.0.0/0", "gw": "1.2.3"}]}), "ipam.routes[0].gw")]
+    fn bad_values_name_field(#[case] ipam: Value, #[case] field: &str) {
+        let e = CniError::from(load_config(&conf("1.0.0", ipam), "").unwrap_err());
+        assert_eq!(e.code, 7);
+        assert!(e.msg.contains(field), "{}", e.msg);
+    }
+
+    #[test]
+    fn missing_ipam_and_empty() {
+        let e = load_config(br#"{"name":"n","cniVersion":"1.0.0"}"#, "").unwrap_err();
+        assert_eq!(CniError::from(e).msg, "IPAM config missing 'ipam' key");
+        let out = StaticPlugin
+            .add(&cmd(
+                Command::Add,
+                conf("1.0.0", json!({"type": "static"})),
+                "",
+            ))
+            .unwrap();
+        assert_eq!(out, json!({"cniVersion": "1.0.0"}));
+        assert_eq!(
+            CniError::from(load_config(&conf("1.0.0", json!(3)), "").unwrap_err()).code,
+            6
+        );
+    }
+
+    fn with_prev(v: &str, prev: Value) -> Vec<u8> {
+        serde_json::to_vec(
+            &json!({"cniVersion": v, "name": "net", "ipam": full_ipam(), "prevResult": prev}),
+        )
+        .unwrap_or_default()
+    }
+
+    #[rstest]
+    fn check_compares_prev_result(#[values("0.4.0", "1.0.0", "1.1.0")] v: &str) {
+        let good = StaticPlugin
+            .add(&cmd(Command::Add, conf(v, full_ipam()), ""))
+            .unwrap();
+        assert!(StaticPlugin
+            .check(&cmd(Command::Check, with_prev(v, good.clone()), ""))
+            .is_ok());
+
+        let mut missing = good.clone();
+        missing["ips"].as_array_mut().map(|a| a.remove(1));
+        let e = StaticPlugin
+            .check(&cmd(Command::Check, with_prev(v, missing), ""))
+            .unwrap_err();
+        assert_eq!(
+            e.msg,
+            "static: address 2001:db8::2/64 not found in prevResult for interface net1"
+        );
+
+        let mut other_gw = good.clone();
+        other_gw["ips"][0]["gateway"] = json!("198.51.100.99");
+        let e = StaticPlugin
+            .check(&cmd(Command::Check, with_prev(v, other_gw), ""))
+            .unwrap_err();
+        assert!(
+            e.msg
+                .starts_with("static: Failed to match addr 198.51.100.2/24"),
+            "{}",
+            e.msg
+        );
+
+        let mut other_prefix = good;
+        other_prefix["ips"][0]["address"] = json!("198.51.100.2/25");
+        assert!(StaticPlugin
+            .check(&cmd(Command::Check, with_prev(v, other_prefix), ""))
+            .is_err());
+
+        let e = StaticPlugin
+            .check(&cmd(Command::Check, conf(v, full_ipam()), ""))
+            .unwrap_err();
+        assert_eq!(e.msg, "Required prevResult missing");
+    }
+
+    #[test]
+    fn del_status_gc_succeed() {
+        let c = cmd(Command::Del, b"{}".to_vec(), "");
+        assert!(StaticPlugin.del(&c).is_ok());
+        assert!(StaticPlugin.status(&c).is_ok());
+        assert!(StaticPlugin.gc(&c).is_ok());
+    }
+}

@@ -1,1 +1,9 @@
-fn main() {}
+//! The `static` CNI IPAM plugin binary.
+
+fn main() {
+    std::process::exit(plexus_cni::skel::run(
+        &plexus_static::StaticPlugin,
+        plexus_static::ABOUT,
+        plexus_cni::version::SUPPORTED,
+    ));
+}
