@@ -1,6 +1,8 @@
 //! Device plugin against the fake kubelet Registration socket, driven by a
 //! real tonic client on the plugin's socket.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use plexus_agent::deviceplugin::{serve, DevicePluginConfig, VfDevice, DEFAULT_RESOURCE};

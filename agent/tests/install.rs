@@ -2,6 +2,8 @@
 //! dirs: golden configs, restarts without nesting, primary changes, token
 //! rotation, and failures that must leave nothing half-done.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -3,6 +3,8 @@
 //!
 //! Regenerate goldens with `UPDATE_GOLDEN=1 cargo test -p plexus-agent --test vnic_plan`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
