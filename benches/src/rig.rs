@@ -1,0 +1,206 @@
+//! The measurement rig: a "node" namespace holding a veth end that plays the
+//! VF (its peer stays in the node, up, so the VF has carrier), and an empty
+//! "pod" namespace. Plugin sets and the kernel floor use the very same device
+//! and namespaces, and every cycle starts from the same state (VF up, no
+//! alias), so the only difference between the series is the code path.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use plexus_netlink::Handle;
+use plexus_netns::NetNs;
+use plexus_testkit::net::{unique_name, CniCall, CniOutput, TestNs, Veth, VethEnd};
+
+/// The pod-side name, as in the tutorial.
+pub const IFNAME: &str = "net1";
+
+/// The tutorial's per-node NAD (cniVersion 0.3.1, `host-device` by name with
+/// `static` IPAM), with test addresses.
+pub fn nad_config(device: &str) -> String {
+    format!(
+        r#"{{"cniVersion":"0.3.1","name":"sriov-vnic-1","type":"host-device","device":"{device}","ipam":{{"type":"static","addresses":[{{"address":"198.51.100.21/24","gateway":"0.0.0.0"}}],"routes":[{{"dst":"198.51.100.0/24","gw":"0.0.0.0"}}]}}}}"#
+    )
+}
+
+/// One plugin ADD+DEL cycle's wall times.
+#[derive(Debug, Clone, Copy)]
+pub struct CycleTimes {
+    pub add: Duration,
+    pub del: Duration,
+}
+
+impl CycleTimes {
+    pub fn total(&self) -> Duration {
+        self.add + self.del
+    }
+}
+
+/// Ways of moving the VF for the kernel-floor variants; each is what a
+/// plugin could choose to do differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorVariant {
+    /// One `RTM_SETLINK(IFLA_NET_NS_FD)` each way, device up: the floor.
+    Move,
+    /// Set the device down first (timed, one extra request), then move.
+    DownThenMove,
+    /// Rename in the same request as the move, both ways (`net1` and back).
+    MoveWithRename,
+    /// Set an alias first (timed), as host-device does to remember the name.
+    AliasThenMove,
+}
+
+impl FloorVariant {
+    pub const ALL: [FloorVariant; 4] = [
+        FloorVariant::Move,
+        FloorVariant::DownThenMove,
+        FloorVariant::MoveWithRename,
+        FloorVariant::AliasThenMove,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FloorVariant::Move => "move in + move back (device up)",
+            FloorVariant::DownThenMove => "set down, then move in + back",
+            FloorVariant::MoveWithRename => "move+rename in one request, both ways",
+            FloorVariant::AliasThenMove => "set alias, then move in + back",
+        }
+    }
+}
+
+/// Namespaces, the veth "VF" and netlink handles bound to each namespace.
+/// Field order is drop order: handles and fds first, then the veth, then the
+/// namespaces.
+pub struct Rig {
+    node_nl: Handle,
+    pod_nl: Handle,
+    node_fd: NetNs,
+    pod_fd: NetNs,
+    _veth: Veth,
+    vf: String,
+    pod: TestNs,
+    _node: TestNs,
+}
+
+impl Rig {
+    pub fn new() -> Result<Self> {
+        let node = TestNs::new("pxbn");
+        let pod = TestNs::new("pxbp");
+        let vf = unique_name("pxvf");
+        let mut veth = Veth::create(
+            VethEnd::new(vf.clone()).in_ns(&node).up(),
+            VethEnd::new(unique_name("pxwr")).in_ns(&node).up(),
+        );
+        veth.may_visit(&pod);
+        let node_fd = NetNs::open(node.path()).context("open node netns")?;
+        let pod_fd = NetNs::open(pod.path()).context("open pod netns")?;
+        let node_nl = Handle::open_in(&node_fd).context("netlink in node")?;
+        let pod_nl = Handle::open_in(&pod_fd).context("netlink in pod")?;
+        Ok(Self {
+            node_nl,
+            pod_nl,
+            node_fd,
+            pod_fd,
+            _veth: veth,
+            vf,
+            pod,
+            _node: node,
+        })
+    }
+
+    pub fn node_ns(&self) -> &NetNs {
+        &self.node_fd
+    }
+
+    /// Untimed: the VF back in its start state (in the node, up, no alias),
+    /// whatever the previous plugin left (the reference leaves it down with
+    /// an alias).
+    pub fn reset(&self) -> Result<u32> {
+        let link = self
+            .node_nl
+            .link_by_name(&self.vf)
+            .with_context(|| format!("VF {} is not back in the node namespace", self.vf))?;
+        if link.alias.is_some() {
+            self.node_nl.clear_alias(link.index)?;
+        }
+        if !link.up {
+            self.node_nl.set_link_up(link.index, true)?;
+        }
+        Ok(link.index)
+    }
+
+    /// The CNI call a runtime would make for this rig (command set later).
+    pub fn call(&self, plugin_dir: &Path, command: &str) -> CniCall {
+        CniCall::new(plugin_dir.join("host-device"), command)
+            .container_id("plexus-bench")
+            .netns(self.pod.path())
+            .ifname(IFNAME)
+            .cni_path(plugin_dir)
+            .stdin(nad_config(&self.vf))
+    }
+
+    /// ADD then DEL of host-device (+ its static IPAM) from `plugin_dir`.
+    /// Must be called with the thread inside the node namespace.
+    pub fn plugin_cycle(&self, plugin_dir: &Path) -> Result<CycleTimes> {
+        self.reset()?;
+        let add = checked(self.call(plugin_dir, "ADD").run(), "ADD", plugin_dir)?;
+        let del = checked(self.call(plugin_dir, "DEL").run(), "DEL", plugin_dir)?;
+        Ok(CycleTimes {
+            add: add.elapsed,
+            del: del.elapsed,
+        })
+    }
+
+    /// The kernel floor: the same device moved into the pod and back with
+    /// one netlink request each way (plus what the variant adds).
+    pub fn floor_cycle(&self, variant: FloorVariant) -> Result<CycleTimes> {
+        let index = self.reset()?;
+        let start = Instant::now();
+        match variant {
+            FloorVariant::Move | FloorVariant::MoveWithRename => {}
+            FloorVariant::DownThenMove => self.node_nl.set_link_up(index, false)?,
+            FloorVariant::AliasThenMove => self.node_nl.set_alias(index, &self.vf)?,
+        }
+        let rename = (variant == FloorVariant::MoveWithRename).then_some(IFNAME);
+        self.node_nl.move_to_netns(index, &self.pod_fd, rename)?;
+        let add = start.elapsed();
+        // Untimed: the ifindex is kept unless taken in the target, which a
+        // fresh pod namespace cannot do, but look it up to be sure.
+        let in_pod = self.pod_nl.link_by_name(rename.unwrap_or(&self.vf))?;
+        let back = (variant == FloorVariant::MoveWithRename).then_some(self.vf.as_str());
+        let start = Instant::now();
+        self.pod_nl
+            .move_to_netns(in_pod.index, &self.node_fd, back)?;
+        Ok(CycleTimes {
+            add,
+            del: start.elapsed(),
+        })
+    }
+}
+
+fn checked(out: CniOutput, what: &str, dir: &Path) -> Result<CniOutput> {
+    if !out.status.success() {
+        bail!(
+            "{what} with plugins from {} failed ({}): {} {}",
+            dir.display(),
+            out.status,
+            out.stdout.trim(),
+            out.stderr.trim()
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nad_config_is_the_tutorials_shape() {
+        let v: serde_json::Value = serde_json::from_str(&nad_config("ens5")).unwrap_or_default();
+        assert_eq!(v["cniVersion"], "0.3.1");
+        assert_eq!(v["device"], "ens5");
+        assert_eq!(v["ipam"]["type"], "static");
+        assert_eq!(v["ipam"]["addresses"][0]["address"], "198.51.100.21/24");
+    }
+}
