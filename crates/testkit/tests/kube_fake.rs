@@ -1,0 +1,530 @@
+//! Contract tests for the fake Kubernetes API server: status codes and Status
+//! bodies, the four PATCH content types, UID/resourceVersion preconditions,
+//! 401/403/405/415, fault and latency injection. Plain HTTP/1.1 over std
+//! sockets so what goes over the wire is exactly what we assert.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use plexus_testkit::kube::{FakeApiServer, Options};
+use serde_json::{json, Value};
+
+struct Reply {
+    code: u16,
+    headers: String,
+    body: Value,
+    text: String,
+}
+
+fn call(
+    srv: &FakeApiServer,
+    method: &str,
+    path: &str,
+    ctype: Option<&str>,
+    body: &str,
+    token: Option<&str>,
+) -> Reply {
+    let mut s = TcpStream::connect(srv.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n", srv.addr(), body.len());
+    if let Some(c) = ctype {
+        req.push_str(&format!("Content-Type: {c}\r\n"));
+    }
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, text) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head[9..12].parse().unwrap();
+    Reply {
+        code,
+        headers: head.to_ascii_lowercase(),
+        body: serde_json::from_str(text).unwrap_or(Value::Null),
+        text: text.to_owned(),
+    }
+}
+
+fn get(srv: &FakeApiServer, path: &str) -> Reply {
+    call(srv, "GET", path, None, "", None)
+}
+
+const POD: &str = "/api/v1/namespaces/default/pods/p1";
+const NAD: &str =
+    "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/sriov-net";
+
+fn seeded() -> FakeApiServer {
+    let srv = FakeApiServer::start().unwrap();
+    srv.put_pod(json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p1","namespace":"default","annotations":{"a":"1"}},"spec":{"nodeName":"n1"}}))
+        .unwrap();
+    srv.put_nad("default", "sriov-net", r#"{"type":"host-device"}"#)
+        .unwrap();
+    srv
+}
+
+#[test]
+fn get_pod_and_nad_and_exact_not_found_bodies() {
+    let srv = seeded();
+    let pod = get(&srv, POD);
+    assert_eq!(pod.code, 200);
+    assert!(pod.headers.contains("content-type: application/json"));
+    assert_eq!(pod.body["metadata"]["annotations"]["a"], "1");
+    assert_eq!(pod.body["metadata"]["uid"].as_str().unwrap().len(), 36);
+    assert!(pod.body["metadata"]["creationTimestamp"].is_string());
+    assert_eq!(
+        get(&srv, NAD).body["spec"]["config"],
+        r#"{"type":"host-device"}"#
+    );
+
+    let missing = get(&srv, "/api/v1/namespaces/default/pods/x");
+    assert_eq!(missing.code, 404);
+    assert_eq!(
+        missing.text,
+        r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \"x\" not found","reason":"NotFound","details":{"name":"x","kind":"pods"},"code":404}"#
+    );
+    let missing = get(
+        &srv,
+        "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/x",
+    );
+    assert_eq!(
+        missing.text,
+        r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"network-attachment-definitions.k8s.cni.cncf.io \"x\" not found","reason":"NotFound","details":{"name":"x","group":"k8s.cni.cncf.io","kind":"network-attachment-definitions"},"code":404}"#
+    );
+    assert_eq!(get(&srv, "/api/v1/namespaces/default/widgets/x").code, 404);
+}
+
+#[test]
+fn lists_namespaced_and_cluster_wide() {
+    let srv = seeded();
+    srv.put_nad("other", "b", "{}").unwrap();
+    let ns = get(
+        &srv,
+        "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions",
+    );
+    assert_eq!(ns.body["kind"], "NetworkAttachmentDefinitionList");
+    assert_eq!(ns.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        ns.body["items"][0]["kind"], "NetworkAttachmentDefinition",
+        "CR list items keep kind"
+    );
+    let all = get(
+        &srv,
+        "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions",
+    );
+    assert_eq!(all.body["items"].as_array().unwrap().len(), 2);
+    let pods = get(&srv, "/api/v1/namespaces/default/pods");
+    assert_eq!(pods.body["kind"], "PodList");
+    assert!(
+        pods.body["items"][0].get("kind").is_none(),
+        "built-in list items omit kind"
+    );
+}
+
+#[test]
+fn create_conflicts_and_put_resource_version_precondition() {
+    let srv = FakeApiServer::start().unwrap();
+    let coll = "/apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions";
+    let body = r#"{"apiVersion":"k8s.cni.cncf.io/v1","kind":"NetworkAttachmentDefinition","metadata":{"name":"n"},"spec":{"config":"{}"}}"#;
+    let created = call(&srv, "POST", coll, Some("application/json"), body, None);
+    assert_eq!(created.code, 201);
+    let rv = created.body["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let again = call(&srv, "POST", coll, Some("application/json"), body, None);
+    assert_eq!(again.code, 409);
+    assert_eq!(again.body["reason"], "AlreadyExists");
+    assert_eq!(
+        again.body["message"],
+        r#"network-attachment-definitions.k8s.cni.cncf.io "n" already exists"#
+    );
+
+    let bad = call(
+        &srv,
+        "POST",
+        coll,
+        Some("application/json"),
+        r#"{"metadata":{"name":"m"},"spec":{"config":5}}"#,
+        None,
+    );
+    assert_eq!(bad.code, 422);
+    assert_eq!(bad.body["reason"], "Invalid");
+
+    let item = format!("{coll}/n");
+    let mut obj = created.body.clone();
+    obj["spec"]["config"] = json!("{\"type\":\"x\"}");
+    let ok = call(
+        &srv,
+        "PUT",
+        &item,
+        Some("application/json"),
+        &obj.to_string(),
+        None,
+    );
+    assert_eq!(ok.code, 200);
+    assert_ne!(
+        ok.body["metadata"]["resourceVersion"],
+        json!(rv),
+        "every write bumps resourceVersion"
+    );
+    assert_eq!(ok.body["metadata"]["uid"], created.body["metadata"]["uid"]);
+    // `obj` still carries the resourceVersion from before that update.
+    let stale = call(
+        &srv,
+        "PUT",
+        &item,
+        Some("application/json"),
+        &obj.to_string(),
+        None,
+    );
+    assert_eq!(stale.code, 409);
+    assert_eq!(
+        stale.body["message"],
+        r#"Operation cannot be fulfilled on network-attachment-definitions.k8s.cni.cncf.io "n": the object has been modified; please apply your changes to the latest version and try again"#
+    );
+    obj["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    let unconditional = call(
+        &srv,
+        "PUT",
+        &item,
+        Some("application/json"),
+        &obj.to_string(),
+        None,
+    );
+    assert_eq!(
+        unconditional.code, 422,
+        "CRDs need a resourceVersion on update"
+    );
+
+    let deleted = call(&srv, "DELETE", &item, None, "", None);
+    assert_eq!(deleted.code, 200);
+    assert_eq!(deleted.body["status"], "Success");
+    assert_eq!(call(&srv, "DELETE", &item, None, "", None).code, 404);
+}
+
+#[test]
+fn merge_patch_on_status_with_uid_precondition() {
+    let srv = seeded();
+    let uid = get(&srv, POD).body["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let status = format!("{POD}/status");
+    let wrong = json!({"metadata":{"uid":"00000000-0000-4000-8000-000000000000","annotations":{"k8s.v1.cni.cncf.io/network-status":"[]"}}});
+    let r = call(
+        &srv,
+        "PATCH",
+        &status,
+        Some("application/merge-patch+json"),
+        &wrong.to_string(),
+        None,
+    );
+    assert_eq!(r.code, 409);
+    assert_eq!(r.body["reason"], "Conflict");
+    assert_eq!(
+        r.body["message"],
+        format!("Operation cannot be fulfilled on pods \"p1\": StorageError: invalid object, Code: 4, Key: /registry/pods/default/p1, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: 00000000-0000-4000-8000-000000000000, UID in object meta: {uid}")
+    );
+
+    let good = json!({"metadata":{"uid":uid,"annotations":{"k8s.v1.cni.cncf.io/network-status":"[]"}},"spec":{"nodeName":"ignored"}});
+    let r = call(
+        &srv,
+        "PATCH",
+        &status,
+        Some("application/merge-patch+json"),
+        &good.to_string(),
+        None,
+    );
+    assert_eq!(r.code, 200);
+    let stored = srv.get_object(POD).unwrap();
+    assert_eq!(
+        stored["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"],
+        "[]"
+    );
+    assert_eq!(
+        stored["metadata"]["annotations"]["a"], "1",
+        "merge keeps other annotations"
+    );
+    assert_eq!(
+        stored["spec"]["nodeName"], "n1",
+        "status subresource ignores spec"
+    );
+}
+
+#[test]
+fn strategic_json_and_apply_patches() {
+    let srv = seeded();
+    let r = call(
+        &srv,
+        "PATCH",
+        POD,
+        Some("application/strategic-merge-patch+json"),
+        r#"{"metadata":{"labels":{"x":"y"}}}"#,
+        None,
+    );
+    assert_eq!(r.code, 200);
+    assert_eq!(r.body["metadata"]["labels"]["x"], "y");
+
+    let ops = r#"[{"op":"test","path":"/metadata/labels/x","value":"y"},{"op":"add","path":"/metadata/annotations/b","value":"2"},{"op":"remove","path":"/metadata/annotations/a"}]"#;
+    let r = call(
+        &srv,
+        "PATCH",
+        POD,
+        Some("application/json-patch+json"),
+        ops,
+        None,
+    );
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.body["metadata"]["annotations"], json!({"b": "2"}));
+    let failed = call(
+        &srv,
+        "PATCH",
+        POD,
+        Some("application/json-patch+json"),
+        r#"[{"op":"test","path":"/metadata/name","value":"zz"}]"#,
+        None,
+    );
+    assert_eq!(failed.code, 422);
+
+    let apply = call(
+        &srv,
+        "PATCH",
+        POD,
+        Some("application/apply-patch+yaml"),
+        r#"{"metadata":{"labels":{"z":"1"}}}"#,
+        None,
+    );
+    assert_eq!(apply.code, 400);
+    assert!(apply.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("fieldManager is required"));
+    let apply = call(
+        &srv,
+        "PATCH",
+        &format!("{POD}?fieldManager=plexus"),
+        Some("application/apply-patch+yaml"),
+        r#"{"metadata":{"labels":{"z":"1"}}}"#,
+        None,
+    );
+    assert_eq!(apply.code, 200);
+
+    let smp_on_crd = call(
+        &srv,
+        "PATCH",
+        NAD,
+        Some("application/strategic-merge-patch+json"),
+        "{}",
+        None,
+    );
+    assert_eq!(smp_on_crd.code, 415);
+    assert_eq!(
+        smp_on_crd.body["message"],
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+    );
+    let unknown = call(&srv, "PATCH", POD, Some("text/plain"), "{}", None);
+    assert_eq!(unknown.code, 415);
+    assert_eq!(unknown.body["reason"], "UnsupportedMediaType");
+}
+
+#[test]
+fn method_not_allowed_and_discovery() {
+    let srv = seeded();
+    let r = call(&srv, "POST", POD, Some("application/json"), "{}", None);
+    assert_eq!(r.code, 405);
+    assert_eq!(
+        r.text,
+        r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"the server does not allow this method on the requested resource","reason":"MethodNotAllowed","details":{},"code":405}"#
+    );
+    assert_eq!(
+        call(&srv, "DELETE", &format!("{POD}/status"), None, "", None).code,
+        405
+    );
+    assert_eq!(get(&srv, "/healthz").text, "ok");
+    assert_eq!(get(&srv, "/readyz").code, 200);
+    assert_eq!(get(&srv, "/version").body["major"], "1");
+    assert_eq!(get(&srv, "/api").body["versions"][0], "v1");
+    let groups = get(&srv, "/apis").body;
+    assert!(groups["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|g| g["name"] == "k8s.cni.cncf.io"));
+    let core = get(&srv, "/api/v1").body;
+    assert!(core["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["name"] == "pods/status"));
+}
+
+#[test]
+fn bearer_token_401_anonymous_403_and_forbid() {
+    let srv = FakeApiServer::start_with(Options {
+        token: Some("t0k".into()),
+        seed: vec![],
+    })
+    .unwrap();
+    srv.put_pod(json!({"metadata":{"name":"p1","namespace":"default"}}))
+        .unwrap();
+    let wrong = call(&srv, "GET", POD, None, "", Some("nope"));
+    assert_eq!(wrong.code, 401);
+    assert_eq!(
+        wrong.text,
+        r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}"#
+    );
+    let anon = get(&srv, POD);
+    assert_eq!(anon.code, 403);
+    assert_eq!(
+        anon.body["message"],
+        r#"pods "p1" is forbidden: User "system:anonymous" cannot get resource "pods" in API group "" in the namespace "default""#
+    );
+    assert_eq!(get(&srv, "/healthz").code, 200, "health is public");
+    assert_eq!(call(&srv, "GET", POD, None, "", Some("t0k")).code, 200);
+
+    srv.forbid("PATCH", "/api/v1/namespaces/*/pods");
+    let r = call(
+        &srv,
+        "PATCH",
+        &format!("{POD}/status"),
+        Some("application/merge-patch+json"),
+        "{}",
+        Some("t0k"),
+    );
+    assert_eq!(r.code, 403);
+    assert_eq!(
+        r.body["message"],
+        r#"pods "p1" is forbidden: User "system:serviceaccount:kube-system:plexus" cannot patch resource "pods/status" in API group "" in the namespace "default""#
+    );
+    let log = srv.requests();
+    assert_eq!(
+        log.last().unwrap().authorization.as_deref(),
+        Some("Bearer t0k")
+    );
+    assert_eq!(
+        log.last().unwrap().content_type.as_deref(),
+        Some("application/merge-patch+json")
+    );
+}
+
+#[test]
+fn injected_faults_and_latency() {
+    let srv = seeded();
+    srv.inject("GET", "/api/v1/namespaces/default/pods", 429, 1);
+    srv.inject("*", "/api/v1", 500, 1);
+    let r = get(&srv, POD);
+    assert_eq!(r.code, 429);
+    assert!(r.headers.contains("retry-after: 1"));
+    assert_eq!(r.body["reason"], "TooManyRequests");
+    assert_eq!(get(&srv, POD).body["reason"], "InternalError");
+    assert_eq!(get(&srv, POD).code, 200, "injections are consumed");
+
+    srv.inject_latency("GET", "/api/v1", Duration::from_millis(300), 1);
+    let t = Instant::now();
+    assert_eq!(get(&srv, POD).code, 200);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    let t = Instant::now();
+    get(&srv, POD);
+    assert!(t.elapsed() < Duration::from_millis(300));
+}
+
+#[test]
+fn events_in_both_groups() {
+    let srv = seeded();
+    let ev = json!({"metadata":{"name":"p1.1"},"involvedObject":{"kind":"Pod","namespace":"default","name":"p1","uid":"u"},"reason":"AddedInterface","message":"Add net1 [198.51.100.5/24] from default/sriov-net","type":"Normal"});
+    let r = call(
+        &srv,
+        "POST",
+        "/api/v1/namespaces/default/events",
+        Some("application/json"),
+        &ev.to_string(),
+        None,
+    );
+    assert_eq!(r.code, 201);
+    let bad = json!({"metadata":{"name":"p1.2"},"involvedObject":{"namespace":"other"}});
+    assert_eq!(
+        call(
+            &srv,
+            "POST",
+            "/api/v1/namespaces/default/events",
+            Some("application/json"),
+            &bad.to_string(),
+            None
+        )
+        .code,
+        422
+    );
+    let ev2 = json!({"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"p1.3"},"regarding":{"kind":"Pod","name":"p1"},"reason":"AddedInterface","note":"x","type":"Normal","action":"Add"});
+    assert_eq!(
+        call(
+            &srv,
+            "POST",
+            "/apis/events.k8s.io/v1/namespaces/default/events",
+            Some("application/json"),
+            &ev2.to_string(),
+            None
+        )
+        .code,
+        201
+    );
+    assert_eq!(
+        srv.objects_under("/api/v1/namespaces/default/events/")
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn binary_writes_port_file_and_serves_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"[{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p1","namespace":"default"}}]"#,
+    )
+    .unwrap();
+    let port_file = dir.path().join("port");
+    let exe = env!("CARGO_BIN_EXE_fake-kube-apiserver");
+    let mut child = std::process::Command::new(exe)
+        .args(["--listen", "127.0.0.1:0", "--port-file"])
+        .arg(&port_file)
+        .arg("--seed")
+        .arg(&seed)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !port_file.exists() {
+        assert!(Instant::now() < deadline, "port file never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stdout = child.stdout.take().unwrap();
+    let guard = Kill(child);
+    let addr = std::fs::read_to_string(&port_file).unwrap();
+    let mut s = TcpStream::connect(addr.trim()).unwrap();
+    s.write_all(format!("GET {POD} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    drop(guard);
+    let mut out = String::new();
+    let mut stdout = stdout;
+    stdout.read_to_string(&mut out).unwrap();
+    assert!(out.is_empty(), "stdout must stay empty: {out:?}");
+}
