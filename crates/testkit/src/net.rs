@@ -304,8 +304,9 @@ fn veth_add_args(a: &VethEnd<'_>, b: &VethEnd<'_>) -> Vec<String> {
 ///
 /// On drop it deletes the pair if it still exists, wherever an end went: the
 /// code under test may have moved and renamed one end, so each end is looked
-/// up under its original name in every namespace it is known to visit
-/// ([`Veth::may_visit`]); deleting either end removes both.
+/// up under its original name in every namespace it is known to visit (where
+/// it was created, and [`Veth::may_visit`]); deleting either end removes both.
+/// The current namespace is searched only if an end was created there.
 #[derive(Debug)]
 pub struct Veth {
     a: String,
@@ -316,10 +317,14 @@ pub struct Veth {
 
 impl Veth {
     pub fn create(a: VethEnd<'_>, b: VethEnd<'_>) -> Self {
-        let mut places = vec![None];
+        // Only where an end was created: an end made inside a test namespace
+        // may share its name with a real host link (`ens5`), which the drop
+        // must never touch.
+        let mut places = Vec::new();
         for end in [&a, &b] {
-            if let Some(ns) = end.ns {
-                places.push(Some(ns.name.clone()));
+            let place = end.ns.map(|ns| ns.name.clone());
+            if !places.contains(&place) {
+                places.push(place);
             }
         }
         let veth = Self {
