@@ -1,0 +1,246 @@
+//! The bounded use of the Kubernetes API during one CNI call: the client is
+//! built only when first needed (DEL from cache never builds it), every GET is
+//! retried only for retryable errors and only within `apiRetryBudgetSeconds`,
+//! and each NAD is fetched at most once per call.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use plexus_netattach::api::PodRef;
+use plexus_netattach::{ApiError, Event, NetworkAttachmentDefinition, Pod, PodApi};
+
+use crate::config::PlexusConf;
+use crate::error::PlexusError;
+
+/// Builds the pod API client from the plexus config (kubeconfig, timeout).
+pub trait KubeConnect {
+    fn connect(&self, conf: &PlexusConf) -> Result<Box<dyn PodApi + '_>, PlexusError>;
+}
+
+/// Sleeps between retries; a trait so handler tests never wait.
+pub trait Sleeper {
+    fn sleep(&self, d: Duration);
+}
+
+/// The real sleeper.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ThreadSleeper;
+
+impl Sleeper for ThreadSleeper {
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// Runs `call` until it succeeds, fails with a non-retryable error, or the
+/// next wait would exceed `budget`. Backoff 100 ms doubling to 1 s, or the
+/// server's Retry-After when it sends one.
+pub fn with_retry<T>(
+    budget: Duration,
+    sleeper: &dyn Sleeper,
+    mut call: impl FnMut() -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    loop {
+        match call() {
+            Ok(v) => return Ok(v),
+            Err(e) if e.is_retryable() => {
+                let wait = match &e {
+                    ApiError::Retryable {
+                        retry_after: Some(r),
+                        ..
+                    } => *r,
+                    _ => backoff,
+                };
+                // Count both wall time and our own waits (the fake sleeper
+                // does not advance the clock).
+                let spent = start.elapsed().max(waited);
+                if spent + wait > budget {
+                    return Err(e);
+                }
+                sleeper.sleep(wait);
+                waited += wait;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn api_err(what: String, e: &ApiError) -> PlexusError {
+    PlexusError::Api {
+        what,
+        reason: e.to_string(),
+        retryable: e.is_retryable(),
+    }
+}
+
+/// One call's view of the API: lazily connected, NADs memoized.
+pub struct Kube<'a> {
+    connector: &'a dyn KubeConnect,
+    sleeper: &'a dyn Sleeper,
+    conf: &'a PlexusConf,
+    api: OnceCell<Box<dyn PodApi + 'a>>,
+    nads: RefCell<HashMap<(String, String), Result<NetworkAttachmentDefinition, ApiError>>>,
+}
+
+impl<'a> Kube<'a> {
+    pub fn new(
+        connector: &'a dyn KubeConnect,
+        sleeper: &'a dyn Sleeper,
+        conf: &'a PlexusConf,
+    ) -> Self {
+        Self {
+            connector,
+            sleeper,
+            conf,
+            api: OnceCell::new(),
+            nads: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn api(&self) -> Result<&(dyn PodApi + 'a), PlexusError> {
+        if let Some(a) = self.api.get() {
+            return Ok(a.as_ref());
+        }
+        let a = self.connector.connect(self.conf)?;
+        Ok(self.api.get_or_init(|| a).as_ref())
+    }
+
+    /// GET the pod.
+    pub fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, PlexusError> {
+        let api = self.api()?;
+        with_retry(self.conf.api_retry_budget, self.sleeper, || {
+            api.get_pod(namespace, name)
+        })
+        .map_err(|e| api_err(format!("error getting pod {namespace}/{name}"), &e))
+    }
+
+    /// GET a NAD; `Ok(None)` when it does not exist. Each distinct NAD is
+    /// requested once per call.
+    pub fn get_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<NetworkAttachmentDefinition>, PlexusError> {
+        let key = (namespace.to_string(), name.to_string());
+        let cached = self.nads.borrow().get(&key).cloned();
+        let res = match cached {
+            Some(r) => r,
+            None => {
+                let api = self.api()?;
+                let r = with_retry(self.conf.api_retry_budget, self.sleeper, || {
+                    api.get_nad(namespace, name)
+                });
+                self.nads.borrow_mut().insert(key, r.clone());
+                r
+            }
+        };
+        match res {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(api_err(
+                format!("error getting NetworkAttachmentDefinition {namespace}/{name}"),
+                &e,
+            )),
+        }
+    }
+
+    /// PATCH the network-status annotation (UID precondition).
+    pub fn patch_network_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        status_json: &str,
+    ) -> Result<(), PlexusError> {
+        let api = self.api()?;
+        with_retry(self.conf.api_retry_budget, self.sleeper, || {
+            api.patch_network_status(namespace, name, uid, status_json)
+        })
+        .map_err(|e| {
+            api_err(
+                format!("error setting network-status on pod {namespace}/{name}"),
+                &e,
+            )
+        })
+    }
+
+    /// POST an event; best effort, one attempt.
+    pub fn event(&self, pod: &PodRef, event: &Event) -> Result<(), PlexusError> {
+        let api = self.api()?;
+        api.create_event(pod, event).map_err(|e| {
+            api_err(
+                format!("error posting event for pod {}/{}", pod.namespace, pod.name),
+                &e,
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    struct CountingSleeper(Cell<u32>);
+    impl Sleeper for CountingSleeper {
+        fn sleep(&self, _d: Duration) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+
+    fn busy() -> ApiError {
+        ApiError::Retryable {
+            code: 503,
+            reason: "ServiceUnavailable".into(),
+            message: "busy".into(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn retries_within_budget_only() {
+        let s = CountingSleeper(Cell::new(0));
+        let mut n = 0;
+        let r: Result<(), _> = with_retry(Duration::from_millis(350), &s, || {
+            n += 1;
+            Err(busy())
+        });
+        assert!(r.is_err());
+        // waits 100 + 200 ms fit in 350 ms; the next 400 ms does not.
+        assert_eq!((n, s.0.get()), (3, 2));
+    }
+
+    #[test]
+    fn no_budget_means_one_attempt_and_non_retryable_stops() {
+        let s = CountingSleeper(Cell::new(0));
+        let mut n = 0;
+        let _ = with_retry::<()>(Duration::ZERO, &s, || {
+            n += 1;
+            Err(busy())
+        });
+        assert_eq!(n, 1);
+        let mut m = 0;
+        let _ = with_retry::<()>(Duration::from_secs(10), &s, || {
+            m += 1;
+            Err(ApiError::Forbidden {
+                message: "no".into(),
+            })
+        });
+        assert_eq!(m, 1);
+        let mut k = 0;
+        let ok = with_retry(Duration::from_secs(10), &s, || {
+            k += 1;
+            if k < 2 {
+                Err(busy())
+            } else {
+                Ok(7)
+            }
+        });
+        assert_eq!(ok, Ok(7));
+    }
+}
