@@ -1,0 +1,352 @@
+//! Differential test: our `host-device` + `static` against Debian's reference
+//! Go plugins (`/usr/lib/cni`, containernetworking-plugins 1.1.1).
+//!
+//! Each scenario runs twice, once per implementation, on identical fresh
+//! fixtures: a "node" namespace holding a veth end that plays the VF (fixed
+//! MAC, MTU 1400, up) and an empty "pod" namespace. It compares the ADD
+//! result (after normalising the sandbox path), the pod's state after ADD
+//! (link, MAC, MTU, addresses, routes) and the node's state after DEL.
+//! Every intended difference is asserted explicitly as a difference, never
+//! silently normalised away; `docs/differences-hostdevice-static.md` lists them.
+
+use std::path::{Path, PathBuf};
+
+use plexus_netns::NetNs;
+use plexus_testkit::net::{
+    bin_dir, reference_plugin, require_root, unique_name, CniCall, CniOutput, TestNs, Veth, VethEnd,
+};
+use rstest::rstest;
+use serde_json::{json, Value};
+
+const VF_MAC: &str = "02:00:c6:33:64:07";
+const VF_MTU: u64 = 1400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Impl {
+    Reference,
+    Ours,
+}
+
+impl Impl {
+    fn plugin_dir(self) -> PathBuf {
+        match self {
+            // reference_plugin panics with an install hint when missing.
+            Impl::Reference => reference_plugin("host-device")
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            Impl::Ours => {
+                // bin_path panics with a build hint when missing.
+                plexus_testkit::net::bin_path("host-device");
+                plexus_testkit::net::bin_path("static");
+                bin_dir()
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Selector {
+    Device,
+    HwAddr,
+}
+
+/// The host-device + static config of a scenario.
+fn config(version: &str, selector: Selector, vf: &str, dns: bool) -> Value {
+    let mut conf = json!({
+        "cniVersion": version,
+        "name": "sriov-vnic-1",
+        "type": "host-device",
+        "ipam": {
+            "type": "static",
+            "addresses": [
+                {"address": "198.51.100.21/24", "gateway": "198.51.100.1"},
+                {"address": "203.0.113.21/24"}
+            ],
+            "routes": [
+                {"dst": "203.0.113.128/25", "gw": "198.51.100.1"},
+                {"dst": "198.51.100.128/25"}
+            ]
+        }
+    });
+    match selector {
+        Selector::Device => conf["device"] = json!(vf),
+        Selector::HwAddr => conf["hwaddr"] = json!(VF_MAC),
+    }
+    if dns {
+        conf["ipam"]["dns"] = json!({
+            "nameservers": ["198.51.100.53"],
+            "domain": "example.test",
+            "search": ["example.test"],
+            "options": ["ndots:2"]
+        });
+    }
+    conf
+}
+
+/// Fresh node + pod namespaces with the veth "VF" in the node.
+struct Fixture {
+    _veth: Veth,
+    vf: String,
+    node_fd: NetNs,
+    pod: TestNs,
+    node: TestNs,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let node = TestNs::new("pxdn");
+        let pod = TestNs::new("pxdp");
+        // Same name in both runs: results carry the device name in the alias
+        // and the node-side state, so it must not differ per implementation.
+        let vf = "ens5".to_owned();
+        let mut veth = Veth::create(
+            VethEnd::new(vf.clone())
+                .in_ns(&node)
+                .mac(VF_MAC)
+                .mtu(VF_MTU as u32)
+                .up(),
+            VethEnd::new(unique_name("pxdw")).in_ns(&node).up(),
+        );
+        veth.may_visit(&pod);
+        let node_fd = NetNs::open(node.path()).unwrap();
+        Self {
+            _veth: veth,
+            vf,
+            node_fd,
+            pod,
+            node,
+        }
+    }
+
+    /// Runs the plugin with the thread in the node namespace, as on a node.
+    fn cni(&self, imp: Impl, command: &str, conf: &Value) -> CniOutput {
+        let dir = imp.plugin_dir();
+        let call = CniCall::new(dir.join("host-device"), command)
+            .container_id("differential")
+            .netns(self.pod.path())
+            .ifname("net1")
+            .cni_path(&dir)
+            .stdin(conf.to_string());
+        plexus_netns::run_in(&self.node_fd, || call.run()).unwrap()
+    }
+}
+
+/// What a scenario observed, ready to compare across implementations.
+#[derive(Debug, Clone, PartialEq)]
+struct Observed {
+    result: Value,
+    pod: Value,
+    node_after_del: Value,
+    del_stdout: String,
+}
+
+/// The parts of a link that both implementations must agree on.
+fn link_state(link: &Value) -> Value {
+    json!({
+        "ifname": link["ifname"],
+        "address": link["address"],
+        "mtu": link["mtu"],
+        "up": link["flags"].as_array().is_some_and(|f| f.iter().any(|x| x == "UP")),
+        "alias": link.get("ifalias").cloned().unwrap_or(Value::Null),
+    })
+}
+
+fn addr_state(addrs: &Value) -> Value {
+    let mut out: Vec<String> = addrs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["family"] == "inet")
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or("?"), a["prefixlen"]))
+        .collect();
+    out.sort();
+    json!(out)
+}
+
+fn route_state(routes: &Value) -> Value {
+    let mut out: Vec<String> = routes
+        .as_array()
+        .into_iter()
+        .flatten()
+        // IPv6 link-local routes come from the kernel's address generation.
+        .filter(|r| !r["dst"].as_str().unwrap_or("").starts_with("fe80"))
+        .map(|r| {
+            format!(
+                "{} via {} dev {} proto {} scope {}",
+                r["dst"].as_str().unwrap_or("?"),
+                r["gateway"].as_str().unwrap_or("-"),
+                r["dev"].as_str().unwrap_or("?"),
+                r["protocol"].as_str().unwrap_or("boot"),
+                r["scope"].as_str().unwrap_or("universe"),
+            )
+        })
+        .collect();
+    out.sort();
+    json!(out)
+}
+
+/// Replaces what legitimately differs per run (the sandbox path).
+fn normalise(mut result: Value, pod: &Path) -> Value {
+    if let Some(ifaces) = result["interfaces"].as_array_mut() {
+        for i in ifaces {
+            if i["sandbox"] == json!(pod.to_string_lossy()) {
+                i["sandbox"] = json!("<pod netns>");
+            }
+        }
+    }
+    result
+}
+
+/// ADD, snapshot the pod, DEL, snapshot the node.
+fn add_del(imp: Impl, conf: &Value) -> Observed {
+    let fx = Fixture::new();
+    let add = fx.cni(imp, "ADD", conf);
+    let result = normalise(add.assert_ok().clone(), &fx.pod.path());
+    let net1 = fx.pod.link("net1").expect("net1 in the pod after ADD");
+    let pod = json!({
+        "link": link_state(&net1),
+        "addrs": addr_state(&fx.pod.addrs("net1")),
+        "routes": route_state(&fx.pod.routes()),
+    });
+    assert!(
+        fx.node.link(&fx.vf).is_none(),
+        "{imp:?}: VF still on the node"
+    );
+    let del = fx.cni(imp, "DEL", conf);
+    del.assert_ok();
+    let vf = fx.node.link(&fx.vf).expect("VF back on the node after DEL");
+    let node_after_del = json!({
+        "link": link_state(&vf),
+        "addrs": addr_state(&fx.node.addrs(&fx.vf)),
+        "pod_links": fx.pod.links().as_array().map_or(0, Vec::len),
+    });
+    Observed {
+        result,
+        pod,
+        node_after_del,
+        del_stdout: del.stdout,
+    }
+}
+
+/// Intended difference: the reference prints `"dns": {}` when no DNS is
+/// configured; we leave the empty object out. Returns the reference result
+/// with that difference removed, asserting it was there.
+fn without_empty_dns(reference: &Value, ours: &Value) -> Value {
+    let mut reference = reference.clone();
+    assert_eq!(reference["dns"], json!({}), "reference prints an empty dns");
+    assert!(ours.get("dns").is_none(), "ours omits an empty dns: {ours}");
+    if let Some(map) = reference.as_object_mut() {
+        map.remove("dns");
+    }
+    reference
+}
+
+#[rstest]
+fn add_del_matches_reference(
+    #[values("0.3.1", "0.4.0", "1.0.0")] version: &str,
+    #[values(Selector::Device, Selector::HwAddr)] selector: Selector,
+    #[values(false, true)] dns: bool,
+) {
+    require_root();
+    let conf = config(version, selector, "ens5", dns);
+    let reference = add_del(Impl::Reference, &conf);
+    let ours = add_del(Impl::Ours, &conf);
+
+    // Results: equal, apart from the empty-dns formatting difference.
+    let expected = if dns {
+        reference.result.clone()
+    } else {
+        without_empty_dns(&reference.result, &ours.result)
+    };
+    assert_eq!(
+        ours.result, expected,
+        "ADD result ({version}, {selector:?})"
+    );
+    assert_eq!(ours.result["cniVersion"], version);
+
+    // Pod namespace after ADD: identical.
+    assert_eq!(ours.pod, reference.pod, "pod state after ADD");
+    assert_eq!(ours.pod["link"]["ifname"], "net1");
+    assert_eq!(ours.pod["link"]["address"], VF_MAC);
+    assert_eq!(
+        ours.pod["addrs"],
+        json!(["198.51.100.21/24", "203.0.113.21/24"])
+    );
+
+    // Node after DEL: same name, MAC, MTU, no addresses, pod emptied (lo)...
+    for key in ["addrs", "pod_links"] {
+        assert_eq!(
+            ours.node_after_del[key], reference.node_after_del[key],
+            "{key}"
+        );
+    }
+    let (o, r) = (
+        &ours.node_after_del["link"],
+        &reference.node_after_del["link"],
+    );
+    for key in ["ifname", "address", "mtu"] {
+        assert_eq!(o[key], r[key], "node link {key} after DEL");
+    }
+    assert_eq!(o["mtu"], VF_MTU);
+    // ...but intended difference: the reference always leaves the device
+    // DOWN ("we don't know the previous state"); we restore its UP state.
+    assert_eq!(r["up"], false, "reference leaves the VF down");
+    assert_eq!(o["up"], true, "ours restores the VF's UP state");
+    // Intended difference: the reference leaves `alias ens5` behind on the
+    // host device; we remove the alias we set.
+    assert_eq!(r["alias"], "ens5", "reference leaves its alias");
+    assert_eq!(o["alias"], Value::Null, "ours clears its alias");
+    assert_eq!(
+        (ours.del_stdout.as_str(), reference.del_stdout.as_str()),
+        ("", "")
+    );
+}
+
+/// Intended difference: a repeated DEL. The reference fails (code 999, the
+/// link is gone from the pod); we succeed, as the CNI spec asks of DEL.
+#[rstest]
+fn second_del_is_idempotent_only_in_ours(#[values("0.3.1", "1.0.0")] version: &str) {
+    require_root();
+    let conf = config(version, Selector::Device, "ens5", false);
+    for imp in [Impl::Reference, Impl::Ours] {
+        let fx = Fixture::new();
+        fx.cni(imp, "ADD", &conf).assert_ok();
+        fx.cni(imp, "DEL", &conf).assert_ok();
+        let again = fx.cni(imp, "DEL", &conf);
+        match imp {
+            Impl::Reference => {
+                assert!(!again.status.success());
+                assert_eq!(again.json["code"], 999, "{}", again.stdout);
+                assert!(again.stdout.contains("Link not found"), "{}", again.stdout);
+            }
+            Impl::Ours => {
+                assert!(again.status.success(), "{} {}", again.stdout, again.stderr);
+                assert_eq!(again.stdout, "");
+                assert!(fx.node.link(&fx.vf).is_some());
+            }
+        }
+    }
+}
+
+/// Same input errors, same CNI error codes: an unknown device.
+#[rstest]
+fn missing_device_fails_alike(#[values("0.3.1", "1.0.0")] version: &str) {
+    require_root();
+    let conf = config(version, Selector::Device, "pxnodev0", false);
+    let codes: Vec<(bool, Value)> = [Impl::Reference, Impl::Ours]
+        .into_iter()
+        .map(|imp| {
+            let fx = Fixture::new();
+            let out = fx.cni(imp, "ADD", &conf);
+            assert!(
+                fx.node.link(&fx.vf).is_some(),
+                "{imp:?} moved the wrong device"
+            );
+            assert!(fx.pod.link("net1").is_none());
+            (out.status.success(), out.json["code"].clone())
+        })
+        .collect();
+    assert_eq!(codes[0], (false, json!(999)), "reference");
+    assert_eq!(codes[1], codes[0], "ours reports the same failure code");
+}
