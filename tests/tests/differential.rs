@@ -8,6 +8,8 @@
 //! (link, MAC, MTU, addresses, routes) and the node's state after DEL.
 //! Every intended difference is asserted explicitly as a difference, never
 //! silently normalised away; `docs/differences-hostdevice-static.md` lists them.
+// Test-only crate: fixture helpers fail the test by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 
