@@ -10,12 +10,17 @@
 //! the file helpers in [`devinfo`] and [`kubeconfig`] touch the outside world.
 
 pub mod api;
+pub mod devinfo;
+pub mod http;
+pub mod kubeconfig;
 pub mod nad;
 pub mod networks;
 pub mod status;
 pub mod testing;
 
-pub use api::{ApiError, Event, Pod, PodApi};
+pub use api::{ApiError, Event, EventType, ObjectMeta, Pod, PodApi, PodRef};
+pub use http::{HttpPodApi, RetryPolicy};
+pub use kubeconfig::{ClientConfig, ClientIdentity, KubeconfigError, TokenSource};
 pub use nad::{NadError, NetworkAttachmentDefinition};
 pub use networks::{
     parse_networks_annotation, AnnotationError, BandwidthEntry, NetworkSelection, PortMapEntry,
