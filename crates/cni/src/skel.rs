@@ -165,7 +165,7 @@ pub fn run_with<P: Plugin + ?Sized>(
         Err(e) => {
             let ver = version::config_version(&stdin_data)
                 .ok()
-                .filter(|v| !stdin_data.is_empty() && version::Version::parse(v).is_ok())
+                .filter(|v| !stdin_data.is_empty() && supported.contains(&v.as_str()))
                 .unwrap_or_else(|| version::CURRENT.to_string());
             let _ = write_pretty(stdout, &e.to_json(&ver));
             1
@@ -511,6 +511,8 @@ mod tests {
             .as_str()
             .unwrap_or("")
             .starts_with(r#"config is "9.9.9""#));
+        // The error is stamped with a version the runtime can read.
+        assert_eq!(v["cniVersion"], version::CURRENT);
     }
 
     #[test]
