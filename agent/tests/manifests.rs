@@ -1,0 +1,284 @@
+//! Every YAML in `deploy/` and `examples/` parses; the RBAC rules are exactly
+//! the four the meta plugin needs; NAD configs are valid JSON of the expected
+//! types; pods reference NADs that exist.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            yaml_files(&p, out);
+        } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
+            out.push(p);
+        }
+    }
+}
+
+/// All documents of all YAML files under `sub`, as JSON values.
+fn docs(sub: &str) -> Vec<(PathBuf, Value)> {
+    let mut files = Vec::new();
+    yaml_files(&repo().join(sub), &mut files);
+    files.sort();
+    assert!(!files.is_empty(), "no YAML under {sub}");
+    let mut out = Vec::new();
+    for f in files {
+        let text = fs::read_to_string(&f).unwrap();
+        for d in serde_yaml::Deserializer::from_str(&text) {
+            let v = Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            if v.is_null() {
+                continue;
+            }
+            assert!(
+                v["apiVersion"].is_string() && v["kind"].is_string(),
+                "{}: document without apiVersion/kind",
+                f.display()
+            );
+            out.push((f.clone(), v));
+        }
+    }
+    out
+}
+
+fn of_kind<'a>(all: &'a [(PathBuf, Value)], kind: &str) -> Vec<&'a Value> {
+    all.iter()
+        .filter(|(_, v)| v["kind"] == kind)
+        .map(|(_, v)| v)
+        .collect()
+}
+
+#[test]
+fn rbac_is_exactly_the_needed_set() {
+    let all = docs("deploy");
+    let roles = of_kind(&all, "ClusterRole");
+    assert_eq!(roles.len(), 1);
+    let mut got = BTreeSet::new();
+    for rule in roles[0]["rules"].as_array().unwrap() {
+        for g in rule["apiGroups"].as_array().unwrap() {
+            for r in rule["resources"].as_array().unwrap() {
+                for v in rule["verbs"].as_array().unwrap() {
+                    got.insert(format!(
+                        "{}/{}:{}",
+                        g.as_str().unwrap(),
+                        r.as_str().unwrap(),
+                        v.as_str().unwrap()
+                    ));
+                }
+            }
+        }
+    }
+    let want: BTreeSet<String> = [
+        "/pods:get",
+        "/pods/status:patch",
+        "k8s.cni.cncf.io/network-attachment-definitions:get",
+        "/events:create",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(got, want);
+    assert!(of_kind(&all, "Role").is_empty());
+
+    let binding = of_kind(&all, "ClusterRoleBinding");
+    assert_eq!(binding[0]["roleRef"]["name"], roles[0]["metadata"]["name"]);
+    let sa = of_kind(&all, "ServiceAccount");
+    assert_eq!(binding[0]["subjects"][0]["name"], sa[0]["metadata"]["name"]);
+    assert_eq!(binding[0]["subjects"][0]["namespace"], "kube-system");
+    assert_eq!(sa[0]["metadata"]["namespace"], "kube-system");
+}
+
+#[test]
+fn crd_matches_upstream_shape() {
+    let all = docs("deploy");
+    let crd = of_kind(&all, "CustomResourceDefinition");
+    assert_eq!(crd.len(), 1);
+    let c = crd[0];
+    assert_eq!(
+        c["metadata"]["name"],
+        "network-attachment-definitions.k8s.cni.cncf.io"
+    );
+    assert_eq!(c["spec"]["group"], "k8s.cni.cncf.io");
+    assert_eq!(c["spec"]["scope"], "Namespaced");
+    assert_eq!(c["spec"]["names"]["kind"], "NetworkAttachmentDefinition");
+    assert_eq!(
+        c["spec"]["names"]["plural"],
+        "network-attachment-definitions"
+    );
+    let v = &c["spec"]["versions"][0];
+    assert_eq!(v["name"], "v1");
+    assert_eq!(v["served"], true);
+    assert_eq!(v["storage"], true);
+    assert_eq!(
+        v["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["config"]["type"],
+        "string"
+    );
+    assert!(of_kind(&all, "Namespace").is_empty());
+}
+
+#[test]
+fn daemonset_has_host_mounts_tolerations_and_placeholder_image() {
+    let all = docs("deploy");
+    let ds = of_kind(&all, "DaemonSet");
+    assert_eq!(ds.len(), 1);
+    let ds = ds[0];
+    assert_eq!(ds["metadata"]["namespace"], "kube-system");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["serviceAccountName"], "plexus");
+    assert!(pod["tolerations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["operator"] == "Exists" && t.get("effect").is_none()));
+    let c = &pod["containers"][0];
+    assert_eq!(c["image"], "ghcr.io/plexus/plexus:0.1.0");
+    let sc = &c["securityContext"];
+    let caps: BTreeSet<&str> = sc["capabilities"]["add"]
+        .as_array()
+        .map(|a| a.iter().map(|x| x.as_str().unwrap()).collect())
+        .unwrap_or_default();
+    assert!(sc["privileged"] == true || caps.contains("NET_ADMIN") && caps.contains("SYS_ADMIN"));
+
+    let volumes = pod["volumes"].as_array().unwrap();
+    let host_paths: BTreeSet<&str> = volumes
+        .iter()
+        .filter_map(|v| v["hostPath"]["path"].as_str())
+        .collect();
+    for p in [
+        "/opt/cni/bin",
+        "/etc/cni/net.d",
+        "/var/lib/cni",
+        "/run/plexus",
+        "/var/lib/kubelet/device-plugins",
+        "/var/lib/kubelet/pod-resources",
+        "/sys",
+        "/run/netns",
+    ] {
+        assert!(host_paths.contains(p), "missing hostPath {p}");
+    }
+    let mounts = c["volumeMounts"].as_array().unwrap();
+    let sys_vol = volumes
+        .iter()
+        .find(|v| v["hostPath"]["path"] == "/sys")
+        .unwrap();
+    let sys_mount = mounts
+        .iter()
+        .find(|m| m["name"] == sys_vol["name"])
+        .unwrap();
+    assert_eq!(sys_mount["readOnly"], true);
+    // Every volume is mounted, every mount has a volume.
+    let vol_names: BTreeSet<&str> = volumes
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    let mount_names: BTreeSet<&str> = mounts.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(vol_names, mount_names);
+    // The projected token with an explicit expiry.
+    assert!(volumes
+        .iter()
+        .any(|v| v["projected"]["sources"].as_array().is_some_and(|s| s
+            .iter()
+            .any(|x| x["serviceAccountToken"]["expirationSeconds"].is_number()))));
+}
+
+fn nad_config(nad: &Value) -> Value {
+    let text = nad["spec"]["config"].as_str().unwrap();
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("NAD config is not JSON ({e}): {text}"))
+}
+
+fn pod_networks(pod: &Value) -> Vec<String> {
+    pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"]
+        .as_str()
+        .unwrap()
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn tutorial_examples_are_per_node_static() {
+    let all = docs("examples/tutorial");
+    let nads = of_kind(&all, "NetworkAttachmentDefinition");
+    let names: BTreeSet<&str> = nads
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, BTreeSet::from(["sriov-vnic-1", "sriov-vnic-2"]));
+    let mut ips = Vec::new();
+    for n in &nads {
+        let c = nad_config(n);
+        assert_eq!(c["cniVersion"], "0.3.1");
+        assert_eq!(c["type"], "host-device");
+        assert_eq!(c["device"], "ens5");
+        assert_eq!(c["ipam"]["type"], "static");
+        assert_eq!(c["ipam"]["routes"][0]["dst"], "10.0.10.0/24");
+        ips.push(
+            c["ipam"]["addresses"][0]["address"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    ips.sort();
+    assert_eq!(ips, vec!["10.0.10.238/24", "10.0.10.93/24"]);
+    let pods = of_kind(&all, "Pod");
+    assert_eq!(pods.len(), 2);
+    let mut nodes = BTreeSet::new();
+    for p in pods {
+        for net in pod_networks(p) {
+            assert!(
+                names.contains(net.as_str()),
+                "pod refers to unknown NAD {net}"
+            );
+        }
+        nodes.insert(p["spec"]["nodeName"].as_str().unwrap());
+        assert_eq!(p["spec"]["containers"][0]["image"], "centos/tools");
+    }
+    assert_eq!(nodes.len(), 2, "each pod pinned to its own node");
+}
+
+#[test]
+fn plexus_examples_use_one_nad_and_the_device_plugin() {
+    let all = docs("examples/plexus");
+    let nads = of_kind(&all, "NetworkAttachmentDefinition");
+    assert_eq!(nads.len(), 1);
+    let nad = nads[0];
+    assert_eq!(
+        nad["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"],
+        "plexus.io/vf"
+    );
+    let c = nad_config(nad);
+    assert_eq!(c["type"], "host-device");
+    assert_eq!(c["ipam"], serde_json::json!({"type": "vnic"}));
+    assert!(
+        c.get("device").is_none(),
+        "the allocated VF, not a name, picks the device"
+    );
+    let pods = of_kind(&all, "Pod");
+    assert_eq!(pods.len(), 2);
+    for p in pods {
+        assert_eq!(
+            pod_networks(p),
+            vec![nad["metadata"]["name"].as_str().unwrap()]
+        );
+        assert!(p["spec"].get("nodeName").is_none());
+        assert_eq!(
+            p["spec"]["containers"][0]["resources"]["limits"]["plexus.io/vf"],
+            "1"
+        );
+    }
+}
