@@ -80,7 +80,11 @@ impl CniArgs {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ArgsCni {
     /// Requested IPs (CIDR strings; validated by the IPAM plugin).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ips: Vec<String>,
     /// Every other key, preserved.
     #[serde(flatten)]

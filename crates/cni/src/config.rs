@@ -20,13 +20,26 @@ use crate::version;
 #[serde(rename_all = "camelCase")]
 pub struct NetConf {
     /// Spec version of this config (empty means 0.1.0).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub cni_version: String,
     /// Network name.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub name: String,
     /// Plugin type (binary name).
-    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "type",
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub plugin_type: String,
     /// Declared capabilities (`{"ips": true}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,7 +167,12 @@ pub struct GcAttachment {
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeConfig {
     /// `portMappings`.
-    #[serde(default, alias = "PortMappings", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        alias = "PortMappings",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub port_mappings: Vec<PortMapping>,
     /// `bandwidth`.
     #[serde(default, alias = "Bandwidth", skip_serializing_if = "Option::is_none")]
@@ -163,7 +181,12 @@ pub struct RuntimeConfig {
     #[serde(default, alias = "DNS", skip_serializing_if = "Option::is_none")]
     pub dns: Option<RuntimeDns>,
     /// `ips`: requested addresses (CIDR strings, validated by IPAM).
-    #[serde(default, alias = "IPs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        alias = "IPs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ips: Vec<String>,
     /// `mac`: requested MAC.
     #[serde(default, alias = "MAC", skip_serializing_if = "Option::is_none")]
@@ -188,7 +211,12 @@ pub struct RuntimeConfig {
     #[serde(default, alias = "IPRanges", skip_serializing_if = "Option::is_none")]
     pub ip_ranges: Option<Value>,
     /// `aliases`.
-    #[serde(default, alias = "Aliases", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        alias = "Aliases",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub aliases: Vec<String>,
     /// `cgroupPath`.
     #[serde(default, alias = "CgroupPath", skip_serializing_if = "Option::is_none")]
@@ -209,7 +237,11 @@ pub struct PortMapping {
     #[serde(alias = "ContainerPort")]
     pub container_port: u16,
     /// `tcp`/`udp`/`sctp`.
-    #[serde(default, alias = "Protocol")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        alias = "Protocol"
+    )]
     pub protocol: String,
     /// Host IP to bind, if any.
     #[serde(
@@ -243,13 +275,25 @@ pub struct Bandwidth {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeDns {
     /// Name servers.
-    #[serde(default, alias = "Servers")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        alias = "Servers"
+    )]
     pub servers: Vec<String>,
     /// Search domains.
-    #[serde(default, alias = "Searches")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        alias = "Searches"
+    )]
     pub searches: Vec<String>,
     /// Options.
-    #[serde(default, alias = "Options")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        alias = "Options"
+    )]
     pub options: Vec<String>,
 }
 
@@ -258,16 +302,28 @@ pub struct RuntimeDns {
 #[serde(rename_all = "camelCase")]
 pub struct NetConfList {
     /// Spec version.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub cni_version: String,
     /// Versions the list is valid for (1.1.0); the highest supported wins.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub cni_versions: Vec<String>,
     /// Network name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::nullable::nullable")]
     pub name: String,
     /// The runtime must not call CHECK.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub disable_check: bool,
     /// The runtime must not call GC (1.1.0).
     #[serde(
@@ -277,10 +333,14 @@ pub struct NetConfList {
     )]
     pub disable_gc: bool,
     /// Do not load plugins from `<confdir>/<name>/` (1.1.0).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub load_only_inlined_plugins: bool,
     /// Plugin configs, raw so unknown keys survive.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::nullable::nullable")]
     pub plugins: Vec<Value>,
     /// Other keys.
     #[serde(flatten)]
@@ -417,6 +477,23 @@ mod tests {
         assert_eq!(conf.extra.get("device"), Some(&json!("ens5")));
         assert_eq!(conf.ipam_conf().unwrap().unwrap().plugin_type, "static");
         assert_eq!(serde_json::to_value(&conf).unwrap(), input);
+    }
+
+    #[test]
+    fn nulls_read_as_empty_like_go() {
+        let conf = NetConf::parse(
+            br#"{"cniVersion":null,"name":"n","type":null,"dns":{"nameservers":null,"domain":null},
+                "runtimeConfig":{"ips":null,"dns":{"Servers":null}}}"#,
+        )
+        .unwrap();
+        assert_eq!(conf.version(), "0.1.0");
+        assert!(conf.dns.as_ref().unwrap().is_empty());
+        assert!(conf.runtime().unwrap().ips.is_empty());
+        let list = NetConfList::parse(
+            br#"{"name":"l","cniVersions":null,"disableCheck":null,"plugins":[{}]}"#,
+        )
+        .unwrap();
+        assert!(!list.disable_check);
     }
 
     #[test]

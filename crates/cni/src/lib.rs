@@ -12,6 +12,7 @@ pub mod args;
 pub mod config;
 pub mod error;
 pub mod exec;
+mod nullable;
 pub mod result;
 pub mod skel;
 pub mod testing;

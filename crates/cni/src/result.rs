@@ -51,22 +51,39 @@ impl ResultFormat {
 #[serde(rename_all = "camelCase")]
 pub struct Interface {
     /// Interface name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::nullable::nullable")]
     pub name: String,
     /// MAC address, if any.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub mac: String,
     /// MTU (1.1.0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     /// Netns path for container interfaces; empty for host interfaces.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub sandbox: String,
     /// vhost-user/DPDK socket path (1.1.0).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub socket_path: String,
     /// PCI address of the device (1.1.0).
-    #[serde(default, rename = "pciID", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        rename = "pciID",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub pci_id: String,
 }
 
@@ -141,16 +158,32 @@ impl Route {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dns {
     /// Name servers, in order.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub nameservers: Vec<String>,
     /// Local domain.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub domain: String,
     /// Search domains.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub search: Vec<String>,
     /// resolv.conf options.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "crate::nullable::nullable",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub options: Vec<String>,
 }
 

@@ -165,7 +165,7 @@ fn parse_cidr(field: &str, value: &str) -> Result<IpNet, StaticError> {
 }
 
 fn parse_ip(field: &str, value: &str) -> Result<IpAddr, StaticError> {
-    value.trim().parse().map_err(|_| StaticError::InvalidIp {
+    value.parse().map_err(|_| StaticError::InvalidIp {
         field: field.to_string(),
         value: value.to_string(),
     })
@@ -205,14 +205,14 @@ pub fn load_config(stdin: &[u8], cni_args: &str) -> Result<StaticConfig, StaticE
         if let Some(ips) = env.get("IP").filter(|s| !s.is_empty()) {
             for item in ips.split(',') {
                 addresses.push(Address {
-                    address: parse_cidr("CNI_ARGS IP", item)?,
+                    address: parse_cidr("CNI_ARGS IP", item.trim())?,
                     gateway: None,
                 });
             }
         }
         if let Some(gws) = env.get("GATEWAY").filter(|s| !s.is_empty()) {
             for item in gws.split(',') {
-                let gw = parse_ip("CNI_ARGS GATEWAY", item)?;
+                let gw = parse_ip("CNI_ARGS GATEWAY", item.trim())?;
                 for a in addresses.iter_mut().filter(|a| a.address.contains(&gw)) {
                     a.gateway = Some(gw);
                 }
