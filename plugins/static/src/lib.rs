@@ -155,7 +155,6 @@ struct RawRoute {
 
 fn parse_cidr(field: &str, value: &str) -> Result<IpNet, StaticError> {
     value
-        .trim()
         .parse()
         .map_err(|e: ipnet::AddrParseError| StaticError::InvalidCidr {
             field: field.to_string(),
@@ -491,6 +490,7 @@ mod tests {
     #[rstest]
     #[case(json!({"addresses": [{"address": "198.51.100.2"}]}), "ipam.addresses[0].address")]
     #[case(json!({"addresses": [{"address": "198.51.100.2/24", "gateway": "g"}]}), "ipam.addresses[0].gateway")]
+    #[case(json!({"addresses": [{"address": " 198.51.100.2/24"}]}), "ipam.addresses[0].address")]
     #[case(json!({"routes": [{"dst": "default"}]}), "ipam.routes[0].dst")]
     #[case(json!({"routes": [{"dst": "0.0.0.0/0", "gw": "1.2.3"}]}), "ipam.routes[0].gw")]
     fn bad_values_name_field(#[case] ipam: Value, #[case] field: &str) {

@@ -140,3 +140,48 @@ fn skeleton_errors_match_reference(#[case] stdin: Vec<u8>, #[case] code: u64) {
         theirs.stdout
     );
 }
+
+#[rstest]
+fn check_and_del_agree_where_reference_is_right(#[values("0.4.0", "1.0.0")] v: &str) {
+    let added = run(reference(), &env_for("ADD"), &bytes(&conf(v))).json();
+    let mut with_prev = conf(v);
+    with_prev["prevResult"] = added.clone();
+    for bin in [our_static(), reference()] {
+        let out = run(bin, &env_for("CHECK"), &bytes(&with_prev));
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, ""),
+            "{}",
+            bin.display()
+        );
+        let out = run(bin, &env_for("DEL"), &bytes(&with_prev));
+        assert_eq!(
+            (out.code, out.stdout.as_str()),
+            (0, ""),
+            "{}",
+            bin.display()
+        );
+    }
+    // A different gateway fails in both.
+    let mut wrong_gw = with_prev.clone();
+    wrong_gw["prevResult"]["ips"][0]["gateway"] = json!("198.51.100.99");
+    for bin in [our_static(), reference()] {
+        let out = run(bin, &env_for("CHECK"), &bytes(&wrong_gw));
+        assert_eq!(out.code, 1, "{}", bin.display());
+        assert!(out.json()["msg"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("static: Failed to match addr 198.51.100.2"));
+    }
+    // A missing address: only ours notices (documented difference).
+    let mut missing = with_prev;
+    missing["prevResult"]["ips"] = json!([added["ips"][1].clone()]);
+    assert_eq!(
+        run(reference(), &env_for("CHECK"), &bytes(&missing)).code,
+        0
+    );
+    assert_eq!(
+        run(our_static(), &env_for("CHECK"), &bytes(&missing)).code,
+        1
+    );
+}
