@@ -458,7 +458,9 @@ impl Resource {
 
     fn details(&self, name: &str) -> Value {
         let mut d = Map::new();
-        d.insert("name".into(), name.into());
+        if !name.is_empty() {
+            d.insert("name".into(), name.into());
+        }
         if !self.group.is_empty() {
             d.insert("group".into(), self.group.into());
         }
