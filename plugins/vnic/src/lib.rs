@@ -1,1 +1,560 @@
-//! placeholder
+//! `vnic` IPAM: hands a pod the cloud address of the VNIC whose device
+//! host-device is moving, so one NetworkAttachmentDefinition works on every
+//! node and the pod keeps the IP the VCN routes to that VNIC.
+//!
+//! ADD reads as steps: parse the config → find which device the delegate
+//! config names (`device`, `hwaddr`, `kernelpath`, `pciBusID`,
+//! `runtimeConfig.deviceID`, in host-device's order) → resolve its MAC/PCI in
+//! sysfs → look it up in the agent's state file → only when the file is
+//! missing or has no match, ask IMDS (throttled; a burst of pods must not hit
+//! it) → answer IP/prefix, gateway (`virtualRouterIp`) and routes.
+//! DEL is a no-op (nothing is allocated); CHECK verifies `prevResult` holds
+//! the VNIC's address. No async runtime: start-up stays in the microseconds.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use plexus_cni::result::{IpConfig, Route};
+use plexus_cni::skel::{CmdArgs, Plugin};
+use plexus_cni::{CniError, CniResult, NetConf};
+use plexus_imds::node_state::{NodeState, VnicState, DEFAULT_STATE_PATH};
+use plexus_imds::{ClientConfig, ImdsError, MetadataSource, OciImds, RetryPolicy, StateError};
+use plexus_sysfs::discover::{mac_of_netdev, netdevs_with_mac};
+use plexus_sysfs::pci::{self, PciAddr, PciError};
+use serde::Deserialize;
+
+/// Text printed on stderr when run without `CNI_COMMAND`.
+pub const ABOUT: &str = concat!("CNI vnic IPAM plugin (plexus) v", env!("CARGO_PKG_VERSION"));
+
+/// Everything that can go wrong; mapped to CNI codes in [`VnicError::to_cni`].
+#[derive(Debug, thiserror::Error)]
+pub enum VnicError {
+    /// No `ipam` section, or it does not parse.
+    #[error("invalid vnic IPAM config: {0}")]
+    Config(String),
+    /// The delegate config names no device.
+    #[error("vnic IPAM: the config names no device: set \"device\", \"hwaddr\", \"kernelpath\", \"pciBusID\" or runtimeConfig.deviceID")]
+    NoDeviceSelector,
+    /// sysfs lookups failed.
+    #[error("vnic IPAM: sysfs: {0}")]
+    Sysfs(#[from] PciError),
+    /// The state file exists but cannot be used.
+    #[error("vnic IPAM: {0}")]
+    State(#[from] StateError),
+    /// IMDS failed (after its own retries).
+    #[error("vnic IPAM: {0}")]
+    Imds(#[from] ImdsError),
+    /// Neither the state file nor IMDS knows the device.
+    #[error("no VNIC for device {device}")]
+    NoVnic {
+        /// Device description: name, MAC, PCI.
+        device: String,
+    },
+    /// Not in the state file and its MAC cannot be read (already moved).
+    #[error(
+        "device {device} is not in the state file and its MAC is unknown, so IMDS cannot be asked"
+    )]
+    NoMac {
+        /// Device description.
+        device: String,
+    },
+    /// The device is the node's primary VNIC: never hand it to a pod.
+    #[error("device {device} is the node's primary VNIC {vnic_id}; refusing to give its address to a pod")]
+    Primary {
+        /// Device description.
+        device: String,
+        /// Its OCID.
+        vnic_id: String,
+    },
+    /// CHECK: prevResult lacks the VNIC's address.
+    #[error("prevResult does not contain the VNIC address {expected}")]
+    CheckMismatch {
+        /// The expected address.
+        expected: IpNet,
+    },
+    /// CHECK without prevResult.
+    #[error("required prevResult missing")]
+    MissingPrevResult,
+}
+
+impl VnicError {
+    /// The CNI error code for this failure.
+    pub fn to_cni(&self) -> CniError {
+        let msg = self.to_string();
+        match self {
+            Self::Config(_) | Self::NoDeviceSelector => CniError::invalid_config(msg),
+            Self::Sysfs(_) | Self::State(_) => CniError::io(msg),
+            // IMDS trouble is transient by nature (throttling, maintenance).
+            Self::Imds(_) => CniError::try_again(msg),
+            Self::NoVnic { .. } | Self::NoMac { .. } | Self::Primary { .. } => {
+                CniError::generic(msg)
+            }
+            Self::CheckMismatch { .. } | Self::MissingPrevResult => CniError::generic(msg),
+        }
+    }
+}
+
+/// A route in `ipam.routes`; `gw` defaults to the VNIC gateway when
+/// host-device applies it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct ConfRoute {
+    /// Destination.
+    pub dst: IpNet,
+    /// Next hop.
+    #[serde(default)]
+    pub gw: Option<IpAddr>,
+}
+
+/// The `ipam` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamConfig {
+    /// Must be `vnic`.
+    #[serde(rename = "type")]
+    pub plugin_type: String,
+    /// State file written by the agent.
+    #[serde(default = "default_state_file")]
+    pub state_file: PathBuf,
+    /// Filesystem root holding `sys/` (tests point it at a fixture).
+    #[serde(default = "default_sysfs_root")]
+    pub sysfs_root: PathBuf,
+    /// IMDS base URL for the fallback.
+    #[serde(default = "default_imds_url")]
+    pub imds_url: String,
+    /// Extra routes (the subnet route is implicit).
+    #[serde(default)]
+    pub routes: Vec<ConfRoute>,
+    /// Add `0.0.0.0/0 via virtualRouterIp`: for pods whose only egress is
+    /// this VNIC; off by default so the cluster interface keeps the default.
+    #[serde(default)]
+    pub default_route: bool,
+}
+
+fn default_state_file() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_PATH)
+}
+
+fn default_sysfs_root() -> PathBuf {
+    PathBuf::from("/")
+}
+
+fn default_imds_url() -> String {
+    plexus_imds::DEFAULT_BASE_URL.to_string()
+}
+
+/// Which device the delegate (host-device) config names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// `device`: host interface name.
+    Name(String),
+    /// `hwaddr`.
+    Mac(String),
+    /// `kernelpath`.
+    KernelPath(String),
+    /// `pciBusID` or `runtimeConfig.deviceID`.
+    Pci(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeviceKeys {
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    hwaddr: String,
+    #[serde(default)]
+    kernelpath: String,
+    #[serde(default, rename = "pciBusID")]
+    pci_bus_id: String,
+}
+
+/// The parsed stdin: IPAM settings plus the device selector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// The full network config.
+    pub conf: NetConf,
+    /// `ipam` section.
+    pub ipam: IpamConfig,
+    /// Device named by the delegate config.
+    pub selector: Selector,
+}
+
+/// Parses stdin. host-device's precedence: `device`, then `hwaddr`, then
+/// `kernelpath`, then `pciBusID`, which `runtimeConfig.deviceID` fills when
+/// set (a device plugin's PCI address).
+pub fn parse_request(stdin: &[u8]) -> Result<Request, CniError> {
+    let conf = NetConf::parse(stdin)?;
+    let ipam_value = conf
+        .ipam
+        .clone()
+        .ok_or_else(|| VnicError::Config("missing \"ipam\"".into()).to_cni())?;
+    let ipam: IpamConfig = serde_json::from_value(ipam_value)
+        .map_err(|e| VnicError::Config(e.to_string()).to_cni())?;
+    let keys: DeviceKeys = serde_json::from_slice(stdin)
+        .map_err(|e| CniError::decode(format!("failed to load netconf: {e}")))?;
+    let runtime_id = conf.runtime()?.device_id.unwrap_or_default();
+    let selector = if !keys.device.is_empty() {
+        Selector::Name(keys.device)
+    } else if !keys.hwaddr.is_empty() {
+        Selector::Mac(keys.hwaddr)
+    } else if !keys.kernelpath.is_empty() {
+        Selector::KernelPath(keys.kernelpath)
+    } else if !runtime_id.is_empty() {
+        Selector::Pci(runtime_id)
+    } else if !keys.pci_bus_id.is_empty() {
+        Selector::Pci(keys.pci_bus_id)
+    } else {
+        return Err(VnicError::NoDeviceSelector.to_cni());
+    };
+    Ok(Request {
+        conf,
+        ipam,
+        selector,
+    })
+}
+
+/// What is known about the device after looking at sysfs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceRef {
+    /// Host interface name.
+    pub ifname: Option<String>,
+    /// MAC, lower-case.
+    pub mac: Option<String>,
+    /// PCI address.
+    pub pci: Option<PciAddr>,
+}
+
+impl std::fmt::Display for DeviceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dash = |o: Option<String>| o.unwrap_or_else(|| "-".into());
+        write!(
+            f,
+            "(name {}, MAC {}, PCI {})",
+            dash(self.ifname.clone()),
+            dash(self.mac.clone()),
+            dash(self.pci.map(|p| p.to_string()))
+        )
+    }
+}
+
+/// Fills in what sysfs knows. host-device has usually moved the netdev into
+/// the pod already (it runs IPAM after the move), so a name or PCI address
+/// may no longer resolve to a netdev here; that is not an error.
+pub fn resolve_device(root: &Path, selector: &Selector) -> Result<DeviceRef, VnicError> {
+    let mut dev = DeviceRef::default();
+    let visible = |name: &str| root.join("sys/class/net").join(name).exists();
+    match selector {
+        Selector::Name(name) => {
+            dev.ifname = Some(name.clone());
+            if visible(name) {
+                dev.mac = mac_of_netdev(root, name)?;
+                dev.pci = pci::pci_of_netdev(root, name)?;
+            }
+        }
+        Selector::Mac(mac) => {
+            dev.mac = Some(mac.trim().to_ascii_lowercase());
+            if let Some(name) = netdevs_with_mac(root, mac)?.into_iter().next() {
+                dev.pci = pci::pci_of_netdev(root, &name)?;
+                dev.ifname = Some(name);
+            }
+        }
+        Selector::KernelPath(path) => {
+            dev.pci = Path::new(path)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok());
+            if let Ok(name) = pci::netdev_of_kernelpath(root, path) {
+                dev.mac = mac_of_netdev(root, &name)?;
+                dev.ifname = Some(name);
+            }
+        }
+        Selector::Pci(id) => {
+            let addr: PciAddr = id.parse()?;
+            dev.pci = Some(addr);
+            if pci::pci_exists(root, &addr) {
+                if let Some(name) = pci::netdevs_of_pci(root, &addr)?.into_iter().next() {
+                    dev.mac = mac_of_netdev(root, &name)?;
+                    dev.ifname = Some(name);
+                }
+            }
+        }
+    }
+    Ok(dev)
+}
+
+/// The state entry for `dev`: by PCI, then MAC, then host name.
+pub fn find_in_state<'a>(state: &'a NodeState, dev: &DeviceRef) -> Option<&'a VnicState> {
+    dev.pci
+        .and_then(|p| state.find_by_pci(&p.to_string()))
+        .or_else(|| dev.mac.as_deref().and_then(|m| state.find_by_mac(m)))
+        .or_else(|| {
+            let name = dev.ifname.as_deref()?;
+            state
+                .vnics
+                .iter()
+                .find(|v| v.ifname.as_deref() == Some(name))
+        })
+}
+
+/// The result for a VNIC: its address on the interface, the gateway, and
+/// the configured routes (the subnet route comes with the address).
+pub fn build_result(vnic: &VnicState, ipam: &IpamConfig) -> Result<CniResult, VnicError> {
+    let address = IpNet::new(vnic.ip, vnic.prefix_len)
+        .map_err(|e| VnicError::Config(format!("VNIC {} prefix: {e}", vnic.vnic_id)))?;
+    let mut routes: Vec<Route> = ipam
+        .routes
+        .iter()
+        .map(|r| Route::new(r.dst, r.gw))
+        .collect();
+    if ipam.default_route {
+        let any: IpNet = match vnic.ip {
+            IpAddr::V4(_) => IpNet::V4(ipnet::Ipv4Net::default()),
+            IpAddr::V6(_) => IpNet::V6(ipnet::Ipv6Net::default()),
+        };
+        if !routes.iter().any(|r| r.dst == any) {
+            routes.push(Route::new(any, vnic.gateway));
+        }
+    }
+    Ok(CniResult {
+        ips: vec![IpConfig {
+            interface: None,
+            address,
+            gateway: vnic.gateway,
+        }],
+        routes,
+        ..CniResult::default()
+    })
+}
+
+/// Builds a metadata client for a base URL; a seam so handler tests can
+/// answer without HTTP.
+pub trait MetadataConnector {
+    /// A source talking to `base_url`.
+    fn connect(&self, base_url: &str) -> Box<dyn MetadataSource>;
+}
+
+/// The real connector: OCI IMDS with timeouts sized for a CNI call (the
+/// runtime's own ADD timeout is minutes, but pods should fail in seconds).
+#[derive(Debug, Default)]
+pub struct OciConnector;
+
+impl MetadataConnector for OciConnector {
+    fn connect(&self, base_url: &str) -> Box<dyn MetadataSource> {
+        Box::new(OciImds::new(ClientConfig {
+            base_url: base_url.to_string(),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(3),
+            retry: RetryPolicy {
+                max_attempts: 4,
+                initial_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(2),
+                budget: Duration::from_secs(10),
+            },
+        }))
+    }
+}
+
+/// The plugin with its metadata seam.
+pub struct VnicIpam<'a> {
+    imds: &'a dyn MetadataConnector,
+}
+
+impl std::fmt::Debug for VnicIpam<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VnicIpam").finish_non_exhaustive()
+    }
+}
+
+impl<'a> VnicIpam<'a> {
+    /// A plugin asking `imds` when the state file has no answer.
+    pub fn new(imds: &'a dyn MetadataConnector) -> Self {
+        Self { imds }
+    }
+
+    /// Finds the VNIC for the request: state file first, IMDS second.
+    pub fn find_vnic(&self, req: &Request) -> Result<VnicState, VnicError> {
+        let dev = resolve_device(&req.ipam.sysfs_root, &req.selector)?;
+        let state = NodeState::read(&req.ipam.state_file)?;
+        let found = match state.as_ref().and_then(|s| find_in_state(s, &dev)) {
+            Some(v) => v.clone(),
+            None => self.ask_imds(&req.ipam.imds_url, &dev)?,
+        };
+        if found.is_primary {
+            return Err(VnicError::Primary {
+                device: dev.to_string(),
+                vnic_id: found.vnic_id,
+            });
+        }
+        Ok(found)
+    }
+
+    fn ask_imds(&self, url: &str, dev: &DeviceRef) -> Result<VnicState, VnicError> {
+        let Some(mac) = dev.mac.as_deref() else {
+            return Err(VnicError::NoMac {
+                device: dev.to_string(),
+            });
+        };
+        let vnics = self.imds.connect(url).vnics()?;
+        vnics
+            .iter()
+            .position(|v| v.matches_mac(mac))
+            .map(|i| {
+                VnicState::from_vnic(
+                    &vnics[i],
+                    i == 0,
+                    dev.ifname.clone(),
+                    dev.pci.map(|p| p.to_string()),
+                    None,
+                )
+            })
+            .ok_or_else(|| VnicError::NoVnic {
+                device: dev.to_string(),
+            })
+    }
+}
+
+impl Plugin for VnicIpam<'_> {
+    fn add(&self, args: &CmdArgs) -> Result<serde_json::Value, CniError> {
+        let req = parse_request(&args.stdin)?;
+        let vnic = self.find_vnic(&req).map_err(|e| e.to_cni())?;
+        let result = build_result(&vnic, &req.ipam).map_err(|e| e.to_cni())?;
+        result.to_json(req.conf.version())
+    }
+
+    fn del(&self, _args: &CmdArgs) -> Result<(), CniError> {
+        // Nothing was allocated: the address belongs to the VNIC.
+        Ok(())
+    }
+
+    fn check(&self, args: &CmdArgs) -> Result<(), CniError> {
+        let req = parse_request(&args.stdin)?;
+        let prev = req
+            .conf
+            .parse_prev_result()?
+            .ok_or_else(|| VnicError::MissingPrevResult.to_cni())?;
+        let vnic = self.find_vnic(&req).map_err(|e| e.to_cni())?;
+        let expected = build_result(&vnic, &req.ipam).map_err(|e| e.to_cni())?;
+        for want in &expected.ips {
+            if !prev.ips.iter().any(|ip| ip.address == want.address) {
+                return Err(VnicError::CheckMismatch {
+                    expected: want.address,
+                }
+                .to_cni());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_imds::testing::StaticMetadata;
+    use plexus_imds::Vnic;
+    use serde_json::json;
+
+    fn req(extra: serde_json::Value) -> Result<Request, CniError> {
+        let mut c = json!({"cniVersion": "1.0.0", "name": "n", "type": "host-device", "ipam": {"type": "vnic"}});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        parse_request(&serde_json::to_vec(&c).unwrap())
+    }
+
+    #[test]
+    fn selector_follows_host_device_precedence() {
+        let all = json!({"device": "ens5", "hwaddr": "aa:bb:cc:dd:ee:ff", "kernelpath": "/sys/devices/x/0000:00:05.0",
+                         "pciBusID": "0000:00:06.0", "runtimeConfig": {"deviceID": "0000:00:07.0"}});
+        assert_eq!(req(all).unwrap().selector, Selector::Name("ens5".into()));
+        let s = req(json!({"hwaddr": "AA:BB:CC:DD:EE:FF", "pciBusID": "0000:00:06.0"}))
+            .unwrap()
+            .selector;
+        assert_eq!(s, Selector::Mac("AA:BB:CC:DD:EE:FF".into()));
+        let s =
+            req(json!({"pciBusID": "0000:00:06.0", "runtimeConfig": {"deviceID": "0000:00:07.0"}}))
+                .unwrap()
+                .selector;
+        assert_eq!(s, Selector::Pci("0000:00:07.0".into()));
+        assert_eq!(
+            req(json!({})).unwrap_err().code,
+            CniError::INVALID_NETWORK_CONFIG
+        );
+        let r = req(json!({"device": "x"})).unwrap();
+        assert_eq!(r.ipam.state_file, PathBuf::from("/run/plexus/state.json"));
+        assert_eq!(r.ipam.sysfs_root, PathBuf::from("/"));
+        assert_eq!(r.ipam.imds_url, "http://169.254.169.254");
+        assert!(!r.ipam.default_route);
+    }
+
+    fn vnic_state() -> VnicState {
+        VnicState {
+            ifname: None,
+            pci: None,
+            mac: "02:00:17:00:00:02".into(),
+            vnic_id: "ocid1.vnic.x".into(),
+            ip: "198.51.100.20".parse().unwrap(),
+            prefix_len: 24,
+            subnet_cidr: "198.51.100.0/24".parse().unwrap(),
+            gateway: Some("198.51.100.1".parse().unwrap()),
+            vlan_tag: None,
+            nic_index: None,
+            mtu: None,
+            is_primary: false,
+        }
+    }
+
+    #[test]
+    fn result_keeps_host_bits_and_does_not_duplicate_default_route() {
+        let mut ipam = req(json!({"device": "x"})).unwrap().ipam;
+        ipam.default_route = true;
+        ipam.routes = vec![ConfRoute {
+            dst: "0.0.0.0/0".parse().unwrap(),
+            gw: None,
+        }];
+        let r = build_result(&vnic_state(), &ipam).unwrap();
+        assert_eq!(r.ips[0].address.to_string(), "198.51.100.20/24");
+        assert_eq!(r.routes.len(), 1);
+    }
+
+    struct Fixed(Vec<Vnic>);
+    impl MetadataConnector for Fixed {
+        fn connect(&self, _base_url: &str) -> Box<dyn MetadataSource> {
+            Box::new(StaticMetadata::new(self.0.clone(), None))
+        }
+    }
+
+    #[test]
+    fn imds_fallback_marks_first_entry_primary_and_needs_a_mac() {
+        let v: Vec<Vnic> = serde_json::from_value(json!([
+            {"vnicId": "p", "privateIp": "198.51.100.10", "macAddr": "02:00:17:00:00:01", "subnetCidrBlock": "198.51.100.0/24"},
+            {"vnicId": "s", "privateIp": "198.51.100.20", "macAddr": "02:00:17:00:00:02", "subnetCidrBlock": "198.51.100.0/24"}
+        ]))
+        .unwrap();
+        let connector = Fixed(v);
+        let plugin = VnicIpam::new(&connector);
+        let dev = |mac: Option<&str>| DeviceRef {
+            mac: mac.map(str::to_string),
+            ..DeviceRef::default()
+        };
+        assert!(
+            plugin
+                .ask_imds("x", &dev(Some("02:00:17:00:00:01")))
+                .unwrap()
+                .is_primary
+        );
+        let s = plugin
+            .ask_imds("x", &dev(Some("02:00:17:00:00:02")))
+            .unwrap();
+        assert_eq!((s.vnic_id.as_str(), s.is_primary), ("s", false));
+        assert!(matches!(
+            plugin.ask_imds("x", &dev(None)),
+            Err(VnicError::NoMac { .. })
+        ));
+        assert!(matches!(
+            plugin.ask_imds("x", &dev(Some("02:00:17:00:00:09"))),
+            Err(VnicError::NoVnic { .. })
+        ));
+    }
+}

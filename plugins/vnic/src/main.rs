@@ -1,1 +1,11 @@
-fn main() {}
+//! `vnic` IPAM plugin binary.
+
+fn main() {
+    let imds = plexus_vnic::OciConnector;
+    let plugin = plexus_vnic::VnicIpam::new(&imds);
+    std::process::exit(plexus_cni::skel::run(
+        &plugin,
+        plexus_vnic::ABOUT,
+        plexus_cni::version::SUPPORTED,
+    ));
+}
