@@ -149,6 +149,8 @@ pub fn plan_repair(
 
 /// Side effects of repair.
 pub trait RepairOps {
+    /// Links of the namespace with a MAC, for [`plan_repair`].
+    fn links(&self) -> Result<Vec<HostLink>, String>;
     fn rename(&self, from: &str, to: &str) -> Result<(), String>;
     fn remove(&self, path: &Path) -> Result<(), String>;
 }
@@ -238,9 +240,10 @@ impl NetlinkRepair {
     pub fn new(handle: plexus_netlink::Handle) -> Self {
         Self { handle }
     }
+}
 
-    /// Host links with a MAC, for [`plan_repair`].
-    pub fn links(&self) -> Result<Vec<HostLink>, String> {
+impl RepairOps for NetlinkRepair {
+    fn links(&self) -> Result<Vec<HostLink>, String> {
         let links = self.handle.links().map_err(|e| e.to_string())?;
         Ok(links
             .into_iter()
@@ -255,9 +258,7 @@ impl NetlinkRepair {
             })
             .collect())
     }
-}
 
-impl RepairOps for NetlinkRepair {
     fn rename(&self, from: &str, to: &str) -> Result<(), String> {
         let link = self.handle.link_by_name(from).map_err(|e| e.to_string())?;
         // The kernel refuses to rename a running device.

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fs;
 
 use plexus_agent::repair::{
-    apply_repair, known_vfs, plan_repair, read_records, NetlinkRepair, RepairAction,
+    apply_repair, known_vfs, plan_repair, read_records, NetlinkRepair, RepairAction, RepairOps,
 };
 use plexus_agent::vnic::{run, Mode, NetlinkOps, VnicConfig};
 use plexus_imds::testing::StaticMetadata;
