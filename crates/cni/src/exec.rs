@@ -124,12 +124,23 @@ impl Exec for ProcessExec {
                 }
             });
             let err_thread = s.spawn(move || {
-                let mut buf = Vec::new();
+                let mut kept = Vec::new();
+                let mut chunk = [0u8; 4096];
                 if let Some(r) = child_err.as_mut() {
-                    let _ = r.read_to_end(&mut buf);
+                    // Pass each chunk on as it arrives so delegate logs stay live.
+                    loop {
+                        match r.read(&mut chunk) {
+                            Ok(0) => break,
+                            Ok(n) => {
+                                let _ = std::io::stderr().write_all(&chunk[..n]);
+                                kept.extend_from_slice(&chunk[..n]);
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(_) => break,
+                        }
+                    }
                 }
-                let _ = std::io::stderr().write_all(&buf);
-                buf
+                kept
             });
             let mut out = Vec::new();
             if let Some(r) = child_out.as_mut() {
