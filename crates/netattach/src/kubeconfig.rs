@@ -251,6 +251,15 @@ impl ClientConfig {
         })
     }
 
+    /// The kubeconfig at `path` when one is configured, else the in-cluster
+    /// service-account config (what Multus does with its `kubeconfig` key).
+    pub fn from_kubeconfig_or_in_cluster(path: Option<&Path>) -> Result<Self, KubeconfigError> {
+        match path {
+            Some(p) => Self::from_kubeconfig_file(p),
+            None => Self::in_cluster(),
+        }
+    }
+
     /// In-cluster config from `KUBERNETES_SERVICE_HOST`/`_PORT` and the
     /// mounted service account.
     pub fn in_cluster() -> Result<Self, KubeconfigError> {

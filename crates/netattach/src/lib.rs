@@ -26,8 +26,8 @@ pub use networks::{
     parse_networks_annotation, AnnotationError, BandwidthEntry, NetworkSelection, PortMapEntry,
 };
 pub use status::{
-    encode_network_status, network_statuses_from_result, DeviceInfo, Dns, NetworkStatus,
-    StatusError,
+    decode_network_status, encode_network_status, network_statuses_from_cni_result,
+    network_statuses_from_result, DeviceInfo, Dns, NetworkStatus, StatusError,
 };
 
 /// Pod annotation listing the secondary networks a pod asks for.

@@ -422,6 +422,23 @@ pub fn network_statuses_from_result(
     Ok(statuses)
 }
 
+/// [`network_statuses_from_result`] for the canonical `plexus-cni` result
+/// (rendered as 1.1.0 first, so interface indexes and MTUs are kept).
+pub fn network_statuses_from_cni_result(
+    result: &plexus_cni::CniResult,
+    network: &str,
+    is_default: bool,
+    device_info: Option<&DeviceInfo>,
+) -> Result<Vec<NetworkStatus>, StatusError> {
+    let value = result
+        .to_json("1.1.0")
+        .map_err(|e| StatusError::InvalidResult {
+            network: network.to_owned(),
+            reason: e.to_string(),
+        })?;
+    network_statuses_from_result(&value, network, is_default, device_info)
+}
+
 /// Encodes the annotation value exactly as the NAD client does: every element
 /// pretty-printed with a four-space indent, joined by `,` inside `[` `]`.
 pub fn encode_network_status(statuses: &[NetworkStatus]) -> Result<String, StatusError> {
@@ -476,6 +493,22 @@ mod tests {
         let encoded = encode_network_status(&all).unwrap();
         assert_eq!(encoded, fixture("network_status_tutorial.txt").trim_end());
         assert_eq!(decode_network_status(&encoded).unwrap(), all);
+    }
+
+    #[test]
+    fn canonical_cni_result_gives_the_same_status() {
+        let v = json!({
+            "cniVersion": "0.3.1",
+            "interfaces": [{"name": "net1", "mac": "02:00:17:00:aa:01", "sandbox": "/ns"}],
+            "ips": [{"version": "4", "address": "198.51.100.93/24", "gateway": "198.51.100.1", "interface": 0}],
+            "routes": [{"dst": "0.0.0.0/0", "gw": "198.51.100.1"}]
+        });
+        let canonical = plexus_cni::CniResult::from_json(&v).unwrap();
+        let dev = DeviceInfo::pci("0000:00:05.0", None);
+        assert_eq!(
+            network_statuses_from_cni_result(&canonical, "default/n", false, Some(&dev)).unwrap(),
+            network_statuses_from_result(&v, "default/n", false, Some(&dev)).unwrap()
+        );
     }
 
     #[test]

@@ -820,6 +820,11 @@ async fn handle(
     }
     let ctype = content_type.as_deref().unwrap_or("");
     let query = uri.query().unwrap_or("");
+    if matches!(method, Method::POST | Method::PUT) {
+        if let Some(resp) = check_body_media_type(&target, ctype) {
+            return resp;
+        }
+    }
     match (&method, target) {
         (&Method::GET, Target::Collection { res, ns }) => list(&s, res, ns.as_deref()),
         (&Method::POST, Target::Collection { res, ns: Some(ns) }) => {
@@ -876,6 +881,29 @@ async fn handle(
         ) => delete(&mut s, res, &ns, &name),
         _ => method_not_allowed(),
     }
+}
+
+/// Create/update bodies: JSON (or YAML, read here as JSON only); an empty
+/// Content-Type defaults to JSON as on the real server.
+fn check_body_media_type(target: &Target<'_>, content_type: &str) -> Option<Response> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if matches!(media, "" | "application/json" | "application/yaml") {
+        return None;
+    }
+    let res = match target {
+        Target::Collection { res, .. } | Target::Item { res, .. } => *res,
+    };
+    let accepted = if res.builtin {
+        "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+    } else {
+        "application/json, application/yaml"
+    };
+    Some(failure(
+        415,
+        "UnsupportedMediaType",
+        &format!("the body of the request was in an unknown format - accepted media types include: {accepted}"),
+        None,
+    ))
 }
 
 fn version() -> Value {

@@ -331,6 +331,19 @@ fn strategic_json_and_apply_patches() {
         smp_on_crd.body["message"],
         "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
     );
+    let create = call(
+        &srv,
+        "POST",
+        "/api/v1/namespaces/default/pods",
+        Some("text/plain"),
+        "{}",
+        None,
+    );
+    assert_eq!(create.code, 415);
+    assert_eq!(
+        create.body["message"],
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+    );
     let unknown = call(&srv, "PATCH", POD, Some("text/plain"), "{}", None);
     assert_eq!(unknown.code, 415);
     assert_eq!(unknown.body["reason"], "UnsupportedMediaType");
