@@ -83,10 +83,9 @@ impl<'a> Chain<'a> {
         plugin: &Value,
         command: Command,
         env: &RunEnv,
-        prev: Option<&Value>,
-        caps: &Map<String, Value>,
-        gc: Option<&[GcAttachment]>,
+        input: Input<'_>,
     ) -> Result<Vec<u8>, CniError> {
+        let Input { prev, caps, gc } = input;
         let plugin_type = plugin
             .get("type")
             .and_then(Value::as_str)
@@ -112,7 +111,17 @@ impl<'a> Chain<'a> {
     ) -> Result<Value, CniError> {
         let mut prev: Option<Value> = None;
         for plugin in self.plugins() {
-            let out = self.run(exec, plugin, Command::Add, env, prev.as_ref(), caps, None)?;
+            let out = self.run(
+                exec,
+                plugin,
+                Command::Add,
+                env,
+                Input {
+                    prev: prev.as_ref(),
+                    caps,
+                    gc: None,
+                },
+            )?;
             let v: Value = serde_json::from_slice(&out).map_err(|e| {
                 CniError::decode(format!(
                     "failed to parse result of plugin {:?}: {e}",
@@ -142,7 +151,17 @@ impl<'a> Chain<'a> {
         let prev = if self.at_least("0.4.0") { result } else { None };
         let mut first_err = None;
         for plugin in self.plugins().iter().rev() {
-            if let Err(e) = self.run(exec, plugin, Command::Del, env, prev, caps, None) {
+            if let Err(e) = self.run(
+                exec,
+                plugin,
+                Command::Del,
+                env,
+                Input {
+                    prev,
+                    caps,
+                    gc: None,
+                },
+            ) {
                 first_err.get_or_insert(e);
             }
         }
@@ -171,7 +190,17 @@ impl<'a> Chain<'a> {
             )));
         };
         for plugin in self.plugins() {
-            self.run(exec, plugin, Command::Check, env, Some(result), caps, None)?;
+            self.run(
+                exec,
+                plugin,
+                Command::Check,
+                env,
+                Input {
+                    prev: Some(result),
+                    caps,
+                    gc: None,
+                },
+            )?;
         }
         Ok(CheckOutcome::Checked)
     }
@@ -183,7 +212,17 @@ impl<'a> Chain<'a> {
             return Ok(false);
         }
         for plugin in self.plugins() {
-            self.run(exec, plugin, Command::Status, env, None, &Map::new(), None)?;
+            self.run(
+                exec,
+                plugin,
+                Command::Status,
+                env,
+                Input {
+                    prev: None,
+                    caps: &Map::new(),
+                    gc: None,
+                },
+            )?;
         }
         Ok(true)
     }
@@ -201,20 +240,26 @@ impl<'a> Chain<'a> {
         }
         let mut first_err = None;
         for plugin in self.plugins() {
-            if let Err(e) = self.run(
-                exec,
-                plugin,
-                Command::Gc,
-                env,
-                None,
-                &Map::new(),
-                Some(valid),
-            ) {
+            let input = Input {
+                prev: None,
+                caps: &Map::new(),
+                gc: Some(valid),
+            };
+            if let Err(e) = self.run(exec, plugin, Command::Gc, env, input) {
                 first_err.get_or_insert(e);
             }
         }
         first_err.map_or(Ok(true), Err)
     }
+}
+
+/// What a plugin receives besides its config: `prevResult`, capability
+/// args, and (GC only) the valid attachments.
+#[derive(Clone, Copy)]
+struct Input<'b> {
+    prev: Option<&'b Value>,
+    caps: &'b Map<String, Value>,
+    gc: Option<&'b [GcAttachment]>,
 }
 
 /// What CHECK did for one network.

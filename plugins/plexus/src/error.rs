@@ -49,7 +49,7 @@ pub enum PlexusError {
         op: &'static str,
         network: String,
         ifname: String,
-        source: CniError,
+        source: Box<CniError>,
     },
     #[error("device ID lookup for network {network} (resource {resource}) failed: {reason}")]
     Device {
@@ -129,7 +129,7 @@ mod tests {
             op: "adding",
             network: "ns/sriov".into(),
             ifname: "net1".into(),
-            source: CniError::new(11, "busy", "try later"),
+            source: Box::new(CniError::new(11, "busy", "try later")),
         };
         let c = e.to_cni();
         assert_eq!(c.code, 11);

@@ -535,11 +535,17 @@ pub fn add(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<Value, 
     let statuses = network_status(&entry)?;
     if conf.has_kube() && !pod.name.is_empty() {
         let text = encode_network_status(&statuses).map_err(|e| PlexusError::Io(e.to_string()))?;
-        if let Err(e) = kube.patch_network_status(&pod.namespace, &pod.name, &pod.uid, &text) {
-            rollback(args, conf, deps, &entry, entry.attachments.len());
-            return Err(e);
+        let patched = match kube.patch_network_status(&pod.namespace, &pod.name, &pod.uid, &text) {
+            Ok(p) => p,
+            Err(e) => {
+                rollback(args, conf, deps, &entry, entry.attachments.len());
+                return Err(e);
+            }
+        };
+        if !patched {
+            warn!(pod = %pod.name, "pod not found while setting network-status");
         }
-        if conf.events {
+        if conf.events && patched {
             let pref = PodRef {
                 namespace: pod.namespace.clone(),
                 name: pod.name.clone(),
@@ -567,7 +573,7 @@ pub fn add(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<Value, 
             op: "converting the result of",
             network: entry.attachments[0].network.clone(),
             ifname: entry.attachments[0].ifname.clone(),
-            source: e,
+            source: Box::new(e),
         })?;
     info!(container = %args.container_id, networks = entry.attachments.len(), "ADD done");
     Ok(result)
@@ -588,7 +594,7 @@ fn attach(
         op: "adding",
         network: att.network.clone(),
         ifname: att.ifname.clone(),
-        source,
+        source: Box::new(source),
     };
     if let (Some(resource), Some(device), Some(file)) =
         (&att.resource_name, &att.device_id, &att.device_info_file)
@@ -613,6 +619,8 @@ fn attach(
             }
         }
         for gw in &p.gateways {
+            // The requester's own default route of that family is replaced.
+            strip_default_routes(&mut result, gw.is_ipv6());
             deps.routes
                 .add_default_route(&args.netns, &att.ifname, *gw)
                 .map_err(|e| delegate_err(CniError::generic(e)))?;
@@ -731,7 +739,7 @@ fn teardown(
                 op: "deleting",
                 network: att.network.clone(),
                 ifname: att.ifname.clone(),
-                source: e,
+                source: Box::new(e),
             }),
         }
         remove_device_info(att);
@@ -821,7 +829,7 @@ pub fn check(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<(), P
                 op: "checking",
                 network: att.network.clone(),
                 ifname: att.ifname.clone(),
-                source,
+                source: Box::new(source),
             })?;
         debug!(network = %att.network, ?outcome, "CHECK");
     }
@@ -869,7 +877,7 @@ pub fn status(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<(), 
                 op: "getting status of",
                 network: network.clone(),
                 ifname: String::new(),
-                source,
+                source: Box::new(source),
             })?;
     }
     Ok(())
@@ -939,7 +947,7 @@ pub fn gc(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<(), Plex
                 op: "garbage-collecting",
                 network: network.clone(),
                 ifname: String::new(),
-                source,
+                source: Box::new(source),
             });
         }
     }

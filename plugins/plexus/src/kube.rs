@@ -149,24 +149,26 @@ impl<'a> Kube<'a> {
         }
     }
 
-    /// PATCH the network-status annotation (UID precondition).
+    /// PATCH the network-status annotation (UID precondition). `Ok(false)`
+    /// when the pod is gone, which Multus tolerates too.
     pub fn patch_network_status(
         &self,
         namespace: &str,
         name: &str,
         uid: &str,
         status_json: &str,
-    ) -> Result<(), PlexusError> {
+    ) -> Result<bool, PlexusError> {
         let api = self.api()?;
-        with_retry(self.conf.api_retry_budget, self.sleeper, || {
+        match with_retry(self.conf.api_retry_budget, self.sleeper, || {
             api.patch_network_status(namespace, name, uid, status_json)
-        })
-        .map_err(|e| {
-            api_err(
+        }) {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(api_err(
                 format!("error setting network-status on pod {namespace}/{name}"),
                 &e,
-            )
-        })
+            )),
+        }
     }
 
     /// POST an event; best effort, one attempt.
