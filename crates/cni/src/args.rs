@@ -44,26 +44,40 @@ impl CniArgs {
         &self.pairs
     }
 
-    /// Whether `IgnoreUnknown` is set to a Go-`ParseBool` true value.
+    /// Whether `IgnoreUnknown` is `1` or `true` (any case), as Go's
+    /// `UnmarshallableBool`; other values count as false here and are
+    /// rejected by [`CniArgs::check_known`].
     pub fn ignore_unknown(&self) -> bool {
         matches!(
-            self.get("IgnoreUnknown"),
-            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+            parse_go_bool(self.get("IgnoreUnknown").unwrap_or("")),
+            Some(true)
         )
     }
 
-    /// Fails on keys outside `known` unless `IgnoreUnknown` is set, the way
-    /// `LoadArgs` rejects fields its struct lacks ("ARGS: can not find field").
+    /// Fails on keys outside `known` unless `IgnoreUnknown` is true, with the
+    /// messages of Go's `LoadArgs` (`ARGS: unknown args ["FOO=1"]`).
     pub fn check_known(&self, known: &[&str]) -> Result<(), CniError> {
-        if self.ignore_unknown() {
-            return Ok(());
-        }
-        for (k, _) in &self.pairs {
-            if k != "IgnoreUnknown" && !known.contains(&k.as_str()) {
-                return Err(CniError::generic(format!("ARGS: can not find field {k:?}")));
+        if let Some(v) = self.get("IgnoreUnknown") {
+            if parse_go_bool(v).is_none() {
+                return Err(CniError::generic(format!(
+                    "ARGS: error parsing value of pair \"IgnoreUnknown={v}\": boolean unmarshal error: invalid input {}",
+                    v.to_lowercase()
+                )));
             }
         }
-        Ok(())
+        let unknown: Vec<String> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k != "IgnoreUnknown" && !known.contains(&k.as_str()))
+            .map(|(k, v)| format!("{:?}", format!("{k}={v}")))
+            .collect();
+        if unknown.is_empty() || self.ignore_unknown() {
+            return Ok(());
+        }
+        Err(CniError::generic(format!(
+            "ARGS: unknown args [{}]",
+            unknown.join(" ")
+        )))
     }
 
     /// Renders back to `K=V;K2=V2`.
@@ -73,6 +87,15 @@ impl CniArgs {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(";")
+    }
+}
+
+/// Go's `UnmarshallableBool`: `1`/`true`/`0`/`false`, any case.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v.to_lowercase().as_str() {
+        "1" | "true" => Some(true),
+        "0" | "false" => Some(false),
+        _ => None,
     }
 }
 
@@ -138,14 +161,19 @@ mod tests {
 
     #[test]
     fn unknown_keys() {
-        let a = CniArgs::parse("IP=1;FOO=2").unwrap();
+        let a = CniArgs::parse("IP=1;FOO=2;BAR=3").unwrap();
         let e = a.check_known(&["IP"]).unwrap_err();
-        assert_eq!(e.msg, r#"ARGS: can not find field "FOO""#);
-        let a = CniArgs::parse("IP=1;FOO=2;IgnoreUnknown=true").unwrap();
+        assert_eq!(e.msg, r#"ARGS: unknown args ["FOO=2" "BAR=3"]"#);
+        let a = CniArgs::parse("IP=1;FOO=2;IgnoreUnknown=TRUE").unwrap();
         assert!(a.check_known(&["IP"]).is_ok());
         let a = CniArgs::parse("IgnoreUnknown=0;IP=1").unwrap();
         assert!(!a.ignore_unknown());
         assert!(a.check_known(&["IP"]).is_ok());
+        let a = CniArgs::parse("IgnoreUnknown=yes;FOO=1").unwrap();
+        assert_eq!(
+            a.check_known(&[]).unwrap_err().msg,
+            r#"ARGS: error parsing value of pair "IgnoreUnknown=yes": boolean unmarshal error: invalid input yes"#
+        );
     }
 
     #[test]

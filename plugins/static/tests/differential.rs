@@ -185,3 +185,20 @@ fn check_and_del_agree_where_reference_is_right(#[values("0.4.0", "1.0.0")] v: &
         1
     );
 }
+
+#[rstest]
+#[case::unknown("FOO=1;BAR=2")]
+#[case::bad_bool("IgnoreUnknown=yes;FOO=1")]
+#[case::empty_pair("IP=198.51.100.3/24;")]
+#[case::no_equals("IP")]
+fn cni_args_errors_match_reference(#[case] cni_args: &str) {
+    let conf =
+        json!({"cniVersion": "1.0.0", "name": "px", "type": "static", "ipam": {"type": "static"}});
+    let env = with(env_for("ADD"), "CNI_ARGS", cni_args);
+    let ours = run(our_static(), &env, &bytes(&conf)).json();
+    let theirs = run(reference(), &env, &bytes(&conf)).json();
+    assert_eq!(
+        (&ours["code"], &ours["msg"]),
+        (&theirs["code"], &theirs["msg"])
+    );
+}
