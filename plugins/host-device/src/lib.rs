@@ -221,7 +221,10 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
             .link_by_name(Side::Host, &name)
             .map_err(Error::netlink(format!("look up {name:?} on the host")))?
             .ok_or_else(not_found)?;
-        let pci = self.pci_of(&link);
+        let pci = match sel {
+            Selector::DeviceId(a) | Selector::PciBusId(a) => Some(*a),
+            _ => self.pci_of(&link),
+        };
         Ok(Found::Netdev { link, pci })
     }
 
