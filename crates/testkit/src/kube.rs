@@ -623,10 +623,24 @@ fn uid_conflict(res: &Resource, ns: &str, name: &str, want: &str, have: &str) ->
     )
 }
 
-fn invalid(res: &Resource, name: &str, field_errors: &str) -> Response {
+/// 422 Invalid for one field error `"<field>: <detail>"`, with the
+/// `causes` entry the real server adds.
+fn invalid(res: &Resource, name: &str, field_error: &str) -> Response {
+    let (field, detail) = field_error.split_once(": ").unwrap_or(("", field_error));
+    let cause_reason = if detail.starts_with("Required value") {
+        "FieldValueRequired"
+    } else if detail.contains("must be of type") {
+        "FieldValueTypeInvalid"
+    } else {
+        "FieldValueInvalid"
+    };
     let mut details = res.details(name);
     if let Some(d) = details.as_object_mut() {
         d.insert("kind".into(), res.kind.into());
+        d.insert(
+            "causes".into(),
+            json!([{"reason": cause_reason, "message": detail, "field": field}]),
+        );
     }
     let kind = if res.group.is_empty() {
         res.kind.to_owned()
@@ -636,8 +650,21 @@ fn invalid(res: &Resource, name: &str, field_errors: &str) -> Response {
     failure(
         422,
         "Invalid",
-        &format!("{kind} \"{name}\" is invalid: {field_errors}"),
+        &format!("{kind} \"{name}\" is invalid: {field_error}"),
         Some(details),
+    )
+}
+
+/// What `NewGenericServerResponse(422, …)` produces for a patch that cannot
+/// be applied (e.g. a failed JSON-patch `test`).
+fn unprocessable(server_message: &str) -> Response {
+    failure(
+        422,
+        "Invalid",
+        "the server rejected our request due to an error in our request",
+        Some(
+            json!({"causes": [{"reason": "UnexpectedServerResponse", "message": server_message}]}),
+        ),
     )
 }
 
@@ -660,7 +687,11 @@ fn injected(status: u16) -> Response {
             Some(json!({"causes": [{"message": "injected fault"}]})),
         ),
         503 => ("ServiceUnavailable", "the server is currently unable to handle the request", None),
-        504 => ("Timeout", "the server was unable to return a response in the time allotted, but may still be processing the request", None),
+        504 => (
+            "Timeout",
+            "Timeout: request did not complete within requested timeout - context deadline exceeded",
+            Some(json!({})),
+        ),
         401 => ("Unauthorized", "Unauthorized", None),
         403 => ("Forbidden", "forbidden: injected", None),
         404 => ("NotFound", "the server could not find the requested resource", None),
@@ -1289,18 +1320,11 @@ fn patch(
         }
         PatchKind::Json => match json_patch(&old, &patch) {
             Ok(v) => v,
-            Err(e) => {
-                return failure(
-                    422,
-                    "Invalid",
-                    &format!("the server rejected our request due to an error in our request: {e}"),
-                    None,
-                )
-            }
+            Err(e) => return unprocessable(&e),
         },
     };
     let Value::Object(new) = patched else {
-        return failure(422, "Invalid", "the server rejected our request due to an error in our request: patched object is not an object", None);
+        return unprocessable("patched object is not a JSON object");
     };
     commit(s, item, &old, new, false)
 }

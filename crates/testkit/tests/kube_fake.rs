@@ -155,6 +155,15 @@ fn create_conflicts_and_put_resource_version_precondition() {
     );
     assert_eq!(bad.code, 422);
     assert_eq!(bad.body["reason"], "Invalid");
+    assert_eq!(
+        bad.body["message"],
+        r#"NetworkAttachmentDefinition.k8s.cni.cncf.io "m" is invalid: spec.config: Invalid value: "integer": spec.config in body must be of type string: "integer""#
+    );
+    assert_eq!(bad.body["details"]["causes"][0]["field"], "spec.config");
+    assert_eq!(
+        bad.body["details"]["causes"][0]["reason"],
+        "FieldValueTypeInvalid"
+    );
 
     let item = format!("{coll}/n");
     let mut obj = created.body.clone();
@@ -294,6 +303,10 @@ fn strategic_json_and_apply_patches() {
         None,
     );
     assert_eq!(failed.code, 422);
+    assert_eq!(
+        failed.body["message"],
+        "the server rejected our request due to an error in our request"
+    );
 
     let apply = call(
         &srv,
