@@ -18,6 +18,31 @@ pub trait KubeConnect {
     fn connect(&self, conf: &PlexusConf) -> Result<Box<dyn PodApi + '_>, PlexusError>;
 }
 
+/// The real connector: the kubeconfig named by `kubeconfig` (its token file
+/// is re-read on every request by the client), `apiTimeoutSeconds` per
+/// request. Retries are ours ([`with_retry`]), so the client makes one
+/// attempt per call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpKube;
+
+impl KubeConnect for HttpKube {
+    fn connect(&self, conf: &PlexusConf) -> Result<Box<dyn PodApi + '_>, PlexusError> {
+        let path = std::path::Path::new(&conf.kubeconfig);
+        let config = plexus_netattach::kubeconfig::ClientConfig::from_kubeconfig_file(path)
+            .map_err(|e| PlexusError::Api {
+                what: format!("cannot load kubeconfig {}", path.display()),
+                reason: e.to_string(),
+                retryable: false,
+            })?;
+        Ok(Box::new(
+            plexus_netattach::http::HttpPodApi::new(config)
+                .with_timeout(conf.api_timeout)
+                .with_retry(plexus_netattach::http::RetryPolicy::none())
+                .with_event_component(crate::handlers::EVENT_COMPONENT),
+        ))
+    }
+}
+
 /// Sleeps between retries; a trait so handler tests never wait.
 pub trait Sleeper {
     fn sleep(&self, d: Duration);
