@@ -322,3 +322,20 @@ fn connection_refused_is_a_transport_error() {
     assert!(matches!(err, ApiError::Transport(_)), "{err:?}");
     assert!(err.is_retryable());
 }
+
+#[test]
+fn keep_alive_requests_do_not_stall_on_delayed_acks() {
+    let (srv, uid) = seeded();
+    let api = HttpPodApi::new(config(&srv, None));
+    api.get_pod("default", "testpod1").unwrap();
+    let t = Instant::now();
+    for _ in 0..25 {
+        api.get_pod("default", "testpod1").unwrap();
+        api.patch_network_status("default", "testpod1", &uid, "[]")
+            .unwrap();
+    }
+    // 50 requests; with Nagle + delayed ACK each PATCH alone would cost ~40 ms.
+    let elapsed = t.elapsed();
+    eprintln!("50 requests in {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+}
