@@ -248,6 +248,8 @@ pub struct Entry {
     pub model: Option<String>,
     /// SR-IOV VF.
     pub is_vf: bool,
+    /// SR-IOV PF (bare metal).
+    pub is_pf: bool,
     /// Current MTU when visible.
     pub mtu: Option<u32>,
     /// The matched VNIC.
@@ -482,6 +484,7 @@ pub fn join(
                 pci_id: format!("{}:{}", f.vendor, f.device),
                 model: f.vf_model.clone(),
                 is_vf: f.is_vf(),
+                is_pf: matches!(f.role, plexus_sysfs::Role::Pf { .. }),
                 mtu: net.and_then(|n| n.mtu),
                 vnic: None,
                 is_primary: false,
