@@ -88,6 +88,9 @@ fn config(version: &str, selector: Selector, vf: &str, dns: bool) -> Value {
 
 /// Fresh node + pod namespaces with the veth "VF" in the node.
 struct Fixture {
+    /// Our host-device's state files (`dataDir`; the reference ignores the key).
+    data_dir: tempfile::TempDir,
+    container_id: String,
     _veth: Veth,
     vf: String,
     node_fd: NetNs,
@@ -113,6 +116,8 @@ impl Fixture {
         veth.may_visit(&pod);
         let node_fd = NetNs::open(node.path()).unwrap();
         Self {
+            data_dir: tempfile::tempdir().unwrap(),
+            container_id: unique_name("pxdiff"),
             _veth: veth,
             vf,
             node_fd,
@@ -124,8 +129,10 @@ impl Fixture {
     /// Runs the plugin with the thread in the node namespace, as on a node.
     fn cni(&self, imp: Impl, command: &str, conf: &Value) -> CniOutput {
         let dir = imp.plugin_dir();
+        let mut conf = conf.clone();
+        conf["dataDir"] = json!(self.data_dir.path());
         let call = CniCall::new(dir.join("host-device"), command)
-            .container_id("differential")
+            .container_id(&self.container_id)
             .netns(self.pod.path())
             .ifname("net1")
             .cni_path(&dir)
@@ -244,6 +251,25 @@ fn without_empty_dns(reference: &Value, ours: &Value) -> Value {
     reference
 }
 
+/// Intended difference: the reference host-device 1.1.1 drops the DNS its
+/// IPAM returned (`/usr/lib/cni/static` alone does return it) and prints
+/// `"dns": {}`; we pass the IPAM's DNS through. Returns the reference result
+/// with the configured DNS put in, asserting both sides of the difference.
+fn with_ipam_dns(reference: &Value, ours: &Value, conf: &Value) -> Value {
+    let mut reference = reference.clone();
+    assert_eq!(
+        reference["dns"],
+        json!({}),
+        "reference drops the IPAM's dns"
+    );
+    assert_eq!(
+        ours["dns"], conf["ipam"]["dns"],
+        "ours keeps the IPAM's dns"
+    );
+    reference["dns"] = conf["ipam"]["dns"].clone();
+    reference
+}
+
 #[rstest]
 fn add_del_matches_reference(
     #[values("0.3.1", "0.4.0", "1.0.0")] version: &str,
@@ -255,9 +281,9 @@ fn add_del_matches_reference(
     let reference = add_del(Impl::Reference, &conf);
     let ours = add_del(Impl::Ours, &conf);
 
-    // Results: equal, apart from the empty-dns formatting difference.
+    // Results: equal, apart from the DNS differences.
     let expected = if dns {
-        reference.result.clone()
+        with_ipam_dns(&reference.result, &ours.result, &conf)
     } else {
         without_empty_dns(&reference.result, &ours.result)
     };
@@ -351,4 +377,77 @@ fn missing_device_fails_alike(#[values("0.3.1", "1.0.0")] version: &str) {
         .collect();
     assert_eq!(codes[0], (false, json!(999)), "reference");
     assert_eq!(codes[1], codes[0], "ours reports the same failure code");
+}
+
+/// The node's own IP configuration of the NIC (what OCI's secondary-VNIC
+/// script set: an address and a route through it). The kernel flushes it on
+/// the move. Without `useInterfaceNetwork` both implementations return the
+/// NIC bare; with it (a key the reference 1.1.1 does not know) ours gives the
+/// pod the node's address and routes and puts them back on the node at DEL.
+#[rstest]
+fn host_ip_config(
+    #[values("0.3.1", "1.0.0")] version: &str,
+    #[values(false, true)] use_interface_network: bool,
+) {
+    require_root();
+    let mut conf = config(version, Selector::Device, "ens5", false);
+    if use_interface_network {
+        conf["useInterfaceNetwork"] = json!(true);
+        if let Some(map) = conf.as_object_mut() {
+            map.remove("ipam");
+        }
+    }
+    let mut seen = Vec::new();
+    for imp in [Impl::Reference, Impl::Ours] {
+        let fx = Fixture::new();
+        fx.node
+            .ip(&["addr", "add", "198.51.100.21/24", "dev", "ens5"]);
+        fx.node.ip(&[
+            "route",
+            "add",
+            "203.0.113.128/25",
+            "via",
+            "198.51.100.1",
+            "dev",
+            "ens5",
+        ]);
+        let before = (
+            addr_state(&fx.node.addrs("ens5")),
+            route_state(&fx.node.routes()),
+        );
+        let add = fx.cni(imp, "ADD", &conf);
+        let result = add.assert_ok().clone();
+        let pod = (
+            addr_state(&fx.pod.addrs("net1")),
+            route_state(&fx.pod.routes()),
+        );
+        fx.cni(imp, "DEL", &conf).assert_ok();
+        let after = (
+            addr_state(&fx.node.addrs("ens5")),
+            route_state(&fx.node.routes()),
+        );
+        seen.push((before, result, pod, after));
+    }
+    let (r, o) = (&seen[0], &seen[1]);
+    let bare = (json!([]), json!([]));
+    assert_eq!(r.3, bare, "reference: node config gone after DEL");
+    if !use_interface_network {
+        assert_eq!(o.2, r.2, "same pod state");
+        assert_eq!(o.3, bare, "ours: node config gone too, as the reference");
+        return;
+    }
+    // The reference ignores the key: no IPAM, no address in the pod.
+    assert_eq!(r.1.get("ips"), None, "reference result: {}", r.1);
+    assert_eq!(r.2 .0, json!([]));
+    // Ours: the node's address and route in the pod, and back after DEL.
+    assert_eq!(o.1["ips"][0]["address"], "198.51.100.21/24", "{}", o.1);
+    assert_eq!(o.2 .0, json!(["198.51.100.21/24"]));
+    assert!(
+        o.2 .1.as_array().is_some_and(|rs| rs.iter().any(|x| x
+            .as_str()
+            .is_some_and(|x| x.starts_with("203.0.113.128/25 via 198.51.100.1 dev net1")))),
+        "{:?}",
+        o.2 .1
+    );
+    assert_eq!(o.3, o.0, "ours: node config restored after DEL");
 }
