@@ -6,9 +6,14 @@
 //! Root only (they panic, never skip, otherwise). The nextest config runs
 //! tests whose name contains `runtime` one at a time.
 
-use anyhow::{ensure, Context, Result};
+use std::fs;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use plexus_e2e::runtime::{ipv4_addrs, link_at, PodSpec, RuntimeNode};
-use plexus_testkit::net::ip_json;
+use plexus_testkit::kube::{FakeApiServer, Options};
+use plexus_testkit::net::{self, ip_json, Veth, VethEnd};
+use serde_json::{json, Value};
 
 /// Baseline: the runtime harness itself, with only Debian's reference
 /// plugins. A sandbox gets `eth0` on the cluster bridge with an address in
@@ -57,4 +62,302 @@ fn runtime_baseline_bridge_sandbox_lifecycle() -> Result<()> {
     node.cri().remove(&sandbox.id)?;
     node.assert_no_sandboxes()?;
     node.shutdown()
+}
+
+/// What the Plexus tests share: a node whose CNI bin dir holds our `plexus`,
+/// `host-device` and `static` next to Debian's `bridge`, `host-local` and
+/// `loopback`; a "VF" (one end of a veth pair) in the node netns; the fake
+/// Kubernetes API serving in the node netns with a bearer token; and
+/// `00-plexus.conflist` delegating the cluster network to a bridge conflist
+/// in a sub-directory.
+struct PlexusNode {
+    // Field order is drop order: the API server and the VF go before the node.
+    api: FakeApiServer,
+    vf: Veth,
+    node: RuntimeNode,
+}
+
+/// The annotation a pod names its extra networks with.
+const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+const NETWORK_STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
+const TOKEN: &str = "e2e-node-token";
+/// The VF's fixed MAC (locally administered), to recognise it in the pod.
+const VF_MAC: &str = "02:00:cb:00:71:0a";
+
+impl PlexusNode {
+    fn new() -> Result<Self> {
+        let node = RuntimeNode::new()?;
+        for plugin in ["bridge", "host-local"] {
+            node.link_reference_plugin(plugin)?;
+        }
+        for plugin in ["plexus", "host-device", "static"] {
+            node.install_plugin(plugin, &net::bin_path(plugin))?;
+        }
+        let vf = Veth::create(
+            VethEnd::new(net::unique_name("vf"))
+                .in_ns(node.netns())
+                .mac(VF_MAC),
+            VethEnd::new(net::unique_name("wire")).in_ns(node.netns()),
+        );
+        // Bound inside the node netns: the plugin (a child of containerd)
+        // reaches it on 127.0.0.1 there, the test keeps calling it in-process.
+        let api = node.in_node_netns(|| {
+            FakeApiServer::start_with(Options {
+                token: Some(TOKEN.to_owned()),
+                seed: Vec::new(),
+            })
+        })??;
+
+        let aux = node.work_dir().join("plexus.d");
+        let cluster_dir = node.work_dir().join("cluster.d");
+        for dir in [&aux, &cluster_dir] {
+            fs::create_dir_all(dir)?;
+        }
+        fs::write(
+            cluster_dir.join("10-cluster.conflist"),
+            serde_json::to_string_pretty(&node.cluster_conflist("plxbr0"))?,
+        )?;
+        fs::write(aux.join("token"), TOKEN)?;
+        let kubeconfig = json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": api.url()}}],
+            "users": [{"name": "plexus", "user": {"tokenFile": aux.join("token")}}],
+            "contexts": [{"name": "plexus", "context": {"cluster": "fake", "user": "plexus"}}],
+            "current-context": "plexus",
+        });
+        fs::write(aux.join("plexus.kubeconfig"), kubeconfig.to_string())?;
+        let path = |p: &Path| p.display().to_string();
+        node.write_conf(
+            "00-plexus.conflist",
+            &json!({
+                "cniVersion": "1.0.0",
+                "name": "plexus",
+                "plugins": [{
+                    "type": "plexus",
+                    "capabilities": {"io.kubernetes.cri.pod-annotations": true},
+                    "kubeconfig": path(&aux.join("plexus.kubeconfig")),
+                    "clusterNetwork": path(&cluster_dir),
+                    // Everything the plugin keeps, inside the work dir.
+                    "confDir": path(&cluster_dir),
+                    "cniDir": path(&aux.join("cache")),
+                    "binDir": path(&node.cni_bin_dir()),
+                    "deviceInfoDir": path(&aux.join("devinfo")),
+                    "logFile": path(&node.work_dir().join("logs/plexus.log")),
+                    "logLevel": "debug",
+                }]
+            }),
+        )?;
+        Ok(Self { api, vf, node })
+    }
+
+    /// Stores the tutorial's NAD shape: host-device moving `device` into the
+    /// pod, static IPAM with `address`. (`dataDir` only keeps host-device's
+    /// state inside the work dir instead of /var/lib/cni.)
+    fn put_nad(&self, name: &str, device: &str, address: &str) -> Result<()> {
+        let config = json!({
+            "cniVersion": "0.3.1",
+            "type": "host-device",
+            "device": device,
+            "dataDir": self.node.work_dir().join("host-device").display().to_string(),
+            "ipam": {
+                "type": "static",
+                "addresses": [{"address": address, "gateway": "0.0.0.0"}],
+                "routes": [{"dst": "203.0.113.0/24", "gw": "0.0.0.0"}],
+            }
+        });
+        self.api
+            .put_nad("default", name, &config.to_string())
+            .map_err(|e| anyhow!("put_nad: {e}"))?;
+        Ok(())
+    }
+
+    /// A pod requesting `networks`, known to the API (same UID as the
+    /// sandbox, as kubelet guarantees) and annotated the same way for CRI.
+    fn pod(&self, name: &str, networks: &str) -> Result<PodSpec> {
+        let pod = PodSpec::new(name)?.annotation(NETWORKS, networks);
+        self.api
+            .put_pod(json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": pod.name,
+                    "namespace": pod.namespace,
+                    "uid": pod.uid,
+                    "annotations": {NETWORKS: networks},
+                },
+                "spec": {"containers": [{"name": "app", "image": "localhost/app"}]},
+            }))
+            .map_err(|e| anyhow!("put_pod: {e}"))?;
+        Ok(pod)
+    }
+
+    fn vf_on_node(&self) -> Option<Value> {
+        self.node.netns().link(self.vf.a())
+    }
+
+    /// Tears the node down; fails if anything had to be forced.
+    fn shutdown(self) -> Result<()> {
+        let Self { api, vf, node } = self;
+        drop(api);
+        drop(vf);
+        node.shutdown()
+    }
+}
+
+/// The issue's acceptance test: a pod annotated with a NAD gets the cluster
+/// network on `eth0` (bridge, via `clusterNetwork`) and the "VF" as `net1`
+/// with its static address, the API gets the network-status, and removing
+/// the pod returns the VF to the node under its original name.
+#[test]
+fn runtime_plexus_pod_gets_vf_as_net1_and_returns_it() -> Result<()> {
+    let mut t = PlexusNode::new()?;
+    t.put_nad("sriov-vnic-1", t.vf.a(), "203.0.113.10/24")?;
+    let pod = t.pod("testpod1", "sriov-vnic-1")?;
+    t.node.start()?;
+
+    let sandbox = t
+        .node
+        .run_pod(&pod)
+        .map_err(|e| anyhow!("RunPodSandbox: {e}\nplexus log:\n{}", plugin_log(&t.node)))?;
+
+    // eth0: the cluster network from the bridge conflist.
+    ensure!(
+        sandbox.ip.starts_with("198.51.100."),
+        "CRI pod IP {:?} is not the cluster network's",
+        sandbox.ip
+    );
+    let eth0 = link_at(&sandbox.netns, "eth0")?.context("no eth0 in the pod")?;
+    ensure!(
+        ipv4_addrs(&eth0) == [format!("{}/24", sandbox.ip)],
+        "eth0: {eth0}"
+    );
+    // net1: the VF itself (same MAC), with the NAD's static address.
+    let net1 = link_at(&sandbox.netns, "net1")?.context("no net1 in the pod")?;
+    ensure!(net1["address"] == VF_MAC, "net1 is not the VF: {net1}");
+    ensure!(ipv4_addrs(&net1) == ["203.0.113.10/24"], "net1: {net1}");
+    ensure!(
+        t.vf_on_node().is_none(),
+        "the VF is still in the node netns"
+    );
+
+    // The network-status PATCH, as Multus sends it: pods/status merge patch
+    // with the UID precondition, eth0 first and default, then net1.
+    let status_path = format!("/api/v1/namespaces/default/pods/{}/status", pod.name);
+    let patches: Vec<_> = t
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path == status_path)
+        .collect();
+    ensure!(patches.len() == 1, "network-status PATCHes: {patches:?}");
+    ensure!(
+        patches[0].authorization.as_deref() == Some(&*format!("Bearer {TOKEN}")),
+        "PATCH without the node's token: {:?}",
+        patches[0]
+    );
+    let body: Value = serde_json::from_str(&patches[0].body)?;
+    ensure!(
+        body["metadata"]["uid"] == pod.uid.as_str(),
+        "no UID precondition: {body}"
+    );
+    let status_text = body["metadata"]["annotations"][NETWORK_STATUS]
+        .as_str()
+        .context("PATCH without network-status")?;
+    let status: Value = serde_json::from_str(status_text)?;
+    let entries = status.as_array().context("network-status is not a list")?;
+    ensure!(entries.len() == 2, "network-status: {status}");
+    let (cluster, vf) = (&entries[0], &entries[1]);
+    ensure!(
+        cluster["name"] == "cluster"
+            && cluster["interface"] == "eth0"
+            && cluster["default"] == true
+            && cluster["ips"] == json!([sandbox.ip])
+            && cluster["mac"] == eth0["address"],
+        "eth0 entry: {cluster}"
+    );
+    ensure!(
+        vf["name"] == "default/sriov-vnic-1"
+            && vf["interface"] == "net1"
+            && vf["ips"] == json!(["203.0.113.10"])
+            && vf["mac"] == VF_MAC
+            && vf.get("default").is_none_or(|d| d == false),
+        "net1 entry: {vf}"
+    );
+    // The stored pod carries it too.
+    let stored = t
+        .api
+        .get_object(&format!("/api/v1/namespaces/default/pods/{}", pod.name))
+        .context("pod vanished from the API")?;
+    ensure!(
+        stored["metadata"]["annotations"][NETWORK_STATUS] == status_text,
+        "stored pod: {stored}"
+    );
+
+    // `kubectl describe pod` lists the attachments as events.
+    let events = t.api.objects_under("/api/v1/namespaces/default/events/");
+    let added: Vec<&str> = events
+        .iter()
+        .filter(|e| {
+            e["reason"] == "AddedInterface" && e["involvedObject"]["uid"] == pod.uid.as_str()
+        })
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    ensure!(
+        added.contains(&"Add net1 [203.0.113.10/24] from default/sriov-vnic-1"),
+        "AddedInterface events: {added:?}"
+    );
+
+    // StopPodSandbox: DEL with the netns; the VF comes back under its name.
+    t.node.cri().stop(&sandbox.id)?;
+    ensure!(!sandbox.netns.exists(), "pod netns left after stop");
+    let back = t
+        .vf_on_node()
+        .context("VF not returned to the node netns")?;
+    ensure!(back["address"] == VF_MAC, "returned link: {back}");
+    let kept = net::addrs(Some(t.node.netns()), t.vf.a());
+    ensure!(
+        kept.as_array()
+            .is_none_or(|a| a.iter().all(|i| i["family"] != "inet")),
+        "VF kept the pod's address: {kept}"
+    );
+    // RemovePodSandbox: the second DEL, with an empty CNI_NETNS.
+    t.node.cri().remove(&sandbox.id)?;
+    t.node.assert_no_sandboxes()?;
+    ensure!(t.vf_on_node().is_some(), "VF lost by the second DEL");
+    t.shutdown()
+}
+
+/// A NAD naming a device the node does not have: RunPodSandbox fails with
+/// the plugin's error text, the real VF is untouched, and no sandbox stays.
+#[test]
+fn runtime_plexus_missing_device_fails_run_pod_sandbox() -> Result<()> {
+    let mut t = PlexusNode::new()?;
+    t.put_nad("sriov-missing", "nosuchvf0", "203.0.113.11/24")?;
+    let pod = t.pod("testpod2", "sriov-missing")?;
+    t.node.start()?;
+
+    let err = match t.node.run_pod(&pod) {
+        Ok(sb) => bail!("RunPodSandbox succeeded without the device: {sb:?}"),
+        Err(e) => e.to_string(),
+    };
+    ensure!(
+        err.contains("failed to setup network for sandbox")
+            && err.contains(r#"plugin type="plexus" failed (add)"#)
+            && err.contains("nosuchvf0"),
+        "RunPodSandbox error lacks the CNI error text: {err}"
+    );
+    let vf = t.vf_on_node().context("the VF left the node")?;
+    ensure!(vf["address"] == VF_MAC, "VF changed: {vf}");
+    t.node.assert_no_sandboxes()?;
+    ensure!(
+        t.api.requests().iter().all(|r| r.method != "PATCH"),
+        "a failed ADD must not publish a network-status"
+    );
+    t.shutdown()
+}
+
+/// The plugin's own log file, for failure messages.
+fn plugin_log(node: &RuntimeNode) -> String {
+    fs::read_to_string(node.work_dir().join("logs/plexus.log")).unwrap_or_default()
 }
