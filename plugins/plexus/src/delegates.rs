@@ -119,6 +119,42 @@ pub fn load_conf_path(path: &Path) -> Result<Value, String> {
     Ok(v)
 }
 
+/// The auxiliary chain (`auxiliaryCNIChainName`): every plugin of the
+/// configs in `<dir>/<name>/`, where `dir` is the directory of a path
+/// `clusterNetwork` (as Multus requires) or else `confDir`. They run after
+/// the cluster network's plugins on the same interface, with its result as
+/// `prevResult`, like libcni's sub-directory chains.
+pub fn auxiliary_plugins(
+    cluster_network: &str,
+    conf_dir: &Path,
+    name: &str,
+) -> Result<Vec<Value>, String> {
+    let base = if cluster_network.starts_with('/') {
+        Path::new(cluster_network)
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| conf_dir.to_path_buf())
+    } else {
+        conf_dir.to_path_buf()
+    };
+    let dir = base.join(name);
+    let mut plugins = Vec::new();
+    for p in conf_files(&dir) {
+        let v = read_json(&p)?;
+        match v.get("plugins").and_then(Value::as_array) {
+            Some(list) => plugins.extend(list.iter().cloned()),
+            None => plugins.push(v),
+        }
+    }
+    if plugins.is_empty() {
+        return Err(format!(
+            "auxiliary chain {name:?}: no CNI config in {}",
+            dir.display()
+        ));
+    }
+    Ok(plugins)
+}
+
 /// Sets `deviceID` and `pciBusID` on every plugin of the chain (Multus'
 /// JSON injection for resourceName-derived devices).
 pub fn inject_device_id(conflist: &mut Value, device_id: &str) {
@@ -408,6 +444,33 @@ mod tests {
             "flannel"
         );
         assert!(load_conf_path(&dir.path().join("00-plexus.conflist")).is_err());
+    }
+
+    #[test]
+    fn auxiliary_chain_plugins() {
+        let dir = tempfile::tempdir().unwrap();
+        let aux = dir.path().join("aux");
+        std::fs::create_dir_all(&aux).unwrap();
+        std::fs::write(
+            aux.join("10-tuning.conf"),
+            json!({"type":"tuning"}).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            aux.join("20-more.conflist"),
+            json!({"name":"x","plugins":[{"type":"bandwidth"}]}).to_string(),
+        )
+        .unwrap();
+        let got = auxiliary_plugins("flannel", dir.path(), "aux").unwrap();
+        assert_eq!(
+            got,
+            vec![json!({"type":"tuning"}), json!({"type":"bandwidth"})]
+        );
+        let path = dir.path().join("10-flannel.conflist");
+        let got =
+            auxiliary_plugins(&path.to_string_lossy(), Path::new("/nonexistent"), "aux").unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(auxiliary_plugins("flannel", dir.path(), "missing").is_err());
     }
 
     #[test]

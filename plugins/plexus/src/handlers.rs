@@ -23,8 +23,8 @@ use crate::cache::{Attachment, CacheEntry, CacheStore, PodIdentity, CACHE_KIND};
 use crate::chain::{Chain, RunEnv};
 use crate::config::PlexusConf;
 use crate::delegates::{
-    capability_args, delegate_cni_args, find_conf_by_name, inject_cni_args, inject_device_id,
-    load_conf_path, pod_identity, to_conflist, NetworkRef,
+    auxiliary_plugins, capability_args, delegate_cni_args, find_conf_by_name, inject_cni_args,
+    inject_device_id, load_conf_path, pod_identity, to_conflist, NetworkRef,
 };
 use crate::devices::{
     cni_device_info_path, copy_dp_device_info, dp_device_info_path, is_pci_address,
@@ -339,7 +339,18 @@ fn plan(
     let mut out: Vec<Planned> = Vec::new();
     let runtime_caps = conf.runtime_config.clone();
 
-    let (name, list) = cluster_network(conf, pod, annotations, kube_opt)?;
+    let (name, mut list) = cluster_network(conf, pod, annotations, kube_opt)?;
+    if !conf.auxiliary_cni_chain_name.is_empty() {
+        let aux = auxiliary_plugins(
+            &conf.cluster_network,
+            &conf.conf_dir,
+            &conf.auxiliary_cni_chain_name,
+        )
+        .map_err(PlexusError::Config)?;
+        if let Some(plugins) = list.get_mut("plugins").and_then(Value::as_array_mut) {
+            plugins.extend(aux);
+        }
+    }
     out.push(Planned {
         attachment: Attachment {
             network: name,

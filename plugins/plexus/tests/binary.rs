@@ -421,3 +421,58 @@ fn version_touches_nothing() {
     assert_eq!(out["supportedVersions"].as_array().unwrap().len(), 7);
     assert!(!env.path("cache").exists());
 }
+
+#[test]
+fn device_id_from_the_kubelet_socket() {
+    use plexus_testkit::podresources::FakePodResources;
+    let kubelet = FakePodResources::start().unwrap();
+    kubelet.add_container(NS, POD, "app", &[("oracle.com/vnic", &["0000:00:04.0"])]);
+    let api = FakeApiServer::start().unwrap();
+    let env = Env::new(Some(&api), Some("vnic"));
+    api.put_object(json!({
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "vnic", "namespace": NS,
+            "annotations": {"k8s.v1.cni.cncf.io/resourceName": "oracle.com/vnic"}},
+        "spec": {"config": json!({"cniVersion":"1.0.0","type":"sriov-cni"}).to_string()},
+    }))
+    .unwrap();
+    let conf = env.conf(
+        "1.0.0",
+        json!({"podResourcesSocket": kubelet.socket_path()}),
+    );
+    let (code, out, stderr) = env.run("ADD", &conf, &[]);
+    assert_eq!(code, 0, "{out} {stderr}");
+    assert_eq!(kubelet.calls(), vec![format!("Get {NS}/{POD}")]);
+    let entry = cached(&env.path("cache/c0ffee01-eth0.json"));
+    let att = &entry["attachments"][1];
+    assert_eq!(att["deviceId"], "0000:00:04.0");
+    assert_eq!(att["conf"]["plugins"][0]["pciBusID"], "0000:00:04.0");
+    let pod = api
+        .get_object(&format!("/api/v1/namespaces/{NS}/pods/{POD}"))
+        .unwrap();
+    let status: Value = serde_json::from_str(
+        pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        status[1]["device-info"]["pci"]["pci-address"],
+        "0000:00:04.0"
+    );
+
+    // Kubelet socket missing: a clear error naming the network and resource.
+    let env2 = Env::new(Some(&api), Some("vnic"));
+    let conf = env2.conf(
+        "1.0.0",
+        json!({"podResourcesSocket": env2.path("missing.sock"), "podResourcesTimeoutSeconds": 1}),
+    );
+    let (code, out, _) = env2.run("ADD", &conf, &[]);
+    assert_eq!(code, 1);
+    let msg = out["msg"].as_str().unwrap();
+    assert!(
+        msg.contains("default/vnic") && msg.contains("oracle.com/vnic"),
+        "{msg}"
+    );
+}

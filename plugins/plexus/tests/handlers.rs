@@ -796,3 +796,29 @@ fn duplicate_interface_names_are_refused() {
     assert!(e.to_string().contains("eth0"), "{e}");
     assert!(h.exec.calls().is_empty());
 }
+
+#[rstest]
+fn auxiliary_chain_runs_after_the_cluster_network(#[values("0.4.0", "1.1.0")] version: &str) {
+    let h = Harness::new();
+    h.add_pod(None);
+    let aux = h.conf_dir().join("extras");
+    std::fs::create_dir_all(&aux).unwrap();
+    std::fs::write(
+        aux.join("10-tuning.conf"),
+        json!({"type": "tuning"}).to_string(),
+    )
+    .unwrap();
+    let (stdin, conf) = h.conf(version, json!({"auxiliaryCNIChainName": "extras"}));
+    let r = handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    assert_eq!(r["interfaces"][0]["name"], "eth0");
+    assert_eq!(
+        h.exec.summary(),
+        vec![s("ADD", "cluster-cni", "eth0"), s("ADD", "tuning", "eth0")]
+    );
+    h.exec.clear();
+    handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).unwrap();
+    assert_eq!(
+        h.exec.summary(),
+        vec![s("DEL", "tuning", "eth0"), s("DEL", "cluster-cni", "eth0")]
+    );
+}
