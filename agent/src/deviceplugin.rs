@@ -224,13 +224,21 @@ pub fn preferred(
 pub struct Plugin {
     resource: String,
     devices: watch::Receiver<Vec<VfDevice>>,
+    /// Ends open `ListAndWatch` streams: the kubelet never closes its own,
+    /// and a graceful server shutdown waits for every stream to finish.
+    stop: watch::Receiver<bool>,
 }
 
 impl Plugin {
-    pub fn new(resource: &str, devices: watch::Receiver<Vec<VfDevice>>) -> Self {
+    pub fn new(
+        resource: &str,
+        devices: watch::Receiver<Vec<VfDevice>>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
         Self {
             resource: resource.to_string(),
             devices,
+            stop,
         }
     }
 }
@@ -257,6 +265,7 @@ impl api::device_plugin_server::DevicePlugin for Plugin {
         _req: Request<api::Empty>,
     ) -> Result<Response<Self::ListAndWatchStream>, Status> {
         let mut rx = self.devices.clone();
+        let mut stop = self.stop.clone();
         let (tx, out) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             loop {
@@ -264,8 +273,9 @@ impl api::device_plugin_server::DevicePlugin for Plugin {
                 if tx.send(Ok(resp)).await.is_err() {
                     return; // kubelet went away
                 }
-                if rx.changed().await.is_err() {
-                    return; // agent shutting down
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = stop.wait_for(|s| *s) => return,
                 }
             }
         });
@@ -370,9 +380,11 @@ pub async fn serve(
     loop {
         let listener = bind(&path)?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (streams_tx, streams_rx) = watch::channel(false);
         let svc = api::device_plugin_server::DevicePluginServer::new(Plugin::new(
             &cfg.resource_name,
             devices.clone(),
+            streams_rx,
         ));
         let server = tokio::spawn(
             tonic::transport::Server::builder()
@@ -416,8 +428,15 @@ pub async fn serve(
                 break true;
             }
         };
+        let _ = streams_tx.send(true);
         let _ = stop_tx.send(());
-        let _ = server.await;
+        let abort = server.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
         if !restart {
             let _ = std::fs::remove_file(&path);
             return Ok(());

@@ -1,1 +1,465 @@
-fn main() {}
+//! `plexus-agent`: CLI of the node agent. Parses flags (each also settable
+//! by an environment variable), builds the real seams and calls the library.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use plexus_agent::daemon::{self, DaemonConfig};
+use plexus_agent::deviceplugin::{DevicePluginConfig, DEFAULT_RESOURCE};
+use plexus_agent::install::{InstallConfig, Installer, DEFAULT_BINARIES, DEFAULT_CONF_NAME};
+use plexus_agent::reconcile::ReconcileConfig;
+use plexus_agent::repair::{
+    apply_repair, known_vfs, plan_repair, read_records, NetlinkRepair, RepairOps,
+    HOST_DEVICE_STATE_DIR, META_CACHE_DIR,
+};
+use plexus_agent::vnic::{self, netns_path, Mode, NetlinkOps, VnicConfig};
+use plexus_imds::node_state::{NodeState, DEFAULT_STATE_PATH};
+use plexus_imds::{ClientConfig, OciImds, DEFAULT_BASE_URL};
+
+#[derive(Parser, Debug)]
+#[command(name = "plexus-agent", version, about = "Plexus node agent")]
+struct Cli {
+    #[command(flatten)]
+    paths: Paths,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+/// Paths and endpoints shared by the subcommands.
+#[derive(Args, Debug, Clone)]
+struct Paths {
+    /// Root of sysfs (the host's /sys as mounted in the container).
+    #[arg(long, env = "PLEXUS_SYSFS_ROOT", default_value = "/sys", global = true)]
+    sysfs_root: PathBuf,
+    /// Instance metadata base URL.
+    #[arg(long, env = "PLEXUS_IMDS_URL", default_value = DEFAULT_BASE_URL, global = true)]
+    imds_url: String,
+    /// Node state file read by the vnic IPAM plugin.
+    #[arg(long, env = "PLEXUS_STATE_FILE", default_value = DEFAULT_STATE_PATH, global = true)]
+    state_file: PathBuf,
+    /// Host CNI bin dir as mounted here.
+    #[arg(
+        long,
+        env = "PLEXUS_CNI_BIN_DIR",
+        default_value = "/opt/cni/bin",
+        global = true
+    )]
+    cni_bin_dir: PathBuf,
+    /// Host CNI conf dir as mounted here.
+    #[arg(
+        long,
+        env = "PLEXUS_CNI_CONF_DIR",
+        default_value = "/etc/cni/net.d",
+        global = true
+    )]
+    cni_conf_dir: PathBuf,
+    /// The CNI conf dir as the host sees it (paths written into configs).
+    #[arg(
+        long,
+        env = "PLEXUS_HOST_CNI_CONF_DIR",
+        default_value = "/etc/cni/net.d",
+        global = true
+    )]
+    host_cni_conf_dir: PathBuf,
+    /// host-device's per-attachment state files.
+    #[arg(long, env = "PLEXUS_HOST_DEVICE_DIR", default_value = HOST_DEVICE_STATE_DIR, global = true)]
+    host_device_dir: PathBuf,
+    /// The meta plugin's cache dir.
+    #[arg(long, env = "PLEXUS_META_CACHE_DIR", default_value = META_CACHE_DIR, global = true)]
+    meta_cache_dir: PathBuf,
+    /// Network namespace (name under /run/netns or a path) to act in
+    /// instead of the current one.
+    #[arg(long, env = "PLEXUS_NETNS", global = true)]
+    netns: Option<String>,
+    #[command(flatten)]
+    vnic: VnicFlags,
+}
+
+#[derive(Args, Debug, Clone)]
+struct VnicFlags {
+    /// Routing table of the VNIC at IMDS index i is table_base + i.
+    #[arg(long, env = "PLEXUS_TABLE_BASE", default_value_t = 100, global = true)]
+    table_base: u32,
+    /// Priority of the `from <ip>` rules (the metadata guard uses one less).
+    #[arg(
+        long,
+        env = "PLEXUS_RULE_PRIORITY",
+        default_value_t = 1000,
+        global = true
+    )]
+    rule_priority: u32,
+    /// MTU of secondary VNIC links.
+    #[arg(long, env = "PLEXUS_MTU", default_value_t = 9000, global = true)]
+    mtu: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+struct InstallFlags {
+    /// Where the image keeps the binaries to install.
+    #[arg(long, env = "PLEXUS_SOURCE_BIN_DIR", default_value = "/usr/local/bin")]
+    source_bin_dir: PathBuf,
+    /// Name of the meta plugin's config in the conf dir.
+    #[arg(long, env = "PLEXUS_CONF_NAME", default_value = DEFAULT_CONF_NAME)]
+    conf_name: String,
+    /// Projected service-account token to keep copied.
+    #[arg(
+        long,
+        env = "PLEXUS_TOKEN_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    token_file: PathBuf,
+    /// Cluster CA of the service account.
+    #[arg(
+        long,
+        env = "PLEXUS_CA_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    )]
+    ca_file: PathBuf,
+    /// API server URL; default from KUBERNETES_SERVICE_HOST/PORT.
+    #[arg(long, env = "PLEXUS_API_SERVER")]
+    api_server: Option<String>,
+    /// Primary network's readiness file the meta plugin waits for.
+    #[arg(long, env = "PLEXUS_READINESS_INDICATOR_FILE")]
+    readiness_indicator_file: Option<PathBuf>,
+    /// Written when install completed (DaemonSet readiness probe).
+    #[arg(long, env = "PLEXUS_READY_FILE", default_value = "/run/plexus/ready")]
+    ready_file: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Install binaries, meta config, kubeconfig and token once.
+    Install(InstallFlags),
+    /// Run the agent: install watch, reconcile loop, device plugin, metrics.
+    Run(RunFlags),
+    /// Secondary VNIC host configuration.
+    Vnic {
+        #[command(subcommand)]
+        cmd: VnicCmd,
+    },
+    /// Show the node's VNICs/VFs from the state file.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rename stranded VFs back, restore them, collect dead pods' records.
+    Repair {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum VnicCmd {
+    /// Show what apply would change; changes nothing.
+    Plan {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configure secondary VNICs (idempotent).
+    Apply {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove exactly what apply added.
+    Deconfigure {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunFlags {
+    #[command(flatten)]
+    install: InstallFlags,
+    /// Do not install/watch CNI files (e.g. managed elsewhere).
+    #[arg(long, env = "PLEXUS_NO_INSTALL")]
+    no_install: bool,
+    /// Seconds between reconcile passes.
+    #[arg(long, env = "PLEXUS_INTERVAL", default_value_t = 10)]
+    interval: u64,
+    /// Seconds between install/token checks.
+    #[arg(long, env = "PLEXUS_INSTALL_INTERVAL", default_value_t = 2)]
+    install_interval: u64,
+    /// Device plugin dir (holds kubelet.sock).
+    #[arg(
+        long,
+        env = "PLEXUS_DEVICE_PLUGIN_DIR",
+        default_value = "/var/lib/kubelet/device-plugins"
+    )]
+    device_plugin_dir: PathBuf,
+    /// Extended resource name of the VFs.
+    #[arg(long, env = "PLEXUS_RESOURCE_NAME", default_value = DEFAULT_RESOURCE)]
+    resource_name: String,
+    /// Do not serve the device plugin.
+    #[arg(long, env = "PLEXUS_NO_DEVICE_PLUGIN")]
+    no_device_plugin: bool,
+    /// Address of the /metrics endpoint; empty disables it.
+    #[arg(long, env = "PLEXUS_METRICS_ADDR", default_value = "0.0.0.0:9120")]
+    metrics_addr: String,
+}
+
+/// The one place that writes to stdout: command results (tables, JSON).
+#[allow(clippy::print_stdout)]
+fn emit(text: &str) {
+    print!("{text}");
+    if !text.ends_with('\n') {
+        println!();
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+    Ok(serde_json::to_string_pretty(v)?)
+}
+
+impl Paths {
+    fn netns(&self) -> Option<PathBuf> {
+        self.netns.as_deref().map(netns_path)
+    }
+    fn vnic_config(&self) -> VnicConfig {
+        VnicConfig {
+            table_base: self.vnic.table_base,
+            rule_priority: self.vnic.rule_priority,
+            mtu: self.vnic.mtu,
+        }
+    }
+    fn imds(&self) -> ClientConfig {
+        ClientConfig {
+            base_url: self.imds_url.trim_end_matches('/').to_string(),
+            ..ClientConfig::default()
+        }
+    }
+    fn netlink(&self) -> Result<NetlinkOps> {
+        Ok(match self.netns() {
+            Some(p) => NetlinkOps::in_netns(&p)?,
+            None => NetlinkOps::host()?,
+        })
+    }
+    fn repair_ops(&self) -> Result<NetlinkRepair> {
+        let handle = match self.netns() {
+            Some(p) => plexus_netlink::Handle::open_in(&plexus_netns::NetNs::open(&p)?)?,
+            None => plexus_netlink::Handle::new()?,
+        };
+        Ok(NetlinkRepair::new(handle))
+    }
+    fn install(&self, f: &InstallFlags) -> Result<InstallConfig> {
+        let api_server = match &f.api_server {
+            Some(s) => s.clone(),
+            None => {
+                let host = std::env::var("KUBERNETES_SERVICE_HOST")
+                    .context("KUBERNETES_SERVICE_HOST unset; pass --api-server")?;
+                let port =
+                    std::env::var("KUBERNETES_SERVICE_PORT").unwrap_or_else(|_| "443".into());
+                if host.contains(':') {
+                    format!("https://[{host}]:{port}")
+                } else {
+                    format!("https://{host}:{port}")
+                }
+            }
+        };
+        Ok(InstallConfig {
+            source_bin_dir: f.source_bin_dir.clone(),
+            cni_bin_dir: self.cni_bin_dir.clone(),
+            cni_conf_dir: self.cni_conf_dir.clone(),
+            host_cni_conf_dir: self.host_cni_conf_dir.clone(),
+            binaries: DEFAULT_BINARIES.iter().map(|s| s.to_string()).collect(),
+            conf_name: f.conf_name.clone(),
+            token_source: f.token_file.clone(),
+            ca_source: f.ca_file.clone(),
+            api_server,
+            primary_readiness_file: f.readiness_indicator_file.clone(),
+            ready_file: f.ready_file.clone(),
+        })
+    }
+    fn reconcile(&self) -> ReconcileConfig {
+        ReconcileConfig {
+            vnic: self.vnic_config(),
+            sysfs_root: self.sysfs_root.clone(),
+            state_path: self.state_file.clone(),
+            host_device_dir: self.host_device_dir.clone(),
+            meta_cache_dir: self.meta_cache_dir.clone(),
+        }
+    }
+    /// MACs host-device reports inside live pods.
+    fn in_pod_macs(&self) -> BTreeSet<String> {
+        read_records(&self.host_device_dir)
+            .into_iter()
+            .filter(|r| r.netns_alive)
+            .filter_map(|r| r.mac)
+            .collect()
+    }
+}
+
+fn cmd_vnic(paths: &Paths, cmd: &VnicCmd) -> Result<()> {
+    let (mode, as_json) = match cmd {
+        VnicCmd::Plan { json } => (Mode::Plan, *json),
+        VnicCmd::Apply { json } => (Mode::Apply, *json),
+        VnicCmd::Deconfigure { json } => (Mode::Deconfigure, *json),
+    };
+    let imds = OciImds::new(paths.imds());
+    let ops = paths.netlink()?;
+    let (plan, report) = vnic::run(
+        mode,
+        &paths.vnic_config(),
+        &imds,
+        &ops,
+        &paths.in_pod_macs(),
+    )?;
+    if as_json {
+        emit(&json(&serde_json::json!({
+            "plan": plan,
+            "applied": report.applied.len(),
+            "failed": report.failed.iter().map(|(a, e)| serde_json::json!({"action": a, "error": e})).collect::<Vec<_>>(),
+        }))?);
+    } else {
+        emit(&plan.render_table());
+        if mode != Mode::Plan {
+            emit(&format!(
+                "applied {} action(s), {} failed",
+                report.applied.len(),
+                report.failed.len()
+            ));
+        }
+    }
+    report.into_result()?;
+    Ok(())
+}
+
+fn cmd_repair(paths: &Paths, as_json: bool) -> Result<()> {
+    let imds = OciImds::new(paths.imds());
+    let vnics = plexus_imds::MetadataSource::vnics(&imds)?;
+    let state = NodeState::read(&paths.state_file).ok().flatten();
+    let ops = paths.repair_ops()?;
+    let links = ops.links().map_err(anyhow::Error::msg)?;
+    let plan = plan_repair(
+        &links,
+        &known_vfs(&vnics, state.as_ref()),
+        &read_records(&paths.host_device_dir),
+        &read_records(&paths.meta_cache_dir),
+    );
+    let failed = apply_repair(&ops, &plan);
+    // Renamed VFs get their host configuration back through the VNIC path.
+    let net = paths.netlink()?;
+    let (_, restored) = vnic::run(
+        Mode::Apply,
+        &paths.vnic_config(),
+        &imds,
+        &net,
+        &paths.in_pod_macs(),
+    )?;
+    if as_json {
+        emit(&json(&serde_json::json!({
+            "repair": plan,
+            "failed": failed.iter().map(|(a, e)| serde_json::json!({"action": a, "error": e})).collect::<Vec<_>>(),
+            "restored": restored.applied,
+        }))?);
+    } else {
+        for a in &plan.actions {
+            emit(&format!("{a:?}"));
+        }
+        for n in &plan.notes {
+            emit(&format!("note: {}: {}", n.link, n.reason));
+        }
+        emit(&format!(
+            "{} repair action(s), {} failed; {} VNIC action(s) to restore",
+            plan.actions.len(),
+            failed.len(),
+            restored.applied.len()
+        ));
+    }
+    if !failed.is_empty() {
+        bail!("{} repair action(s) failed", failed.len());
+    }
+    restored.into_result()?;
+    Ok(())
+}
+
+fn cmd_status(paths: &Paths, as_json: bool) -> Result<()> {
+    let Some(state) = NodeState::read(&paths.state_file)? else {
+        bail!(
+            "no state file at {} (is `plexus-agent run` running?)",
+            paths.state_file.display()
+        );
+    };
+    if as_json {
+        emit(&json(&state)?);
+        return Ok(());
+    }
+    let mut out = format!(
+        "{:<8} {:<17} {:<12} {:<10} {:<18} {:<15} VNIC\n",
+        "ROLE", "MAC", "PCI", "IFNAME", "IP", "GATEWAY"
+    );
+    for v in &state.vnics {
+        out.push_str(&format!(
+            "{:<8} {:<17} {:<12} {:<10} {:<18} {:<15} {}\n",
+            if v.is_primary { "primary" } else { "vf" },
+            v.mac,
+            v.pci.as_deref().unwrap_or("-"),
+            v.ifname.as_deref().unwrap_or("-"),
+            format!("{}/{}", v.ip, v.prefix_len),
+            v.gateway
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "-".into()),
+            v.vnic_id
+        ));
+    }
+    out.push_str(&format!("updated {}\n", state.updated_at));
+    emit(&out);
+    Ok(())
+}
+
+fn cmd_run(paths: &Paths, f: &RunFlags) -> Result<()> {
+    let install = if f.no_install {
+        None
+    } else {
+        let inst = Installer::new(paths.install(&f.install)?);
+        Some(inst)
+    };
+    let metrics_addr: Option<SocketAddr> = if f.metrics_addr.is_empty() {
+        None
+    } else {
+        Some(f.metrics_addr.parse().context("--metrics-addr")?)
+    };
+    let cfg = DaemonConfig {
+        reconcile: paths.reconcile(),
+        imds: paths.imds(),
+        netns: paths.netns(),
+        install,
+        device_plugin: (!f.no_device_plugin)
+            .then(|| DevicePluginConfig::new(&f.resource_name, &f.device_plugin_dir)),
+        metrics_addr,
+        interval: Duration::from_secs(f.interval.max(1)),
+        install_interval: Duration::from_secs(f.install_interval.max(1)),
+    };
+    tracing::info!(?cfg, "starting");
+    daemon::run(cfg, Arc::new(AtomicBool::new(false)))?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match &cli.cmd {
+        Cmd::Install(f) => {
+            let r = Installer::new(cli.paths.install(f)?).sync()?;
+            tracing::info!(?r, "installed");
+            Ok(())
+        }
+        Cmd::Run(f) => cmd_run(&cli.paths, f),
+        Cmd::Vnic { cmd } => cmd_vnic(&cli.paths, cmd),
+        Cmd::Status { json } => cmd_status(&cli.paths, *json),
+        Cmd::Repair { json } => cmd_repair(&cli.paths, *json),
+    }
+}

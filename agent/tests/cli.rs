@@ -1,0 +1,315 @@
+//! The `plexus-agent` binary as an operator runs it: `vnic plan/apply/
+//! deconfigure --netns`, `install`, `status`, and `run` end to end (fake
+//! IMDS, fake kubelet, fake sysfs, a test namespace), with its RSS measured.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use plexus_kubelet_api::deviceplugin::v1beta1 as api;
+use plexus_sysfs::testing::{FakeSysfs, FunctionSpec};
+use plexus_testkit::imds::FakeImds;
+use plexus_testkit::net::{require_root, TestNs, Veth, VethEnd};
+use plexus_testkit::podresources::FakeRegistration;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_plexus-agent");
+
+fn vnics() -> Value {
+    json!([
+        {"vnicId": "ocid1.vnic.primary", "privateIp": "198.51.100.10", "macAddr": "02:00:17:DD:00:01",
+         "virtualRouterIp": "198.51.100.1", "subnetCidrBlock": "198.51.100.0/25"},
+        {"vnicId": "ocid1.vnic.one", "privateIp": "203.0.113.93", "macAddr": "02:00:17:DD:00:02",
+         "virtualRouterIp": "203.0.113.1", "subnetCidrBlock": "203.0.113.0/24"}
+    ])
+}
+
+fn node() -> (TestNs, Veth) {
+    require_root();
+    let ns = TestNs::new("pxcli");
+    let vf = Veth::create(
+        VethEnd::new("vf1").in_ns(&ns).mac("02:00:17:dd:00:02"),
+        VethEnd::new("vf1p").in_ns(&ns).up(),
+    );
+    (ns, vf)
+}
+
+fn v4(ns: &TestNs, dev: &str) -> Vec<Value> {
+    ns.addrs(dev)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["family"] == "inet")
+        .cloned()
+        .collect()
+}
+
+fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(BIN);
+    c.args(args).env_clear().env("RUST_LOG", "warn");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "plexus-agent failed: {}\nstdout: {}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn vnic_plan_apply_deconfigure_in_netns() {
+    let (ns, _vf) = node();
+    let fake = FakeImds::start(vnics()).unwrap();
+    let url = fake.url();
+    let base = ["--imds-url", url.as_str(), "--netns", ns.name()];
+    let with =
+        |rest: &[&str]| -> Vec<String> { base.iter().chain(rest).map(|s| s.to_string()).collect() };
+    let run = |rest: &[&str]| {
+        let a = with(rest);
+        agent(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+    };
+
+    let plan: Value = serde_json::from_str(&ok(run(&["vnic", "plan", "--json"]))).unwrap();
+    assert!(!plan["plan"]["actions"].as_array().unwrap().is_empty());
+    assert!(v4(&ns, "vf1").is_empty(), "plan changed something");
+
+    let table = ok(run(&["vnic", "apply"]));
+    assert!(
+        table.contains("rule add pref 1000 from 203.0.113.93/32 lookup 101"),
+        "{table}"
+    );
+    assert_eq!(v4(&ns, "vf1")[0]["local"], "203.0.113.93");
+    let again = ok(run(&["vnic", "plan"]));
+    assert!(again.contains("no changes"), "{again}");
+
+    ok(run(&["vnic", "deconfigure"]));
+    assert!(v4(&ns, "vf1").is_empty());
+}
+
+#[test]
+fn vnic_apply_with_imds_down_fails_clearly() {
+    let (ns, _vf) = node();
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let url = format!("http://{addr}");
+    let out = agent(
+        &["--imds-url", &url, "--netns", ns.name(), "vnic", "apply"],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("metadata"), "{err}");
+    assert!(v4(&ns, "vf1").is_empty());
+}
+
+#[test]
+fn install_then_status_without_state_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    for d in ["image", "bin", "net.d", "sa", "run"] {
+        fs::create_dir_all(r.join(d)).unwrap();
+    }
+    for b in ["plexus", "host-device", "static", "vnic"] {
+        fs::write(r.join("image").join(b), b).unwrap();
+    }
+    fs::write(r.join("sa/token"), "t").unwrap();
+    fs::write(r.join("sa/ca.crt"), "c").unwrap();
+    fs::write(
+        r.join("net.d/10-flannel.conflist"),
+        r#"{"cniVersion":"0.3.1","name":"cbr0","plugins":[{"type":"flannel"}]}"#,
+    )
+    .unwrap();
+    let p = |s: &str| r.join(s).to_string_lossy().into_owned();
+    ok(agent(
+        &[
+            "--cni-bin-dir",
+            &p("bin"),
+            "--cni-conf-dir",
+            &p("net.d"),
+            "install",
+            "--source-bin-dir",
+            &p("image"),
+            "--token-file",
+            &p("sa/token"),
+            "--ca-file",
+            &p("sa/ca.crt"),
+            "--ready-file",
+            &p("run/ready"),
+        ],
+        &[
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "443"),
+        ],
+    ));
+    assert!(r.join("net.d/00-plexus.conflist").exists());
+    let kc = fs::read_to_string(r.join("net.d/plexus.d/plexus.kubeconfig")).unwrap();
+    assert!(kc.contains("https://10.96.0.1:443"), "{kc}");
+
+    let out = agent(&["--state-file", &p("run/state.json"), "status"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no state file"));
+}
+
+fn rss_kib(pid: u32, key: &str) -> u64 {
+    let s = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn run_reconciles_serves_devices_and_stops_on_sigterm() {
+    let (ns, _vf) = node();
+    let fake = FakeImds::start(vnics()).unwrap();
+    let kubelet = FakeRegistration::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let sys = FakeSysfs::new(&tmp.path().join("sys")).unwrap();
+    sys.add_function(
+        &FunctionSpec::new("0000:00:05.0", 0x15b3, 0x101e)
+            .driver("mlx5_core")
+            .netdev("vf1", Some("02:00:17:dd:00:02")),
+    )
+    .unwrap();
+    let state = tmp.path().join("state.json");
+    let p = |x: &Path| x.to_string_lossy().into_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
+    let child = Command::new(BIN)
+        .args([
+            "--imds-url",
+            &fake.url(),
+            "--netns",
+            ns.name(),
+            "--sysfs-root",
+            &p(sys.root()),
+            "--state-file",
+            &p(&state),
+            "--host-device-dir",
+            &p(&tmp.path().join("hd")),
+            "--meta-cache-dir",
+            &p(&tmp.path().join("meta")),
+            "run",
+            "--no-install",
+            "--interval",
+            "1",
+            "--device-plugin-dir",
+            &p(kubelet.dir()),
+            "--metrics-addr",
+            &metrics,
+        ])
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut child = Kill(child);
+
+    wait_for("state file", Duration::from_secs(10), || state.exists());
+    wait_for("vf1 configured", Duration::from_secs(10), || {
+        !v4(&ns, "vf1").is_empty()
+    });
+    let st: Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    assert_eq!(st["vnics"][1]["pci"], "0000:00:05.0");
+    assert_eq!(st["vnics"][1]["ifname"], "vf1");
+    let reqs = kubelet.wait_for_requests(1, Duration::from_secs(10));
+    assert_eq!(reqs[0].resource_name, "plexus.io/vf");
+
+    // ListAndWatch shows the VF.
+    let sock = kubelet.dir().join(&reqs[0].endpoint);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let devices = rt.block_on(async {
+        let ch = plexus_kubelet_api::connect_unix(&sock, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut c = api::device_plugin_client::DevicePluginClient::new(ch);
+        let mut s = c.list_and_watch(api::Empty {}).await.unwrap().into_inner();
+        loop {
+            let m = s.message().await.unwrap().unwrap();
+            if !m.devices.is_empty() {
+                return m.devices;
+            }
+        }
+    });
+    assert_eq!(devices[0].id, "0000:00:05.0");
+
+    // /metrics answers.
+    let body = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&metrics).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut b = String::new();
+        s.read_to_string(&mut b).unwrap();
+        b
+    };
+    assert!(body.contains("200"), "{body}");
+
+    // Memory: idle after a few passes, and the peak (reconciles included).
+    std::thread::sleep(Duration::from_secs(3));
+    let idle = rss_kib(pid, "VmRSS:");
+    let peak = rss_kib(pid, "VmHWM:");
+    eprintln!("plexus-agent RSS: idle {idle} KiB, peak {peak} KiB");
+    // The 20 MiB target is for release builds; debug binaries map more text.
+    let limit = if cfg!(debug_assertions) { 32 } else { 20 } * 1024;
+    assert!(peak < limit, "RSS peak {peak} KiB over {limit} KiB");
+
+    // SIGTERM: clean exit, plugin socket removed.
+    let st = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let end = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "agent did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit {status:?}");
+    assert!(!sock.exists());
+}
