@@ -494,9 +494,18 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
             if let Some(link) = self.find_in_pod(net, r)? {
                 match net.move_link(Side::Pod, link.index, &r.host.name) {
                     Ok(()) => {}
-                    // Moved under its pod name, then the rename clashed: it
-                    // is on the host now; fall through to fix it there.
-                    Err(e) if e.is_exists() => {}
+                    // Either moved under its pod name and the rename clashed
+                    // (fixed on the host below), or refused outright because
+                    // both names are taken on the host: then it is still in
+                    // the pod and DEL must fail so the retry can finish.
+                    Err(e) if e.is_exists() => {
+                        if self.find_in_pod(net, r)?.is_some() {
+                            return Err(Error::netlink(format!(
+                                "move {:?} back to the host: name {:?} is taken there",
+                                link.name, r.host.name
+                            ))(e));
+                        }
+                    }
                     Err(e) => {
                         return Err(Error::netlink(format!(
                             "move {:?} back to the host as {:?}",

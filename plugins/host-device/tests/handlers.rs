@@ -456,3 +456,27 @@ fn unknown_device_and_missing_netns_are_clear_errors() {
     env.assert_restored();
     assert!(env.ipam_commands().is_empty());
 }
+
+#[test]
+fn del_fails_and_keeps_record_when_host_names_are_taken() {
+    let env = Env::new();
+    env.ipam_ok("1.0.0");
+    env.add("1.0.0", json!({})).unwrap();
+    {
+        // Both the pod name and the original name are taken on the host.
+        let mut w = env.world();
+        w.add_link(Side::Host, "ens5", "02:00:00:00:00:77", 1500, false);
+        w.add_link(Side::Host, "net1", "02:00:00:00:00:78", 1500, false);
+    }
+    let e = env.del(POD, "1.0.0", json!({})).unwrap_err();
+    assert!(e.msg.contains("taken"), "{e}");
+    assert_eq!(env.state_files(), ["c1-net1.json"]);
+    assert_eq!(env.ipam_commands(), ["ADD", "DEL"], "IPAM DEL still ran");
+    {
+        let mut w = env.world();
+        w.host
+            .retain(|l| l.link.name != "ens5" && l.link.name != "net1");
+    }
+    env.del(POD, "1.0.0", json!({})).unwrap();
+    env.assert_restored();
+}
