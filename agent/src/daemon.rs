@@ -82,6 +82,7 @@ fn control_loop(
     let imds = OciImds::with_observer(cfg.imds.clone(), metrics.clone());
     let seams = Seams {
         metadata: &imds,
+        metrics,
         net: &ops,
         repair: &repair,
     };
@@ -111,9 +112,6 @@ fn control_loop(
             match reconcile_once(&cfg.reconcile, &seams) {
                 Ok(r) => {
                     metrics.set_vf_counts(r.counts);
-                    if r.state_written {
-                        metrics.record_state_write(true);
-                    }
                     if !r.applied.failed.is_empty() || !r.repair_failures.is_empty() {
                         metrics.inc_reconcile_errors();
                     }
@@ -136,9 +134,6 @@ fn control_loop(
                 }
                 Err(e) => {
                     metrics.inc_reconcile_errors();
-                    if matches!(e, crate::reconcile::ReconcileError::State(_)) {
-                        metrics.record_state_write(false);
-                    }
                     tracing::warn!(error = %e, "reconcile pass failed; nothing changed");
                 }
             }

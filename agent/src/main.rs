@@ -13,11 +13,13 @@ use clap::{Args, Parser, Subcommand};
 use plexus_agent::daemon::{self, DaemonConfig};
 use plexus_agent::deviceplugin::{DevicePluginConfig, DEFAULT_RESOURCE};
 use plexus_agent::install::{InstallConfig, Installer, DEFAULT_BINARIES, DEFAULT_CONF_NAME};
+use plexus_agent::inventory::{self, CniCacheLocations};
 use plexus_agent::reconcile::ReconcileConfig;
 use plexus_agent::repair::{
     apply_repair, known_vfs, plan_repair, read_records, NetlinkRepair, RepairOps,
     HOST_DEVICE_STATE_DIR, META_CACHE_DIR,
 };
+use plexus_agent::status;
 use plexus_agent::vnic::{self, netns_path, Mode, NetlinkOps, VnicConfig};
 use plexus_imds::node_state::{NodeState, DEFAULT_STATE_PATH};
 use plexus_imds::{ClientConfig, OciImds, DEFAULT_BASE_URL};
@@ -143,7 +145,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: VnicCmd,
     },
-    /// Show the node's VNICs/VFs from the state file.
+    /// One row per device: interface, PCI, MAC, VNIC, IP, where it is now.
     Status {
         #[arg(long)]
         json: bool,
@@ -381,36 +383,18 @@ fn cmd_repair(paths: &Paths, as_json: bool) -> Result<()> {
 }
 
 fn cmd_status(paths: &Paths, as_json: bool) -> Result<()> {
-    let Some(state) = NodeState::read(&paths.state_file)? else {
-        bail!(
-            "no state file at {} (is `plexus-agent run` running?)",
-            paths.state_file.display()
-        );
+    let imds = OciImds::new(paths.imds());
+    let previous = NodeState::read(&paths.state_file).ok().flatten();
+    let caches = CniCacheLocations {
+        host_device_dir: paths.host_device_dir.clone(),
+        plexus_dir: paths.meta_cache_dir.clone(),
     };
-    if as_json {
-        emit(&json(&state)?);
-        return Ok(());
-    }
-    let mut out = format!(
-        "{:<8} {:<17} {:<12} {:<10} {:<18} {:<15} VNIC\n",
-        "ROLE", "MAC", "PCI", "IFNAME", "IP", "GATEWAY"
-    );
-    for v in &state.vnics {
-        out.push_str(&format!(
-            "{:<8} {:<17} {:<12} {:<10} {:<18} {:<15} {}\n",
-            if v.is_primary { "primary" } else { "vf" },
-            v.mac,
-            v.pci.as_deref().unwrap_or("-"),
-            v.ifname.as_deref().unwrap_or("-"),
-            format!("{}/{}", v.ip, v.prefix_len),
-            v.gateway
-                .map(|g| g.to_string())
-                .unwrap_or_else(|| "-".into()),
-            v.vnic_id
-        ));
-    }
-    out.push_str(&format!("updated {}\n", state.updated_at));
-    emit(&out);
+    let inv = inventory::build(&paths.sysfs_root, &imds, &caches, previous.as_ref())?;
+    emit(&if as_json {
+        status::render_json(&inv)
+    } else {
+        status::render_table(&inv)
+    });
     Ok(())
 }
 

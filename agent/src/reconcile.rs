@@ -11,12 +11,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use plexus_imds::node_state::{NodeState, VnicState};
-use plexus_imds::{MetadataSource, Vnic};
-use plexus_sysfs::{Binding, Discovery};
+use plexus_imds::node_state::NodeState;
+use plexus_imds::MetadataSource;
+use plexus_sysfs::Discovery;
 
 use crate::deviceplugin::VfDevice;
-use crate::metrics::VfCounts;
+use crate::inventory::{self, CniCacheLocations, Inventory, Location, PodLocationSource};
+use crate::metrics::{Metrics, VfCounts};
 use crate::repair::{
     apply_repair, known_vfs, plan_repair, read_records, CacheRecord, RepairOps, RepairPlan,
 };
@@ -42,6 +43,7 @@ pub struct PassReport {
     pub devices: Vec<VfDevice>,
     pub counts: VfCounts,
     pub state_written: bool,
+    pub inventory: Option<Inventory>,
 }
 
 /// Errors that abort a pass before it changed anything.
@@ -53,112 +55,44 @@ pub enum ReconcileError {
     State(#[from] plexus_imds::StateError),
 }
 
-/// MACs and PCI addresses held by live pods, per host-device's records.
-fn in_pod(records: &[CacheRecord]) -> (BTreeSet<String>, BTreeSet<String>) {
-    let live = records.iter().filter(|r| r.netns_alive);
-    let macs = live.clone().filter_map(|r| r.mac.clone()).collect();
-    let pcis = live.filter_map(|r| r.pci.clone()).collect();
-    (macs, pcis)
+/// MACs host-device records as inside live pods.
+fn in_pod_macs(records: &[CacheRecord]) -> BTreeSet<String> {
+    records
+        .iter()
+        .filter(|r| r.netns_alive)
+        .filter_map(|r| r.mac.clone())
+        .collect()
 }
 
-/// Pure: the device plugin's VFs. Every VF except the primary VNIC's; a
-/// VF is healthy when it is usable: bound to vfio, or kernel-bound with its
-/// link on the host or inside a live pod. A kernel VF whose link is nowhere
-/// (or an unbound one) is reported unhealthy so the kubelet stops handing
-/// it out.
+/// Pure: the device plugin's VFs from the inventory: every VF except the
+/// primary VNIC's. Healthy when usable: its link on the host, inside a pod,
+/// or bound to vfio; a kernel VF whose link is nowhere is unhealthy so the
+/// kubelet stops handing it out.
 pub fn vf_devices(
+    inv: &Inventory,
     discovery: &Discovery,
-    vnics: &[Vnic],
-    in_pod_pcis: &BTreeSet<String>,
     iommu_group: &dyn Fn(&str) -> Option<String>,
-) -> (Vec<VfDevice>, VfCounts) {
-    let primary = vnics.first().map(Vnic::mac_lower);
-    let mut counts = VfCounts::default();
-    let mut out = Vec::new();
-    for f in discovery.functions.iter().filter(|f| f.is_vf()) {
-        if primary.as_deref().is_some_and(|m| f.has_mac(m)) {
-            continue;
-        }
-        let pci = f.pci.to_string();
-        let netdev = f.netdev().map(|n| n.name.clone());
-        let healthy = match f.binding {
-            Binding::Userspace => {
-                counts.userspace += 1;
-                true
+) -> Vec<VfDevice> {
+    inv.entries
+        .iter()
+        .filter(|e| e.is_vf && !e.is_primary)
+        .map(|e| {
+            let pci = e.pci.to_string();
+            VfDevice {
+                iommu_group: iommu_group(&pci),
+                numa_node: discovery
+                    .function(&e.pci)
+                    .and_then(|f| f.numa_node)
+                    .map(i64::from),
+                driver: e.driver.clone(),
+                netdev: matches!(e.location, Location::Host)
+                    .then(|| e.ifname.clone())
+                    .flatten(),
+                healthy: !matches!(e.location, Location::Unknown),
+                pci,
             }
-            Binding::Kernel if netdev.is_some() => {
-                counts.host += 1;
-                true
-            }
-            Binding::Kernel if in_pod_pcis.contains(&pci) => {
-                counts.pod += 1;
-                true
-            }
-            _ => {
-                counts.unknown += 1;
-                false
-            }
-        };
-        out.push(VfDevice {
-            iommu_group: iommu_group(&pci),
-            numa_node: f.numa_node.map(i64::from),
-            driver: f.driver.clone(),
-            netdev,
-            pci,
-            healthy,
-        });
-    }
-    (out, counts)
-}
-
-/// Pure: the node state entries. VNICs whose VF is not visible (inside a
-/// pod) keep the PCI address and host name the previous state recorded, so
-/// the IPAM plugin and repair still find them.
-pub fn state_entries(
-    discovery: &Discovery,
-    vnics: &[Vnic],
-    previous: Option<&NodeState>,
-    mtu: u32,
-) -> Vec<VnicState> {
-    let mut out = Vec::new();
-    for (i, v) in vnics.iter().enumerate() {
-        let is_primary = i == 0;
-        let mtu = (!is_primary).then_some(mtu);
-        let funcs = discovery.by_mac(&v.mac_lower());
-        if funcs.is_empty() {
-            let old: Vec<&VnicState> = previous
-                .map(|p| p.vnics.iter().filter(|s| s.mac == v.mac_lower()).collect())
-                .unwrap_or_default();
-            if old.is_empty() {
-                out.push(VnicState::from_vnic(v, is_primary, None, None, mtu));
-            }
-            for o in old {
-                out.push(VnicState::from_vnic(
-                    v,
-                    is_primary,
-                    o.ifname.clone(),
-                    o.pci.clone(),
-                    mtu,
-                ));
-            }
-            continue;
-        }
-        for f in funcs {
-            let ifname = f
-                .netdevs
-                .iter()
-                .find(|n| n.mac.as_deref() == Some(v.mac_lower().as_str()))
-                .map(|n| n.name.clone());
-            out.push(VnicState::from_vnic(
-                v,
-                is_primary,
-                ifname,
-                Some(f.pci.to_string()),
-                mtu,
-            ));
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// The IOMMU group of a PCI function under `sysfs_root`.
@@ -176,6 +110,7 @@ pub fn iommu_group_of(sysfs_root: &Path, pci: &str) -> Option<String> {
 /// Side effects one pass needs, passed in (real ones built in `main`).
 pub struct Seams<'a> {
     pub metadata: &'a dyn MetadataSource,
+    pub metrics: &'a Metrics,
     pub net: &'a dyn NetOps,
     pub repair: &'a dyn RepairOps,
 }
@@ -216,12 +151,12 @@ pub fn reconcile_once(
     }
 
     // 2. Host configuration of the secondary VNICs present on the host.
-    let (pod_macs, pod_pcis) = in_pod(&hd);
     let current = seams.net.current(&cfg.vnic)?;
-    report.plan = vnic::plan(&cfg.vnic, &vnics, &current, &pod_macs);
+    report.plan = vnic::plan(&cfg.vnic, &vnics, &current, &in_pod_macs(&hd));
     report.applied = vnic::apply(seams.net, &report.plan);
 
-    // 3. Devices and node state from sysfs.
+    // 3. Inventory (after repair, so collected records are gone): devices
+    //    for the plugin, VF counts, node state.
     let discovery = match plexus_sysfs::discover(&cfg.sysfs_root) {
         Ok(d) => d,
         Err(e) => {
@@ -231,116 +166,56 @@ pub fn reconcile_once(
             }
         }
     };
-    let root = cfg.sysfs_root.clone();
-    let (devices, counts) = vf_devices(&discovery, &vnics, &pod_pcis, &|pci| {
-        iommu_group_of(&root, pci)
+    let caches = CniCacheLocations {
+        host_device_dir: cfg.host_device_dir.clone(),
+        plexus_dir: cfg.meta_cache_dir.clone(),
+    };
+    let claims = caches.pod_claims().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reading CNI caches");
+        Vec::new()
     });
-    report.devices = devices;
-    report.counts = counts;
-    let entries = state_entries(&discovery, &vnics, previous.as_ref(), cfg.vnic.mtu);
-    if previous.as_ref().map(|p| &p.vnics) != Some(&entries) {
-        NodeState::new(entries, SystemTime::now()).write_atomic(&cfg.state_path)?;
-        report.state_written = true;
-    }
+    let inv = inventory::join(&discovery, &vnics, &claims, previous.as_ref());
+    let root = cfg.sysfs_root.clone();
+    report.devices = vf_devices(&inv, &discovery, &|pci| iommu_group_of(&root, pci));
+    report.counts = inv.counts();
+    report.state_written =
+        crate::state::persist(&cfg.state_path, &inv, SystemTime::now(), seams.metrics)?;
+    report.inventory = Some(inv);
     Ok(report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plexus_sysfs::{NetDev, PciAddr, PciFunction, Role};
+    use crate::inventory::sample;
 
-    fn func(pci: &str, mac: Option<&str>, binding: Binding) -> PciFunction {
-        PciFunction {
-            pci: pci.parse::<PciAddr>().unwrap(),
-            vendor: "15b3".into(),
-            device: "101e".into(),
-            class: None,
-            driver: Some(match binding {
-                Binding::Userspace => "vfio-pci".into(),
-                _ => "mlx5_core".into(),
-            }),
-            binding,
-            numa_node: Some(0),
-            role: Role::Vf { pf: None },
-            vf_model: None,
-            netdevs: mac
-                .map(|m| {
-                    vec![NetDev {
-                        name: format!("ens{}", &pci[pci.len() - 3..pci.len() - 2]),
-                        mac: Some(m.into()),
-                        operstate: None,
-                        mtu: None,
-                    }]
-                })
-                .unwrap_or_default(),
+    #[test]
+    fn devices_skip_primary_and_health_follows_location() {
+        let inv = sample::inventory();
+        let disc = Discovery {
+            functions: Vec::new(),
+        };
+        let devs = vf_devices(&inv, &disc, &|_| Some("7".into()));
+        assert!(!devs.is_empty());
+        for d in &devs {
+            let e = inv
+                .entries
+                .iter()
+                .find(|e| e.pci.to_string() == d.pci)
+                .unwrap();
+            assert!(e.is_vf && !e.is_primary);
+            assert_eq!(d.healthy, !matches!(e.location, Location::Unknown));
+            assert_eq!(
+                d.netdev.is_some(),
+                matches!(e.location, Location::Host) && e.ifname.is_some()
+            );
+            assert_eq!(d.iommu_group.as_deref(), Some("7"));
         }
-    }
-
-    fn vnic(mac: &str, ip: &str) -> Vnic {
-        serde_json::from_value(serde_json::json!({
-            "vnicId": format!("ocid1.vnic.{mac}"), "privateIp": ip, "macAddr": mac,
-            "virtualRouterIp": "203.0.113.1", "subnetCidrBlock": "203.0.113.0/24"}))
-        .unwrap()
-    }
-
-    #[test]
-    fn devices_skip_primary_and_health_follows_link_presence() {
-        let d = Discovery {
-            functions: vec![
-                func("0000:00:03.0", Some("02:00:00:00:00:01"), Binding::Kernel),
-                func("0000:00:05.0", Some("02:00:00:00:00:02"), Binding::Kernel),
-                func("0000:00:06.0", None, Binding::Kernel),
-                func("0000:00:07.0", None, Binding::Kernel),
-                func("0000:00:08.0", None, Binding::Userspace),
-            ],
-        };
-        let vnics = vec![vnic("02:00:00:00:00:01", "203.0.113.2")];
-        let pods = BTreeSet::from(["0000:00:06.0".to_string()]);
-        let (devs, counts) = vf_devices(&d, &vnics, &pods, &|_| Some("9".into()));
-        let got: Vec<_> = devs.iter().map(|v| (v.pci.as_str(), v.healthy)).collect();
-        assert_eq!(
-            got,
-            vec![
-                ("0000:00:05.0", true),
-                ("0000:00:06.0", true),
-                ("0000:00:07.0", false),
-                ("0000:00:08.0", true)
-            ]
-        );
-        assert_eq!(
-            counts,
-            VfCounts {
-                host: 1,
-                pod: 1,
-                userspace: 1,
-                unknown: 1
-            }
-        );
-    }
-
-    #[test]
-    fn state_keeps_pci_of_vf_inside_a_pod() {
-        let vnics = vec![
-            vnic("02:00:00:00:00:01", "203.0.113.2"),
-            vnic("02:00:00:00:00:02", "203.0.113.3"),
-        ];
-        let on_host = Discovery {
-            functions: vec![func(
-                "0000:00:05.0",
-                Some("02:00:00:00:00:02"),
-                Binding::Kernel,
-            )],
-        };
-        let first = state_entries(&on_host, &vnics, None, 9000);
-        assert_eq!(first[1].pci.as_deref(), Some("0000:00:05.0"));
-        assert_eq!(first[1].ifname.as_deref(), Some("ens5"));
-        assert!(first[0].is_primary && first[0].pci.is_none());
-        let prev = NodeState::new(first.clone(), SystemTime::now());
-        let in_pod = Discovery {
-            functions: vec![func("0000:00:05.0", None, Binding::Kernel)],
-        };
-        let second = state_entries(&in_pod, &vnics, Some(&prev), 9000);
-        assert_eq!(second, first);
+        let vfs = inv
+            .entries
+            .iter()
+            .filter(|e| e.is_vf && !e.is_primary)
+            .count();
+        assert_eq!(devs.len(), vfs);
     }
 }

@@ -8,7 +8,8 @@
 //! secondary VNIC: nothing else is ever renamed.
 //!
 //! The original name comes from host-device's per-attachment state files
-//! (`/var/lib/cni/plexus-host-device/*.json`, read tolerantly by field name)
+//! (`/var/lib/cni/plexus-host-device/<containerID>-<ifname>.json`, the device
+//! as found on the host under `host: {name, mac, pci}`)
 //! and, failing that, from the name the inventory/state file recorded for
 //! the VNIC. Cache entries of the meta plugin (`/var/lib/cni/plexus`) and of
 //! host-device whose pod namespace no longer exists are collected.
@@ -203,22 +204,16 @@ pub fn read_records(dir: &Path) -> Vec<CacheRecord> {
         };
         let netns = str_field(&v, &["netns", "netnsPath", "CNI_NETNS"]).map(PathBuf::from);
         let netns_alive = netns.as_ref().is_some_and(|p| p.exists());
+        // host-device nests the device as found on the host under `host`
+        // (`{name, mac, pci, ...}`); flat keys are accepted as well.
+        let host = v.get("host").filter(|h| h.is_object()).unwrap_or(&v);
         out.push(CacheRecord {
             path,
             netns,
             netns_alive,
-            pci: str_field(&v, &["pciAddress", "pciBusID", "deviceID", "pci"]),
-            mac: str_field(&v, &["mac", "hwAddr", "hostMac"]).map(|m| m.to_ascii_lowercase()),
-            host_name: str_field(
-                &v,
-                &[
-                    "hostIfname",
-                    "hostIfName",
-                    "origName",
-                    "originalName",
-                    "device",
-                ],
-            ),
+            pci: str_field(host, &["pci", "pciAddress", "pciBusID", "deviceID"]),
+            mac: str_field(host, &["mac", "hwAddr", "hostMac"]).map(|m| m.to_ascii_lowercase()),
+            host_name: str_field(host, &["name", "hostIfname", "origName", "originalName"]),
         });
     }
     out.sort_by(|a, b| a.path.cmp(&b.path));

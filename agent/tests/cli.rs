@@ -115,7 +115,7 @@ fn vnic_apply_with_imds_down_fails_clearly() {
 }
 
 #[test]
-fn install_then_status_without_state_is_an_error() {
+fn install_then_status_without_imds_is_an_error() {
     let tmp = tempfile::tempdir().unwrap();
     let r = tmp.path();
     for d in ["image", "bin", "net.d", "sa", "run"] {
@@ -157,9 +157,9 @@ fn install_then_status_without_state_is_an_error() {
     let kc = fs::read_to_string(r.join("net.d/plexus.d/plexus.kubeconfig")).unwrap();
     assert!(kc.contains("https://10.96.0.1:443"), "{kc}");
 
-    let out = agent(&["--state-file", &p("run/state.json"), "status"], &[]);
+    let out = agent(&["--imds-url", "http://127.0.0.1:9", "status"], &[]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no state file"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("metadata"));
 }
 
 fn rss_kib(pid: u32, key: &str) -> u64 {
@@ -249,8 +249,33 @@ fn run_reconciles_serves_devices_and_stops_on_sigterm() {
         !v4(&ns, "vf1").is_empty()
     });
     let st: Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
-    assert_eq!(st["vnics"][1]["pci"], "0000:00:05.0");
-    assert_eq!(st["vnics"][1]["ifname"], "vf1");
+    let one = st["vnics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["vnic_id"] == "ocid1.vnic.one" || v["vnicId"] == "ocid1.vnic.one")
+        .unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(one["pci"], "0000:00:05.0");
+    assert_eq!(one["ifname"], "vf1");
+    // `status` joins the same sources: the VF, its VNIC, on the host.
+    let status: Value = serde_json::from_str(&ok(agent(
+        &[
+            "--imds-url",
+            &fake.url(),
+            "--sysfs-root",
+            &p(sys.root()),
+            "--state-file",
+            &p(&state),
+            "status",
+            "--json",
+        ],
+        &[],
+    )))
+    .unwrap();
+    let dev = &status["devices"][0];
+    assert_eq!(dev["pci"], "0000:00:05.0", "{status}");
+    assert_eq!(dev["vnic"], "ocid1.vnic.one");
+    assert_eq!(dev["location"], "host");
     let reqs = kubelet.wait_for_requests(1, Duration::from_secs(10));
     assert_eq!(reqs[0].resource_name, "plexus.io/vf");
 

@@ -48,8 +48,9 @@ fn stranded_vf_is_renamed_reconfigured_and_dead_records_collected() {
     let gone = format!("/run/netns/{}-gone", ns.name());
     fs::write(
         hd.join("c1-net1.json"),
-        json!({"containerId":"c1","netns":gone,"hostIfname":"vf1","mac":"02:00:17:BB:00:02"})
-            .to_string(),
+        json!({"containerId":"c1","ifname":"net1","netns":gone,
+               "host":{"name":"vf1","mac":"02:00:17:bb:00:02","mtu":9000,"up":true}})
+        .to_string(),
     )
     .unwrap();
     fs::write(
