@@ -6,6 +6,7 @@
 //! Root only (they panic, never skip, otherwise). The nextest config runs
 //! tests whose name contains `runtime` one at a time.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
@@ -337,6 +338,7 @@ fn runtime_plexus_missing_device_fails_run_pod_sandbox() -> Result<()> {
     let pod = t.pod("testpod2", "sriov-missing")?;
     t.node.start()?;
 
+    let netns_before = pod_netns_entries()?;
     let err = match t.node.run_pod(&pod) {
         Ok(sb) => bail!("RunPodSandbox succeeded without the device: {sb:?}"),
         Err(e) => e.to_string(),
@@ -350,6 +352,13 @@ fn runtime_plexus_missing_device_fails_run_pod_sandbox() -> Result<()> {
     let vf = t.vf_on_node().context("the VF left the node")?;
     ensure!(vf["address"] == VF_MAC, "VF changed: {vf}");
     t.node.assert_no_sandboxes()?;
+    // containerd created the pod netns before calling CNI; it must be gone.
+    let netns_after = pod_netns_entries()?;
+    ensure!(
+        netns_after.is_subset(&netns_before),
+        "pod netns left: {:?}",
+        netns_after.difference(&netns_before).collect::<Vec<_>>()
+    );
     ensure!(
         t.api.requests().iter().all(|r| r.method != "PATCH"),
         "a failed ADD must not publish a network-status"
@@ -360,4 +369,14 @@ fn runtime_plexus_missing_device_fails_run_pod_sandbox() -> Result<()> {
 /// The plugin's own log file, for failure messages.
 fn plugin_log(node: &RuntimeNode) -> String {
     fs::read_to_string(node.work_dir().join("logs/plexus.log")).unwrap_or_default()
+}
+
+/// The `cni-*` entries of /run/netns: pod network namespaces containerd
+/// created (runtime tests run one at a time, so all of them are ours).
+fn pod_netns_entries() -> Result<BTreeSet<String>> {
+    Ok(fs::read_dir("/run/netns")?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("cni-"))
+        .collect())
 }

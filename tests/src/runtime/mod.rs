@@ -19,12 +19,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -34,20 +32,26 @@ use nix::unistd::Pid;
 use plexus_testkit::net::{self, TestNs};
 use serde_json::{json, Value};
 
+mod cleanup;
+mod cri;
+
+use cleanup::Footprint;
+pub use cri::{Cri, CriError};
+
 /// Name the locally built pause image is imported under. It needs a registry
 /// part: a bare `plexus-e2e/pause` would be normalised to docker.io.
 pub const PAUSE_IMAGE: &str = "localhost/plexus-e2e/pause:1.0";
 
 /// Debian's python with `python3-grpcio`; a pyenv `python3` earlier on PATH
 /// cannot import it.
-const PYTHON: &str = "/usr/bin/python3";
+pub(crate) const PYTHON: &str = "/usr/bin/python3";
 
 /// How long containerd gets to become ready, and to exit on SIGTERM.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `tests/runtime/`: pause.c, cri_min.proto, cri.py, pause_image.py.
-fn assets() -> PathBuf {
+pub(crate) fn assets() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime")
 }
 
@@ -124,115 +128,6 @@ pub fn ipv4_addrs(link: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// A failed CRI call: the gRPC status code and containerd's message (for a
-/// sandbox whose network setup failed it carries the CNI plugin's error).
-#[derive(Debug, Clone)]
-pub struct CriError {
-    pub message: String,
-}
-
-impl std::fmt::Display for CriError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for CriError {}
-
-/// The minimal CRI client (`tests/runtime/cri.py`), one process per call.
-#[derive(Debug, Clone)]
-pub struct Cri {
-    sock: PathBuf,
-    pb_dir: PathBuf,
-}
-
-impl Cri {
-    /// Runs one client command; stdout is one JSON document.
-    pub fn call(&self, args: &[&str], stdin: Option<&Value>) -> Result<Value, CriError> {
-        let mut cmd = Command::new(PYTHON);
-        cmd.arg(assets().join("cri.py"))
-            .arg("--sock")
-            .arg(&self.sock)
-            .arg("--pb-dir")
-            .arg(&self.pb_dir)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let fail = |message: String| CriError { message };
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| fail(format!("cannot run {PYTHON} cri.py: {e}")))?;
-        if let Some(mut input) = child.stdin.take() {
-            if let Some(v) = stdin {
-                input
-                    .write_all(v.to_string().as_bytes())
-                    .map_err(|e| fail(format!("writing cri.py stdin: {e}")))?;
-            }
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| fail(format!("waiting for cri.py: {e}")))?;
-        if !out.status.success() {
-            return Err(fail(format!(
-                "cri.py {} ({}): {}",
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        serde_json::from_slice(&out.stdout).map_err(|e| {
-            fail(format!(
-                "cri.py {} printed invalid JSON ({e}): {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stdout)
-            ))
-        })
-    }
-
-    /// CRI `Status`: conditions and, verbose, the loaded CNI config.
-    pub fn status(&self) -> Result<Value, CriError> {
-        self.call(&["status"], None)
-    }
-
-    /// Ids of all sandboxes the runtime knows, in any state.
-    pub fn sandbox_ids(&self) -> Result<Vec<String>, CriError> {
-        let pods = self.call(&["pods"], None)?;
-        Ok(pods["items"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|p| p["id"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    pub fn run_pod(&self, config: &Value) -> Result<String, CriError> {
-        let out = self.call(&["runp"], Some(config))?;
-        out["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| CriError {
-                message: format!("RunPodSandbox answered without an id: {out}"),
-            })
-    }
-
-    /// Verbose `PodSandboxStatus`, with `info` decoded.
-    pub fn inspect(&self, id: &str) -> Result<Value, CriError> {
-        self.call(&["inspectp", id], None)
-    }
-
-    pub fn stop(&self, id: &str) -> Result<(), CriError> {
-        self.call(&["stopp", id], None).map(|_| ())
-    }
-
-    pub fn remove(&self, id: &str) -> Result<(), CriError> {
-        self.call(&["rmp", id], None).map(|_| ())
-    }
-}
-
 /// The pod a test asks for: what kubelet would put in `PodSandboxConfig`.
 #[derive(Debug, Clone)]
 pub struct PodSpec {
@@ -279,14 +174,12 @@ pub struct Sandbox {
 /// node's links (which may need paths in the work dir) before containerd
 /// reads them: [`RuntimeNode::new`], then [`RuntimeNode::start`].
 pub struct RuntimeNode {
-    work: PathBuf,
     /// Drops (deleting the namespace and every link in it) after `drop`.
     node: TestNs,
-    cgroup_parent: String,
+    footprint: Footprint,
+    work: PathBuf,
     containerd: Option<Child>,
     cri: Cri,
-    /// Every sandbox this node created, for teardown even when CRI is gone.
-    sandboxes: Mutex<Vec<Sandbox>>,
     torn_down: bool,
 }
 
@@ -305,26 +198,28 @@ impl RuntimeNode {
     pub fn new() -> Result<Self> {
         net::require_root();
         ensure_deps()?;
+        for stale in cleanup::sweep_stale() {
+            eprintln!("runtime node: cleaned up {stale}");
+        }
         let node = TestNs::new("plxnode");
-        let work = PathBuf::from(format!("/var/tmp/plexus-rt-{}", node.name()));
-        let cgroup_parent = format!("/plexus-rt-{}", node.name());
-        let cri = Cri {
-            sock: work.join("containerd.sock"),
-            pb_dir: work.join("cri"),
-        };
+        let footprint = Footprint::for_node(node.name());
+        let work = footprint.work.clone();
+        let cri = Cri::new(footprint.sock(), work.join("cri"));
         let this = Self {
-            work,
             node,
-            cgroup_parent,
+            footprint,
+            work,
             containerd: None,
             cri,
-            sandboxes: Mutex::new(Vec::new()),
             torn_down: false,
         };
         for dir in ["cni/bin", "cni/net.d", "cri", "logs"] {
             fs::create_dir_all(this.work.join(dir))
                 .with_context(|| format!("creating {}", this.work.join(dir).display()))?;
         }
+        this.footprint
+            .write_owner()
+            .context("recording the node's owner")?;
         // containerd always sets up `lo` through this plugin, whatever the
         // conflist says; without it every RunPodSandbox fails.
         this.link_reference_plugin("loopback")?;
@@ -442,10 +337,10 @@ impl RuntimeNode {
             .arg("-I")
             .arg(&assets)
             .arg("--python_out")
-            .arg(&self.cri.pb_dir)
+            .arg(self.cri.pb_dir())
             .arg(assets.join("cri_min.proto")))
         .context("compiling cri_min.proto")?;
-        let config = self.work.join("containerd.toml");
+        let config = self.footprint.config();
         fs::write(&config, self.containerd_config())
             .with_context(|| format!("writing {}", config.display()))?;
 
@@ -473,10 +368,14 @@ impl RuntimeNode {
             .process_group(0)
             .spawn()
             .context("starting containerd")?;
+        let pid = child.id();
         self.containerd = Some(child);
+        self.footprint
+            .write_containerd_pid(pid)
+            .context("recording containerd's PID")?;
 
         let deadline = Instant::now() + START_TIMEOUT;
-        while !self.cri.sock.exists() {
+        while !self.cri.sock().exists() {
             self.check_alive()?;
             if Instant::now() > deadline {
                 bail!("containerd socket never appeared; {}", self.log_tail());
@@ -485,7 +384,7 @@ impl RuntimeNode {
         }
         run(Command::new("ctr")
             .arg("--address")
-            .arg(&self.cri.sock)
+            .arg(self.cri.sock())
             .args(["--namespace", "k8s.io", "images", "import"])
             .args(["--platform", "linux/amd64"])
             .arg(&image))
@@ -592,7 +491,7 @@ disabled_plugins = [
             },
             "annotations": pod.annotations,
             "linux": {
-                "cgroup_parent": format!("{}/pod{}", self.cgroup_parent, pod.uid),
+                "cgroup_parent": format!("{}/pod{}", self.footprint.cgroup_parent, pod.uid),
                 "security_context": {
                     "namespace_options": {"network": "POD", "pid": "CONTAINER", "ipc": "POD"}
                 }
@@ -610,11 +509,14 @@ disabled_plugins = [
             Ok(s) => (sandbox_netns(s).unwrap_or_default(), sandbox_ip(s)),
             Err(_) => (PathBuf::new(), String::new()),
         };
-        let sandbox = Sandbox { id, netns, ip };
-        if let Ok(mut all) = self.sandboxes.lock() {
-            all.push(sandbox.clone());
+        // Recorded before anything can fail, so teardown finds its netns.
+        if let Err(e) = self.footprint.record_sandbox(&id, &netns) {
+            return Err(CriError {
+                message: format!("recording sandbox {id}: {e}"),
+            });
         }
         status?;
+        let sandbox = Sandbox { id, netns, ip };
         Ok(sandbox)
     }
 
@@ -639,6 +541,7 @@ disabled_plugins = [
             match self.cri.sandbox_ids() {
                 Ok(ids) => {
                     for id in ids {
+                        errors.push(format!("sandbox {id} still there at teardown"));
                         // DEL may fail once (a plugin bug under test); a
                         // second try mirrors kubelet's retry.
                         let stopped = self.cri.stop(&id).or_else(|_| self.cri.stop(&id));
@@ -667,124 +570,9 @@ disabled_plugins = [
                 }
             }
         }
-        // Shims re-parent to PID 1 and may outlive containerd; pause
-        // processes too if a sandbox could not be stopped. Only ours: shims
-        // named by our socket, processes in our cgroup parent. A shim of a
-        // removed sandbox exits by itself shortly: give it that time first.
-        let deadline = Instant::now() + Duration::from_secs(3);
-        while !self.stray_processes().is_empty() && Instant::now() < deadline {
-            sleep(Duration::from_millis(50));
-        }
-        for pid in self.stray_processes() {
-            errors.push(format!("killed stray process {pid}"));
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
-        self.unmount_under_work(&mut errors);
-        let sandboxes = self.sandboxes.lock().map(|s| s.clone()).unwrap_or_default();
-        for sb in &sandboxes {
-            if !sb.netns.as_os_str().is_empty() && sb.netns.exists() {
-                errors.push(format!("pod netns {} left behind", sb.netns.display()));
-                let _ = Command::new("umount").arg(&sb.netns).status();
-                let _ = fs::remove_file(&sb.netns);
-            }
-            // libcni's result cache: /var/lib/cni/results/<net>-<id>-<ifname>.
-            if let Ok(entries) = fs::read_dir("/var/lib/cni/results") {
-                for e in entries.flatten() {
-                    if e.file_name().to_string_lossy().contains(&sb.id) {
-                        let _ = fs::remove_file(e.path());
-                    }
-                }
-            }
-        }
-        self.remove_cgroups(&mut errors);
-        // Shared with any other containerd: removed only when left empty.
-        for dir in [
-            "/run/containerd/s",
-            "/run/containerd",
-            "/var/lib/cni/results",
-            "/var/lib/cni",
-        ] {
-            let _ = fs::remove_dir(dir);
-        }
-        if let Err(e) = fs::remove_dir_all(&self.work) {
-            if self.work.exists() {
-                errors.push(format!("removing {}: {e}", self.work.display()));
-            }
-        }
+        self.footprint.clean(&mut errors);
         errors
     }
-
-    /// PIDs of shims serving our socket and processes in our pod cgroups.
-    fn stray_processes(&self) -> Vec<i32> {
-        let sock = self.cri.sock.display().to_string();
-        let cgroup = format!(":{}/", self.cgroup_parent);
-        let mut pids = Vec::new();
-        let Ok(procs) = fs::read_dir("/proc") else {
-            return pids;
-        };
-        for entry in procs.flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let args: Vec<String> = cmdline
-                .split(|b| *b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            let our_shim = args.windows(2).any(|w| w[0] == "-address" && w[1] == sock);
-            let in_cgroup = fs::read_to_string(entry.path().join("cgroup"))
-                .map(|c| c.contains(&cgroup))
-                .unwrap_or(false);
-            if our_shim || in_cgroup {
-                pids.push(pid);
-            }
-        }
-        pids
-    }
-
-    /// Lazily unmounts whatever is still mounted under the work dir (sandbox
-    /// rootfs, shm) after an unclean stop, deepest first.
-    fn unmount_under_work(&self, errors: &mut Vec<String>) {
-        let prefix = format!("{}/", self.work.display());
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<&str> = mountinfo
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|p| p.starts_with(&prefix))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-        for p in points {
-            errors.push(format!("unmounted {p}"));
-            let _ = Command::new("umount").arg("-l").arg(p).status();
-        }
-    }
-
-    /// Removes this node's cgroup parent in every hierarchy, children first.
-    /// (On a real node kubelet removes pod cgroups; here nobody else would.)
-    fn remove_cgroups(&self, errors: &mut Vec<String>) {
-        let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") else {
-            return;
-        };
-        for h in hierarchies.flatten() {
-            let root = h.path().join(self.cgroup_parent.trim_start_matches('/'));
-            if root.is_dir() {
-                if let Err(e) = remove_cgroup_tree(&root) {
-                    errors.push(format!("removing cgroup {}: {e}", root.display()));
-                }
-            }
-        }
-    }
-}
-
-/// rmdir a cgroup directory tree bottom-up (cgroupfs only allows rmdir of
-/// empty groups; the control files vanish with the directory).
-fn remove_cgroup_tree(dir: &Path) -> std::io::Result<()> {
-    for e in fs::read_dir(dir)?.flatten() {
-        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            remove_cgroup_tree(&e.path())?;
-        }
-    }
-    fs::remove_dir(dir)
 }
 
 impl Drop for RuntimeNode {

@@ -1,0 +1,134 @@
+//! The minimal CRI client: `tests/runtime/cri.py` (Debian has no crictl),
+//! one process per call, JSON out. Errors keep containerd's message, which
+//! for a failed network setup carries the CNI plugin's error text.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use super::{assets, PYTHON};
+
+/// A failed CRI call: the gRPC status code and containerd's message (for a
+/// sandbox whose network setup failed it carries the CNI plugin's error).
+#[derive(Debug, Clone)]
+pub struct CriError {
+    pub message: String,
+}
+
+impl std::fmt::Display for CriError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CriError {}
+
+/// The minimal CRI client (`tests/runtime/cri.py`), one process per call.
+#[derive(Debug, Clone)]
+pub struct Cri {
+    sock: PathBuf,
+    pb_dir: PathBuf,
+}
+
+impl Cri {
+    /// A client for the CRI socket `sock`; `pb_dir` holds the module protoc
+    /// generated from `cri_min.proto`.
+    pub fn new(sock: PathBuf, pb_dir: PathBuf) -> Self {
+        Self { sock, pb_dir }
+    }
+
+    pub fn sock(&self) -> &Path {
+        &self.sock
+    }
+
+    pub fn pb_dir(&self) -> &Path {
+        &self.pb_dir
+    }
+
+    /// Runs one client command; stdout is one JSON document.
+    pub fn call(&self, args: &[&str], stdin: Option<&Value>) -> Result<Value, CriError> {
+        let mut cmd = Command::new(PYTHON);
+        cmd.arg(assets().join("cri.py"))
+            .arg("--sock")
+            .arg(&self.sock)
+            .arg("--pb-dir")
+            .arg(&self.pb_dir)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let fail = |message: String| CriError { message };
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| fail(format!("cannot run {PYTHON} cri.py: {e}")))?;
+        if let Some(mut input) = child.stdin.take() {
+            if let Some(v) = stdin {
+                input
+                    .write_all(v.to_string().as_bytes())
+                    .map_err(|e| fail(format!("writing cri.py stdin: {e}")))?;
+            }
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| fail(format!("waiting for cri.py: {e}")))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "cri.py {} ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            fail(format!(
+                "cri.py {} printed invalid JSON ({e}): {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stdout)
+            ))
+        })
+    }
+
+    /// CRI `Status`: conditions and, verbose, the loaded CNI config.
+    pub fn status(&self) -> Result<Value, CriError> {
+        self.call(&["status"], None)
+    }
+
+    /// Ids of all sandboxes the runtime knows, in any state.
+    pub fn sandbox_ids(&self) -> Result<Vec<String>, CriError> {
+        let pods = self.call(&["pods"], None)?;
+        Ok(pods["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|p| p["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    pub fn run_pod(&self, config: &Value) -> Result<String, CriError> {
+        let out = self.call(&["runp"], Some(config))?;
+        out["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| CriError {
+                message: format!("RunPodSandbox answered without an id: {out}"),
+            })
+    }
+
+    /// Verbose `PodSandboxStatus`, with `info` decoded.
+    pub fn inspect(&self, id: &str) -> Result<Value, CriError> {
+        self.call(&["inspectp", id], None)
+    }
+
+    pub fn stop(&self, id: &str) -> Result<(), CriError> {
+        self.call(&["stopp", id], None).map(|_| ())
+    }
+
+    pub fn remove(&self, id: &str) -> Result<(), CriError> {
+        self.call(&["rmp", id], None).map(|_| ())
+    }
+}
