@@ -543,51 +543,71 @@ pub fn add(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<Value, 
         return Err(e);
     }
 
-    let statuses = network_status(&entry)?;
-    if conf.has_kube() && !pod.name.is_empty() {
-        let text = encode_network_status(&statuses).map_err(|e| PlexusError::Io(e.to_string()))?;
-        let patched = match kube.patch_network_status(&pod.namespace, &pod.name, &pod.uid, &text) {
-            Ok(p) => p,
-            Err(e) => {
-                rollback(args, conf, deps, &entry, entry.attachments.len());
-                return Err(e);
-            }
-        };
-        if !patched {
-            warn!(pod = %pod.name, "pod not found while setting network-status");
-        }
-        if conf.events && patched {
-            let pref = PodRef {
-                namespace: pod.namespace.clone(),
-                name: pod.name.clone(),
-                uid: pod.uid.clone(),
-            };
-            for att in &entry.attachments {
-                let ips = result_addresses(att.result.as_ref());
-                let ev = Event::added_interface(&att.ifname, &ips, &att.network);
-                if let Err(e) = kube.event(&pref, &ev) {
-                    warn!(error = %e, "cannot post AddedInterface event");
-                }
+    // Everything that can still fail after the delegates ran rolls them back.
+    let finish = || -> Result<Value, PlexusError> {
+        let result = final_result(conf, &pod, &entry)?;
+        if conf.has_kube() && !pod.name.is_empty() {
+            let statuses = network_status(&entry)?;
+            let text =
+                encode_network_status(&statuses).map_err(|e| PlexusError::Io(e.to_string()))?;
+            if !kube.patch_network_status(&pod.namespace, &pod.name, &pod.uid, &text)? {
+                warn!(pod = %pod.name, "pod not found while setting network-status");
+            } else if conf.events {
+                post_events(&kube, &pod, &entry);
             }
         }
-    }
+        Ok(result)
+    };
+    let result = match finish() {
+        Ok(r) => r,
+        Err(e) => {
+            rollback(args, conf, deps, &entry, entry.attachments.len());
+            return Err(e);
+        }
+    };
+    info!(container = %args.container_id, networks = entry.attachments.len(), "ADD done");
+    Ok(result)
+}
 
+/// The cluster network's result in the caller's cniVersion.
+fn final_result(
+    conf: &PlexusConf,
+    pod: &PodIdentity,
+    entry: &CacheEntry,
+) -> Result<Value, PlexusError> {
     let master = entry
         .attachments
         .first()
-        .and_then(|a| a.result.clone())
+        .ok_or_else(|| PlexusError::Config("no cluster network".into()))?;
+    let raw = master
+        .result
+        .as_ref()
         .ok_or_else(|| PlexusError::Config("cluster network produced no result".into()))?;
-    let result = CniResult::from_json_as(&master, Chain::new(&entry.attachments[0].conf).version())
+    CniResult::from_json_as(raw, Chain::new(&master.conf).version())
         .and_then(|r| r.to_json(&conf.cni_version))
         .map_err(|e| PlexusError::Delegate {
-            context: context(&pod, &entry.attachments[0].network),
+            context: context(pod, &master.network),
             op: "converting the result of",
-            network: entry.attachments[0].network.clone(),
-            ifname: entry.attachments[0].ifname.clone(),
+            network: master.network.clone(),
+            ifname: master.ifname.clone(),
             source: Box::new(e),
-        })?;
-    info!(container = %args.container_id, networks = entry.attachments.len(), "ADD done");
-    Ok(result)
+        })
+}
+
+/// One `AddedInterface` event per attachment; failures are only logged.
+fn post_events(kube: &Kube<'_>, pod: &PodIdentity, entry: &CacheEntry) {
+    let pref = PodRef {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+    };
+    for att in &entry.attachments {
+        let ips = result_addresses(att.result.as_ref());
+        let ev = Event::added_interface(&att.ifname, &ips, &att.network);
+        if let Err(e) = kube.event(&pref, &ev) {
+            warn!(error = %e, "cannot post AddedInterface event");
+        }
+    }
 }
 
 /// Runs one delegate's ADD, then the default-route edits it needs.
@@ -912,8 +932,12 @@ pub fn gc(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<(), Plex
     let mut errors = Vec::new();
     let mut networks: HashMap<String, Value> = HashMap::new();
     let mut remaining: HashMap<String, Vec<GcAttachment>> = HashMap::new();
+    let mut default_networks = std::collections::HashSet::new();
     for e in &entries {
         for att in &e.attachments {
+            if att.is_default {
+                default_networks.insert(att.network.clone());
+            }
             networks.insert(att.network.clone(), att.conf.clone());
             remaining.entry(att.network.clone()).or_default();
         }
@@ -951,7 +975,17 @@ pub fn gc(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<(), Plex
             path: delegate_path(conf, args),
             ..RunEnv::default()
         };
-        let still = remaining.get(network).cloned().unwrap_or_default();
+        let mut still = remaining.get(network).cloned().unwrap_or_default();
+        // The cluster network uses the runtime's interface names, so the
+        // runtime's list is authoritative for it too (covers attachments
+        // made before this cache existed).
+        if default_networks.contains(network) {
+            for v in &valid {
+                if !still.contains(v) {
+                    still.push(v.clone());
+                }
+            }
+        }
         if let Err(source) = Chain::new(list).gc(deps.exec, &env, &still) {
             errors.push(PlexusError::Delegate {
                 context: "[gc]".into(),
