@@ -256,6 +256,20 @@ fn rules_add_list_delete() {
     );
     assert!(h.rules(Family::V6).unwrap().iter().any(|x| x.src == r6.src));
 
+    let sel = Rule {
+        family: Family::V4,
+        priority: Some(1002),
+        table: 1002,
+        src: None,
+        dst: Some(net("203.0.113.0/24")),
+        iif: Some("lo".into()),
+        oif: Some("pxout0".into()),
+    };
+    h.add_rule(&sel).unwrap();
+    let got = h.rules(Family::V4).unwrap();
+    assert!(got.contains(&sel), "{got:?}");
+    h.del_rule(&sel).unwrap();
+
     h.del_rule(&r).unwrap();
     assert!(h.del_rule(&r).unwrap_err().is_not_found());
     assert!(!h.rules(Family::V4).unwrap().iter().any(|x| x.src == r.src));
