@@ -32,6 +32,9 @@ NS_VCN="$TAG-vcn"
 NODES=(1 2)
 FAILED=0
 CHECKS=0
+# host-device's record of each NIC's host state (our plugin's `dataDir`; the
+# reference ignores the key). Kept out of /var/lib/cni for a self-contained run.
+STATE_DIR=$(mktemp -d /tmp/plexus-demo.XXXXXX)
 
 # Per-node facts: the secondary VNIC's address is what the tutorial's per-node
 # NAD hard-codes.
@@ -59,7 +62,8 @@ check() {
 }
 
 cleanup() {
-    # Deleting a namespace destroys the veths inside it, so this is all.
+    # Deleting a namespace destroys the veths inside it; plus our state dir.
+    rm -rf "$STATE_DIR"
     local ns
     for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$TAG-" || true); do
         ip netns del "$ns" 2>/dev/null || true
@@ -167,6 +171,7 @@ nad_config() {
     local n=$1
     cat <<EOF
 {"cniVersion":"0.3.1","name":"sriov-vnic-$n","type":"host-device","device":"ens5",
+ "dataDir":"$STATE_DIR",
  "ipam":{"type":"static",
    "addresses":[{"address":"$(vnic_ip "$n")/24","gateway":"0.0.0.0"}],
    "routes":[{"dst":"198.51.100.0/24","gw":"0.0.0.0"},
