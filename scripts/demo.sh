@@ -34,7 +34,7 @@ FAILED=0
 CHECKS=0
 # host-device's record of each NIC's host state (our plugin's `dataDir`; the
 # reference ignores the key). Kept out of /var/lib/cni for a self-contained run.
-STATE_DIR=$(mktemp -d /tmp/plexus-demo.XXXXXX)
+STATE_DIR=""
 
 # Per-node facts: the secondary VNIC's address is what the tutorial's per-node
 # NAD hard-codes.
@@ -63,7 +63,7 @@ check() {
 
 cleanup() {
     # Deleting a namespace destroys the veths inside it; plus our state dir.
-    rm -rf "$STATE_DIR"
+    [ -n "$STATE_DIR" ] && rm -rf "$STATE_DIR"
     local ns
     for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$TAG-" || true); do
         ip netns del "$ns" 2>/dev/null || true
@@ -251,6 +251,7 @@ main() {
     install_deps
     select_plugins
     trap cleanup EXIT
+    STATE_DIR=$(mktemp -d /tmp/plexus-demo.XXXXXX)
     setup_vcn
     local n
     for n in "${NODES[@]}"; do
