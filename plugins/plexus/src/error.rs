@@ -65,6 +65,9 @@ pub enum PlexusError {
     /// CHECK for a container we never added (code 3).
     #[error("{0}")]
     UnknownContainer(String),
+    /// Transient: the runtime should retry (code 11).
+    #[error("{0}")]
+    TryAgain(String),
     /// Not ready (STATUS).
     #[error("{0}")]
     NotReady(String),
@@ -106,6 +109,7 @@ impl PlexusError {
             Self::Io(m) => CniError::io(m.clone()),
             Self::Multiple(errs) if errs.len() == 1 => errs[0].to_cni(),
             Self::Multiple(_) => CniError::generic(self.to_string()),
+            Self::TryAgain(m) => CniError::try_again(m.clone()),
             Self::UnknownContainer(m) => CniError::unknown_container(m.clone()),
             Self::NotReady(m) => CniError::new(CniError::PLUGIN_NOT_AVAILABLE, m.clone(), ""),
         }

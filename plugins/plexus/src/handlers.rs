@@ -112,7 +112,7 @@ fn wait_for_readiness(conf: &PlexusConf, sleeper: &dyn Sleeper) -> Result<(), Pl
     let mut waited = Duration::ZERO;
     while !path.exists() {
         if start.elapsed().max(waited) >= READINESS_WAIT {
-            return Err(PlexusError::NotReady(format!(
+            return Err(PlexusError::TryAgain(format!(
                 "readiness indicator file {} not found after {}s: have you checked that your default network is ready?",
                 path.display(),
                 READINESS_WAIT.as_secs()

@@ -476,3 +476,20 @@ fn device_id_from_the_kubelet_socket() {
         "{msg}"
     );
 }
+
+#[test]
+fn logs_go_to_the_log_file_never_stdout() {
+    let api = FakeApiServer::start().unwrap();
+    let env = Env::new(Some(&api), Some("sriov-a"));
+    let log = env.path("plexus.log");
+    let conf = env.conf(
+        "1.0.0",
+        json!({"logFile": log, "logLevel": "debug", "logToStderr": false}),
+    );
+    let (code, out, stderr) = env.run("ADD", &conf, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(out["cniVersion"], "1.0.0", "stdout is only the result");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("delegate ADD"), "{text}");
+    assert!(!stderr.contains("delegate ADD"), "{stderr}");
+}

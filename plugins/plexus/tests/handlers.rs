@@ -822,3 +822,20 @@ fn auxiliary_chain_runs_after_the_cluster_network(#[values("0.4.0", "1.1.0")] ve
         vec![s("DEL", "tuning", "eth0"), s("DEL", "cluster-cni", "eth0")]
     );
 }
+
+#[rstest]
+fn add_waits_for_the_readiness_indicator(#[values("0.3.1", "1.1.0")] version: &str) {
+    let h = Harness::new();
+    h.add_pod(None);
+    let ready = h.dir.path().join("flannel-ready");
+    let (stdin, conf) = h.conf(version, json!({"readinessindicatorfile": ready}));
+    let e = handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap_err();
+    assert_eq!(e.to_cni().code, 11);
+    assert!(e.to_string().contains("flannel-ready"), "{e}");
+    assert!(h.exec.calls().is_empty() && h.kube.api.calls().is_empty());
+    std::fs::write(&ready, b"").unwrap();
+    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    // DEL never waits for readiness.
+    std::fs::remove_file(&ready).unwrap();
+    handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).unwrap();
+}
