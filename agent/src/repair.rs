@@ -20,6 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -28,6 +29,10 @@ use serde_json::Value;
 pub const HOST_DEVICE_STATE_DIR: &str = "/var/lib/cni/plexus-host-device";
 /// Where the meta plugin caches what each ADD did.
 pub const META_CACHE_DIR: &str = "/var/lib/cni/plexus";
+/// Records of dead pods are kept this long: the kubelet still calls DEL for
+/// a sandbox whose namespace is gone, and DEL needs the record to release
+/// what ADD took. Only leftovers nobody cleaned up are collected.
+pub const COLLECT_GRACE: Duration = Duration::from_secs(300);
 
 /// A host link, as far as repair cares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,6 +52,8 @@ pub struct CacheRecord {
     pub netns: Option<PathBuf>,
     /// Whether `netns` still exists (resolved by the reader).
     pub netns_alive: bool,
+    /// Time since the file was last written.
+    pub age: Duration,
     /// host-device only: the device's PCI address, MAC and host name.
     pub pci: Option<String>,
     pub mac: Option<String>,
@@ -138,7 +145,7 @@ pub fn plan_repair(
     let mut stale: Vec<&CacheRecord> = host_device
         .iter()
         .chain(meta_cache)
-        .filter(|r| r.netns.is_some() && !r.netns_alive)
+        .filter(|r| r.netns.is_some() && !r.netns_alive && r.age >= COLLECT_GRACE)
         .collect();
     stale.sort_by(|a, b| a.path.cmp(&b.path));
     plan.actions
@@ -204,6 +211,11 @@ pub fn read_records(dir: &Path) -> Vec<CacheRecord> {
         };
         let netns = str_field(&v, &["netns", "netnsPath", "CNI_NETNS"]).map(PathBuf::from);
         let netns_alive = netns.as_ref().is_some_and(|p| p.exists());
+        let age = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .unwrap_or_default();
         // host-device nests the device as found on the host under `host`
         // (`{name, mac, pci, ...}`); flat keys are accepted as well.
         let host = v.get("host").filter(|h| h.is_object()).unwrap_or(&v);
@@ -211,6 +223,7 @@ pub fn read_records(dir: &Path) -> Vec<CacheRecord> {
             path,
             netns,
             netns_alive,
+            age,
             pci: str_field(host, &["pci", "pciAddress", "pciBusID", "deviceID"]),
             mac: str_field(host, &["mac", "hwAddr", "hostMac"]).map(|m| m.to_ascii_lowercase()),
             host_name: str_field(host, &["name", "hostIfname", "origName", "originalName"]),
@@ -320,6 +333,7 @@ mod tests {
             path: path.into(),
             netns: Some("/run/netns/x".into()),
             netns_alive: alive,
+            age: COLLECT_GRACE,
             pci: None,
             mac: mac.map(String::from),
             host_name: name.map(String::from),

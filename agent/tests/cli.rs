@@ -300,6 +300,21 @@ fn run_reconciles_serves_devices_and_stops_on_sigterm() {
     });
     assert_eq!(devices[0].id, "0000:00:05.0");
 
+    // A VNIC attached later is picked up by the next pass.
+    let _vf2 = Veth::create(
+        VethEnd::new("vf2").in_ns(&ns).mac("02:00:17:dd:00:03"),
+        VethEnd::new("vf2p").in_ns(&ns).up(),
+    );
+    let mut more = vnics();
+    more.as_array_mut().unwrap().push(json!({
+        "vnicId": "ocid1.vnic.two", "privateIp": "198.51.100.200", "macAddr": "02:00:17:DD:00:03",
+        "virtualRouterIp": "198.51.100.129", "subnetCidrBlock": "198.51.100.128/25"}));
+    fake.set_vnics(more);
+    wait_for("vf2 configured", Duration::from_secs(10), || {
+        !v4(&ns, "vf2").is_empty()
+    });
+    assert_eq!(v4(&ns, "vf2")[0]["local"], "198.51.100.200");
+
     // /metrics answers.
     let body = {
         use std::io::{Read, Write};

@@ -65,6 +65,21 @@ fn stranded_vf_is_renamed_reconfigured_and_dead_records_collected() {
     )
     .unwrap();
     fs::write(meta.join("garbage.json"), "{not json").unwrap();
+    // A dead pod's record written just now: the kubelet's DEL may still need it.
+    fs::write(
+        meta.join("c3-eth0.json"),
+        json!({"kind":"plexusCacheV1","containerId":"c3","netns":gone}).to_string(),
+    )
+    .unwrap();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for f in [hd.join("c1-net1.json"), meta.join("c1-eth0.json")] {
+        fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
 
     let repair = NetlinkRepair::new(
         plexus_netlink::Handle::open_in(&plexus_netns::NetNs::open(ns.path()).unwrap()).unwrap(),
@@ -92,6 +107,7 @@ fn stranded_vf_is_renamed_reconfigured_and_dead_records_collected() {
     assert!(!meta.join("c1-eth0.json").exists());
     assert!(meta.join("c2-eth0.json").exists());
     assert!(meta.join("garbage.json").exists());
+    assert!(meta.join("c3-eth0.json").exists());
 
     // The VNIC apply path restores the host configuration.
     let ops = NetlinkOps::in_netns(&ns.path()).unwrap();
