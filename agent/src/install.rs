@@ -19,10 +19,13 @@
 //! Every check that can fail (missing source binaries, missing or read-only
 //! dirs, no primary config) runs before the first write.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
@@ -233,15 +236,77 @@ pub fn render_kubeconfig(api_server: &str, ca_host_path: &Path, token_host_path:
     })
 }
 
+/// Size and mtime of a source and its installed copy, as last verified equal.
+type Stamp = (u64, Option<SystemTime>, u64, Option<SystemTime>);
+
+fn stamp(src: &fs::Metadata, dst: &fs::Metadata) -> Stamp {
+    (
+        src.len(),
+        src.modified().ok(),
+        dst.len(),
+        dst.modified().ok(),
+    )
+}
+
 /// Applies [`InstallConfig`] to the file system.
 #[derive(Debug, Clone)]
 pub struct Installer {
     cfg: InstallConfig,
+    /// Binaries verified equal, by metadata: the watch loop runs every few
+    /// seconds and must not re-read megabytes of binaries each time.
+    verified: Arc<Mutex<BTreeMap<String, Stamp>>>,
 }
 
 impl Installer {
     pub fn new(cfg: InstallConfig) -> Self {
-        Self { cfg }
+        Self {
+            cfg,
+            verified: Arc::default(),
+        }
+    }
+
+    /// Installs one binary unless it is already there: streamed compare
+    /// (bounded memory), then `fs::copy` to a temp file + rename.
+    fn install_binary(&self, name: &str, src: &Path, mode: u32) -> Result<bool, InstallError> {
+        let dst = self.cfg.cni_bin_dir.join(name);
+        let src_meta = fs::metadata(src).map_err(|source| InstallError::MissingBinary {
+            path: src.to_path_buf(),
+            source,
+        })?;
+        if let Ok(dst_meta) = fs::metadata(&dst) {
+            let now = stamp(&src_meta, &dst_meta);
+            let known = self.verified.lock().ok().and_then(|v| v.get(name).copied());
+            let same_mode = dst_meta.permissions().mode() & 0o7777 == mode & 0o7777;
+            if same_mode && (known == Some(now) || files_equal(src, &dst)) {
+                if let Ok(mut v) = self.verified.lock() {
+                    v.insert(name.to_string(), now);
+                }
+                return Ok(false);
+            }
+        }
+        let werr = |source| InstallError::Write {
+            path: dst.clone(),
+            source,
+        };
+        let tmp = self
+            .cfg
+            .cni_bin_dir
+            .join(format!(".{name}.plexus-tmp-{}", std::process::id()));
+        let result = (|| {
+            fs::copy(src, &tmp)?;
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(mode & 0o7777))?;
+            fs::File::open(&tmp)?.sync_all()?;
+            fs::rename(&tmp, &dst)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(werr(e));
+        }
+        if let (Ok(m), Ok(v)) = (fs::metadata(&dst), self.verified.lock()) {
+            let mut v = v;
+            v.insert(name.to_string(), stamp(&src_meta, &m));
+        }
+        Ok(true)
     }
 
     pub fn config(&self) -> &InstallConfig {
@@ -257,18 +322,14 @@ impl Installer {
         let mut binaries = Vec::new();
         for name in &cfg.binaries {
             let src = cfg.source_bin_dir.join(name);
-            let bytes = fs::read(&src).map_err(|source| InstallError::MissingBinary {
-                path: src.clone(),
-                source,
-            })?;
-            let mode = fs::metadata(&src)
+            // Open, not just stat: an unreadable binary must fail here too.
+            let meta = fs::File::open(&src)
+                .and_then(|f| f.metadata())
                 .map_err(|source| InstallError::MissingBinary {
                     path: src.clone(),
                     source,
-                })?
-                .permissions()
-                .mode();
-            binaries.push((name.clone(), bytes, mode));
+                })?;
+            binaries.push((name.clone(), src, meta.permissions().mode()));
         }
         let primary = self.read_primary()?;
         let token = read(&cfg.token_source)?;
@@ -290,8 +351,8 @@ impl Installer {
             primary: Some(primary.file_name.clone()),
             ..SyncReport::default()
         };
-        for (name, bytes, mode) in binaries {
-            if write_if_changed(&cfg.cni_bin_dir.join(&name), &bytes, mode)? {
+        for (name, src, mode) in binaries {
+            if self.install_binary(&name, &src, mode)? {
                 report.binaries_copied.push(name);
             }
         }
@@ -348,6 +409,31 @@ impl Installer {
         }
         select_primary(&entries, &self.cfg.conf_name)
             .ok_or_else(|| InstallError::NoPrimary { dir: dir.clone() })
+    }
+}
+
+/// Compares two files in 64 KiB chunks.
+fn files_equal(a: &Path, b: &Path) -> bool {
+    use std::io::Read;
+    let (Ok(mut fa), Ok(mut fb)) = (fs::File::open(a), fs::File::open(b)) else {
+        return false;
+    };
+    match (fa.metadata(), fb.metadata()) {
+        (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {}
+        _ => return false,
+    }
+    let mut ba = vec![0u8; 64 * 1024];
+    let mut bb = vec![0u8; 64 * 1024];
+    loop {
+        let Ok(n) = fa.read(&mut ba) else {
+            return false;
+        };
+        if n == 0 {
+            return true;
+        }
+        if fb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
+            return false;
+        }
     }
 }
 

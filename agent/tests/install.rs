@@ -262,3 +262,25 @@ fn remove_conf_when_primary_disappears() {
     assert!(!n.cfg.cni_conf_dir.join(DEFAULT_CONF_NAME).exists());
     assert!(!n.cfg.ready_file.exists());
 }
+
+#[test]
+fn tampered_or_deleted_binary_is_reinstalled_and_unchanged_is_not() {
+    let n = node();
+    put_fixture(&n.cfg, "10-flannel.conflist");
+    let inst = Installer::new(n.cfg.clone());
+    inst.sync().unwrap();
+    assert!(inst.sync().unwrap().binaries_copied.is_empty());
+    let dst = n.cfg.cni_bin_dir.join("static");
+    let len = fs::metadata(&dst).unwrap().len() as usize;
+    fs::write(&dst, "x".repeat(len)).unwrap();
+    fs::remove_file(n.cfg.cni_bin_dir.join("vnic")).unwrap();
+    let r = inst.sync().unwrap();
+    assert_eq!(r.binaries_copied, vec!["static", "vnic"]);
+    assert_eq!(
+        fs::read(&dst).unwrap(),
+        fs::read(n.cfg.source_bin_dir.join("static")).unwrap()
+    );
+    // A fresh installer (agent restart) verifies by content, copies nothing.
+    let again = Installer::new(n.cfg.clone()).sync().unwrap();
+    assert!(again.binaries_copied.is_empty());
+}
