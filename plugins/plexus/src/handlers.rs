@@ -16,7 +16,7 @@ use plexus_netattach::{
     encode_network_status, network_statuses_from_result, parse_networks_annotation, DeviceInfo,
     Event, NetworkSelection, NetworkStatus, DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use crate::cache::{Attachment, CacheEntry, CacheStore, PodIdentity, CACHE_KIND};
@@ -1002,6 +1002,3 @@ pub fn gc(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<(), Plex
         Err(PlexusError::Multiple(errors))
     }
 }
-
-/// Capability args are kept as a JSON map; re-exported for tests.
-pub type Caps = Map<String, Value>;
