@@ -23,6 +23,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use plexus_kubelet_api::deviceplugin::v1beta1 as api;
+use plexus_netattach::devinfo::{self, DevInfoDir};
+use plexus_netattach::status::DeviceInfo;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_stream::Stream;
@@ -65,6 +67,10 @@ pub struct DevicePluginConfig {
     pub socket_name: String,
     /// How often to check that our socket still exists.
     pub check_interval: Duration,
+    /// Device-info root (`/var/run/k8s.cni.cncf.io/devinfo`); `Allocate`
+    /// writes `dp/<resource>-<pci>-device.json` there for the meta plugin to
+    /// copy into network-status, as the SR-IOV device plugin does.
+    pub devinfo_dir: Option<PathBuf>,
 }
 
 impl DevicePluginConfig {
@@ -75,6 +81,7 @@ impl DevicePluginConfig {
             plugin_dir: plugin_dir.into(),
             socket_name,
             check_interval: Duration::from_secs(1),
+            devinfo_dir: None,
         }
     }
     pub fn socket_path(&self) -> PathBuf {
@@ -227,6 +234,7 @@ pub struct Plugin {
     /// Ends open `ListAndWatch` streams: the kubelet never closes its own,
     /// and a graceful server shutdown waits for every stream to finish.
     stop: watch::Receiver<bool>,
+    devinfo: Option<DevInfoDir>,
 }
 
 impl Plugin {
@@ -234,11 +242,29 @@ impl Plugin {
         resource: &str,
         devices: watch::Receiver<Vec<VfDevice>>,
         stop: watch::Receiver<bool>,
+        devinfo: Option<DevInfoDir>,
     ) -> Self {
         Self {
             resource: resource.to_string(),
             devices,
             stop,
+            devinfo,
+        }
+    }
+
+    /// Replaces the device-info file of each allocated VF. Best effort: the
+    /// pod works without it, only network-status loses `device-info`.
+    fn write_device_info(&self, ids: &[String]) {
+        let Some(dir) = &self.devinfo else {
+            return;
+        };
+        for id in ids {
+            let path = dir.dp_path(&self.resource, id);
+            let res = devinfo::remove(&path)
+                .and_then(|()| devinfo::save(&path, &DeviceInfo::pci(id, None)));
+            if let Err(e) = res {
+                tracing::warn!(error = %e, "writing device-info");
+            }
         }
     }
 }
@@ -316,6 +342,7 @@ impl api::device_plugin_server::DevicePlugin for Plugin {
         for c in req.into_inner().container_requests {
             let r = allocate_container(&self.resource, &devs, &c.devices_ids)
                 .map_err(Status::invalid_argument)?;
+            self.write_device_info(&c.devices_ids);
             tracing::info!(resource = %self.resource, devices = ?c.devices_ids, "allocated");
             container_responses.push(r);
         }
@@ -385,6 +412,7 @@ pub async fn serve(
             &cfg.resource_name,
             devices.clone(),
             streams_rx,
+            cfg.devinfo_dir.clone().map(DevInfoDir::new),
         ));
         let server = tokio::spawn(
             tonic::transport::Server::builder()

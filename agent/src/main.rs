@@ -196,6 +196,13 @@ struct RunFlags {
         default_value = "/var/lib/kubelet/device-plugins"
     )]
     device_plugin_dir: PathBuf,
+    /// Device-info root written at Allocate; empty disables.
+    #[arg(
+        long,
+        env = "PLEXUS_DEVICE_INFO_DIR",
+        default_value = "/var/run/k8s.cni.cncf.io/devinfo"
+    )]
+    device_info_dir: String,
     /// Extended resource name of the VFs.
     #[arg(long, env = "PLEXUS_RESOURCE_NAME", default_value = DEFAULT_RESOURCE)]
     resource_name: String,
@@ -415,8 +422,12 @@ fn cmd_run(paths: &Paths, f: &RunFlags) -> Result<()> {
         imds: paths.imds(),
         netns: paths.netns(),
         install,
-        device_plugin: (!f.no_device_plugin)
-            .then(|| DevicePluginConfig::new(&f.resource_name, &f.device_plugin_dir)),
+        device_plugin: (!f.no_device_plugin).then(|| {
+            let mut dp = DevicePluginConfig::new(&f.resource_name, &f.device_plugin_dir);
+            dp.devinfo_dir =
+                (!f.device_info_dir.is_empty()).then(|| PathBuf::from(&f.device_info_dir));
+            dp
+        }),
         metrics_addr,
         interval: Duration::from_secs(f.interval.max(1)),
         install_interval: Duration::from_secs(f.install_interval.max(1)),

@@ -238,6 +238,8 @@ fn run_reconciles_serves_devices_and_stops_on_sigterm() {
             &p(kubelet.dir()),
             "--metrics-addr",
             &metrics,
+            "--device-info-dir",
+            &p(&tmp.path().join("devinfo")),
         ])
         .env_clear()
         .env("RUST_LOG", "warn")

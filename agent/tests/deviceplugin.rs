@@ -23,6 +23,7 @@ fn vf(pci: &str, netdev: &str) -> VfDevice {
 
 struct Running {
     kubelet: FakeRegistration,
+    devinfo: tempfile::TempDir,
     cfg: DevicePluginConfig,
     devices: watch::Sender<Vec<VfDevice>>,
     stop: watch::Sender<bool>,
@@ -36,6 +37,8 @@ async fn start(initial: Vec<VfDevice>) -> Running {
 async fn start_with(kubelet: FakeRegistration, initial: Vec<VfDevice>) -> Running {
     let mut cfg = DevicePluginConfig::new(DEFAULT_RESOURCE, kubelet.dir());
     cfg.check_interval = Duration::from_millis(50);
+    let devinfo = tempfile::tempdir().unwrap();
+    cfg.devinfo_dir = Some(devinfo.path().to_path_buf());
     let (devices, rx) = watch::channel(initial);
     let (stop, stop_rx) = watch::channel(false);
     let c = cfg.clone();
@@ -44,6 +47,7 @@ async fn start_with(kubelet: FakeRegistration, initial: Vec<VfDevice>) -> Runnin
     });
     Running {
         kubelet,
+        devinfo,
         cfg,
         devices,
         stop,
@@ -154,6 +158,18 @@ async fn allocate_returns_pci_env_and_no_mounts() {
         serde_json::from_str(&cr.envs["PCIDEVICE_PLEXUS_IO_VF_INFO"]).unwrap();
     assert_eq!(info["0000:00:06.0"]["generic"]["deviceID"], "0000:00:06.0");
     assert!(cr.mounts.is_empty() && cr.devices.is_empty());
+    // The device-info file the meta plugin copies into network-status.
+    let info: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            r.devinfo
+                .path()
+                .join("dp/plexus.io-vf-0000:00:06.0-device.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["type"], "pci");
+    assert_eq!(info["pci"]["pci-address"], "0000:00:06.0");
 
     let err = c
         .allocate(api::AllocateRequest {

@@ -165,6 +165,7 @@ fn daemonset_has_host_mounts_tolerations_and_placeholder_image() {
         "/run/plexus",
         "/var/lib/kubelet/device-plugins",
         "/var/lib/kubelet/pod-resources",
+        "/var/run/k8s.cni.cncf.io",
         "/sys",
         "/run/netns",
     ] {
