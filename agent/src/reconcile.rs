@@ -7,7 +7,7 @@
 //! VF list and rewrites the node state file when its content changed.
 //! A pass whose IMDS read fails changes nothing and is retried next tick.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -62,6 +62,18 @@ fn in_pod_macs(records: &[CacheRecord]) -> BTreeSet<String> {
         .filter(|r| r.netns_alive)
         .filter_map(|r| r.mac.clone())
         .collect()
+}
+
+/// Pure: host link names the inventory matched to each VNIC MAC, which
+/// disambiguate a MAC shared by several links (net_failover).
+pub fn link_hints(inv: &Inventory) -> BTreeMap<String, BTreeSet<String>> {
+    let mut hints: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for e in &inv.entries {
+        if let (Some(v), Some(name), Location::Host) = (&e.vnic, &e.ifname, &e.location) {
+            hints.entry(v.mac_lower()).or_default().insert(name.clone());
+        }
+    }
+    hints
 }
 
 /// Pure: the device plugin's VFs from the inventory: every VF except the
@@ -150,13 +162,7 @@ pub fn reconcile_once(
         Err(e) => report.repair_failures.push(format!("listing links: {e}")),
     }
 
-    // 2. Host configuration of the secondary VNICs present on the host.
-    let current = seams.net.current(&cfg.vnic)?;
-    report.plan = vnic::plan(&cfg.vnic, &vnics, &current, &in_pod_macs(&hd));
-    report.applied = vnic::apply(seams.net, &report.plan);
-
-    // 3. Inventory (after repair, so collected records are gone): devices
-    //    for the plugin, VF counts, node state.
+    // 2. Inventory (after repair: names are right, collected records gone).
     let discovery = match plexus_sysfs::discover(&cfg.sysfs_root) {
         Ok(d) => d,
         Err(e) => {
@@ -175,6 +181,19 @@ pub fn reconcile_once(
         Vec::new()
     });
     let inv = inventory::join(&discovery, &vnics, &claims, previous.as_ref());
+
+    // 3. Host configuration of the secondary VNICs present on the host.
+    let current = seams.net.current(&cfg.vnic)?;
+    report.plan = vnic::plan_with_hints(
+        &cfg.vnic,
+        &vnics,
+        &current,
+        &in_pod_macs(&hd),
+        &link_hints(&inv),
+    );
+    report.applied = vnic::apply(seams.net, &report.plan);
+
+    // 4. Devices for the plugin, VF counts, node state.
     let root = cfg.sysfs_root.clone();
     report.devices = vf_devices(&inv, &discovery, &|pci| iommu_group_of(&root, pci));
     report.counts = inv.counts();

@@ -303,6 +303,20 @@ pub fn plan(
     current: &Current,
     in_pod_macs: &BTreeSet<String>,
 ) -> Plan {
+    plan_with_hints(cfg, vnics, current, in_pod_macs, &BTreeMap::new())
+}
+
+/// [`plan`] with `link_hints`: for a MAC shared by several links (a
+/// net_failover master and its VF and standby), the link names the
+/// inventory matched to the VNIC by PCI identity. When exactly one of the
+/// links is hinted it is configured; otherwise the VNIC stays ambiguous.
+pub fn plan_with_hints(
+    cfg: &VnicConfig,
+    vnics: &[Vnic],
+    current: &Current,
+    in_pod_macs: &BTreeSet<String>,
+    link_hints: &BTreeMap<String, BTreeSet<String>>,
+) -> Plan {
     let mut reports = Vec::new();
     let mut desired: Vec<Desired> = Vec::new();
     let mut seen_ips = BTreeSet::new();
@@ -311,7 +325,19 @@ pub fn plan(
     for (i, v) in vnics.iter().enumerate() {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
         let mac = v.mac_lower();
-        let links: Vec<&Link> = current.links.iter().filter(|l| l.mac == mac).collect();
+        let mut links: Vec<&Link> = current.links.iter().filter(|l| l.mac == mac).collect();
+        if links.len() > 1 {
+            if let Some(hinted) = link_hints.get(&mac) {
+                let picked: Vec<&Link> = links
+                    .iter()
+                    .copied()
+                    .filter(|l| hinted.contains(&l.name))
+                    .collect();
+                if picked.len() == 1 {
+                    links = picked;
+                }
+            }
+        }
         let mut report = VnicReport {
             index,
             vnic_id: v.vnic_id.clone(),

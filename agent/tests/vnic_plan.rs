@@ -165,3 +165,29 @@ fn only_primary_means_no_guard_rule() {
     let p = plan(&cfg, &vnics()[..1], &Current::default(), &BTreeSet::new());
     assert!(p.actions.is_empty());
 }
+
+#[test]
+fn shared_mac_is_ambiguous_unless_the_inventory_names_one_link() {
+    let cfg = VnicConfig::default();
+    let mut cur = current();
+    // net_failover: master, standby and VF all carry ens5's MAC.
+    for name in ["ens5sby", "ens5vf"] {
+        let mut l = cur.links[1].clone();
+        l.name = name.into();
+        cur.links.push(l);
+    }
+    let p = plan(&cfg, &vnics(), &cur, &in_pod());
+    assert_eq!(p.vnics[1].status, VnicStatus::Ambiguous);
+    assert!(p
+        .actions
+        .iter()
+        .all(|a| a.link().is_none_or(|l| !l.starts_with("ens5"))));
+    let hints = [(
+        "02:00:17:00:00:02".to_string(),
+        ["ens5vf".to_string()].into(),
+    )]
+    .into();
+    let p = plexus_agent::vnic::plan_with_hints(&cfg, &vnics(), &cur, &in_pod(), &hints);
+    assert_eq!(p.vnics[1].status, VnicStatus::Configured);
+    assert_eq!(p.vnics[1].link.as_deref(), Some("ens5vf"));
+}
