@@ -360,3 +360,108 @@ fn run_reconciles_serves_devices_and_stops_on_sigterm() {
     assert!(status.success(), "exit {status:?}");
     assert!(!sock.exists());
 }
+
+#[test]
+fn run_install_watch_follows_primary_and_token() {
+    require_root();
+    // Vnic configuration only ever runs inside a test namespace.
+    let ns = TestNs::new("pxinst");
+    let fake = FakeImds::start(vnics()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path();
+    for d in ["image", "bin", "net.d", "sa", "run", "sys"] {
+        fs::create_dir_all(r.join(d)).unwrap();
+    }
+    for b in ["plexus", "host-device", "static", "vnic"] {
+        fs::write(r.join("image").join(b), b).unwrap();
+    }
+    fs::write(r.join("sa/token"), "token-1").unwrap();
+    fs::write(r.join("sa/ca.crt"), "c").unwrap();
+    let flannel = r.join("net.d/10-flannel.conflist");
+    fs::write(
+        &flannel,
+        r#"{"cniVersion":"0.3.1","name":"cbr0","plugins":[{"type":"flannel"}]}"#,
+    )
+    .unwrap();
+    let p = |s: &str| r.join(s).to_string_lossy().into_owned();
+    let child = Command::new(bin())
+        .args([
+            "--imds-url",
+            &fake.url(),
+            "--netns",
+            ns.name(),
+            "--sysfs-root",
+            &p("sys"),
+            "--state-file",
+            &p("run/state.json"),
+            "--host-device-dir",
+            &p("hd"),
+            "--meta-cache-dir",
+            &p("meta"),
+            "--cni-bin-dir",
+            &p("bin"),
+            "--cni-conf-dir",
+            &p("net.d"),
+            "run",
+            "--source-bin-dir",
+            &p("image"),
+            "--token-file",
+            &p("sa/token"),
+            "--ca-file",
+            &p("sa/ca.crt"),
+            "--ready-file",
+            &p("run/ready"),
+            "--api-server",
+            "https://10.96.0.1:443",
+            "--install-interval",
+            "1",
+            "--no-device-plugin",
+            "--metrics-addr",
+            "",
+        ])
+        .env_clear()
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = Kill(child);
+    let ours = r.join("net.d/00-plexus.conflist");
+    let conf = || -> Value {
+        fs::read(&ours)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    };
+    wait_for("meta config", Duration::from_secs(10), || {
+        conf()["cniVersion"] == "0.3.1"
+    });
+    assert!(r.join("run/ready").exists());
+    assert!(r.join("bin/host-device").exists());
+
+    // The primary changes: our file follows, still wrapping it once.
+    fs::write(
+        &flannel,
+        r#"{"cniVersion":"1.0.0","name":"cbr0","plugins":[{"type":"flannel"}]}"#,
+    )
+    .unwrap();
+    wait_for("regenerated meta config", Duration::from_secs(10), || {
+        conf()["cniVersion"] == "1.0.0"
+    });
+    assert_eq!(conf()["plugins"][0]["delegates"][0]["name"], "cbr0");
+
+    // The kubelet rotates the projected token: the copy follows.
+    fs::write(r.join("sa/token"), "token-2").unwrap();
+    wait_for("rotated token", Duration::from_secs(10), || {
+        fs::read_to_string(r.join("net.d/plexus.d/token"))
+            .ok()
+            .as_deref()
+            == Some("token-2")
+    });
+
+    // The primary disappears: ours goes too (and readiness with it).
+    fs::remove_file(&flannel).unwrap();
+    wait_for("meta config removed", Duration::from_secs(10), || {
+        !ours.exists() && !r.join("run/ready").exists()
+    });
+}
