@@ -839,3 +839,50 @@ fn add_waits_for_the_readiness_indicator(#[values("0.3.1", "1.1.0")] version: &s
     std::fs::remove_file(&ready).unwrap();
     handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).unwrap();
 }
+
+/// Golden: a v1 cache file written by an earlier plexus must still replay.
+#[test]
+fn golden_cache_v1_replays_on_del() {
+    let h = Harness::new();
+    let cache_dir = h.dir.path().join("cache");
+    std::fs::create_dir_all(&cache_dir).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cache-v1.json"),
+        cache_dir.join("3def4cdd07b3-eth0.json"),
+    )
+    .unwrap();
+    let store = plexus::cache::FsCacheStore::new(&cache_dir);
+    let deps = plexus::handlers::Deps {
+        cache: &store,
+        ..h.deps()
+    };
+    let (stdin, conf) = h.conf("1.0.0", json!({}));
+    handlers::check(&args(Command::Check, "3def4cdd07b3", &stdin), &conf, &deps).unwrap();
+    // 0.3.1 cluster network: no CHECK (libcni refuses it); net1 checked.
+    assert_eq!(h.exec.summary(), vec![s("CHECK", "host-device", "net1")]);
+    h.exec.clear();
+    handlers::del(&args(Command::Del, "3def4cdd07b3", &stdin), &conf, &deps).unwrap();
+    assert_eq!(
+        h.exec.summary(),
+        vec![
+            s("DEL", "host-device", "net1"),
+            s("DEL", "portmap", "eth0"),
+            s("DEL", "flannel", "eth0")
+        ]
+    );
+    let calls = h.exec.calls();
+    assert_eq!(calls[0].stdin["pciBusID"], "0000:00:04.0");
+    assert_eq!(
+        calls[0].stdin["prevResult"]["ips"][0]["address"],
+        "203.0.113.93/24"
+    );
+    assert!(
+        calls[1].stdin.get("prevResult").is_none(),
+        "0.3.1: no prevResult on DEL"
+    );
+    assert_eq!(
+        calls[1].stdin["runtimeConfig"]["portMappings"][0]["hostPort"],
+        8080
+    );
+    assert!(std::fs::read_dir(&cache_dir).unwrap().next().is_none());
+}
