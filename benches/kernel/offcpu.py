@@ -2,9 +2,9 @@
 """Off-CPU time of `ip` (or any comm) by kernel stack, from `perf script`.
 
 Input: `perf record -e sched:sched_switch -g` output rendered by `perf script`.
-For every switch *away* from a task of the given comm that blocked (state
-D or S), the time until the task is switched back *in* is charged to the
-blocking stack. Prints, per distinct "reason" (the first frame below the
+For every switch *away* from a task of the given comm, the time until the
+task is switched back *in* is charged to the blocking stack (state D or S),
+or to "runnable, waiting for a CPU" when it was preempted (state R). Prints, per distinct "reason" (the first frame below the
 scheduler that is not a generic wait primitive) and per full stack, the
 total and per-operation blocked time.
 
@@ -51,15 +51,19 @@ for ev in events:
     prev = re.search(r"prev_comm=(.*?) prev_pid=(\d+) .*prev_state=(\S+)", f)
     nxt = re.search(r"next_comm=(.*?) next_pid=(\d+)", f)
     if nxt and nxt.group(2) in blocked_at:
-        ts0, stack = blocked_at.pop(nxt.group(2))
+        ts0, stack, state = blocked_at.pop(nxt.group(2))
         dt = ev["ts"] - ts0
         frames = [s for s in stack if not s.startswith("entry_") and s != "[unknown]"]
-        reason = next((s for s in frames if not GENERIC.match(s)), "?")
+        if state.startswith("R"):
+            # Preempted while runnable: waiting for a CPU, not for the kernel.
+            reason = "(runnable, waiting for a CPU)"
+        else:
+            reason = next((s for s in frames if not GENERIC.match(s)), "?")
         by_reason[reason] += dt
         by_stack[" < ".join(frames[:12])] += dt
         total += dt
-    if prev and prev.group(1) == COMM and prev.group(3)[0] in "DS":
-        blocked_at[prev.group(2)] = (ev["ts"], ev["stack"])
+    if prev and prev.group(1) == COMM and prev.group(3)[0] in "DSR":
+        blocked_at[prev.group(2)] = (ev["ts"], ev["stack"], prev.group(3))
 
 print(f"off-CPU time of '{COMM}': {total*1e3:.1f} ms total, {total*1e3/OPS:.2f} ms per operation ({OPS} ops)")
 for reason, dt in sorted(by_reason.items(), key=lambda x: -x[1])[:12]:

@@ -35,6 +35,8 @@ enum Section {
     Startup,
     /// Peak RSS per plugin process.
     Rss,
+    /// An unrelated netlink change while VF moves are running (RTNL).
+    Rtnl,
 }
 
 #[derive(Debug, Parser)]
@@ -74,7 +76,17 @@ fn main() -> Result<()> {
     let args = Args::parse();
     require_root();
     let ours = args.ours.clone().unwrap_or_else(bin_dir);
-    for dir in [&ours, &args.reference] {
+    let wants = |s: Section| args.only.is_empty() || args.only.contains(&s);
+    // The floor variants need no plugin at all.
+    let needs_plugins = [Section::Cycles, Section::Startup, Section::Rss]
+        .into_iter()
+        .any(wants);
+    let dirs = if needs_plugins {
+        vec![&ours, &args.reference]
+    } else {
+        Vec::new()
+    };
+    for dir in dirs {
         for p in PLUGINS {
             if !dir.join(p).is_file() {
                 bail!(
@@ -85,13 +97,12 @@ fn main() -> Result<()> {
             }
         }
     }
-    if !ours.ends_with("release") {
+    if needs_plugins && !ours.ends_with("release") {
         eprintln!(
             "warning: our plugins come from {}, not a release build",
             ours.display()
         );
     }
-    let wants = |s: Section| args.only.is_empty() || args.only.contains(&s);
 
     let mut report = Report {
         command: reproduce_command(),
@@ -110,6 +121,14 @@ fn main() -> Result<()> {
         }
         if wants(Section::Variants) {
             report.variant_rows = measure_variants(&rig, &args)?;
+        }
+        if wants(Section::Rtnl) {
+            eprintln!(
+                "rtnl: {} probes idle, {} during moves",
+                args.cycles, args.cycles
+            );
+            let (idle, busy) = rig::rtnl_stall(args.cycles)?;
+            report.rtnl = Some((Summary::of(&idle), Summary::of(&busy)));
         }
         if wants(Section::Startup) {
             report.startup = measure_startup(&args, &ours)?;

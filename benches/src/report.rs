@@ -45,6 +45,8 @@ pub struct Report {
     /// (label, summary); the last row is `/bin/true`.
     pub startup: Vec<(String, Summary)>,
     pub rss: Vec<RssRow>,
+    /// An unrelated RTM_SETLINK: (idle, while VF moves run).
+    pub rtnl: Option<(Summary, Summary)>,
 }
 
 fn range(s: &Summary) -> String {
@@ -70,6 +72,7 @@ impl Report {
         let _ = writeln!(md, "Run on: {}", self.environment);
         self.cycles_md(&mut md);
         self.variants_md(&mut md);
+        self.rtnl_md(&mut md);
         self.startup_md(&mut md);
         self.rss_md(&mut md);
         md
@@ -151,6 +154,22 @@ impl Report {
                 r.cycle.median - base.cycle.median
             );
         }
+    }
+
+    fn rtnl_md(&self, md: &mut String) {
+        let Some((idle, busy)) = &self.rtnl else {
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "\n### Side effect on the node: RTNL held through the move\n\n\
+             An unrelated `RTM_SETLINK` (MTU of a veth in a third namespace), \
+             {} probes each.\n\n\
+             | while | median | p10–p90 |\n|---|---|---|\n\
+             | nothing else runs | {:.2} ms | {:.2}–{:.2} ms |\n\
+             | another thread moves the VF in and out | {:.2} ms | {:.2}–{:.2} ms |",
+            idle.n, idle.median, idle.p10, idle.p90, busy.median, busy.p10, busy.p90
+        );
     }
 
     fn startup_md(&self, md: &mut String) {

@@ -78,6 +78,8 @@ pub struct Rig {
     pod_fd: NetNs,
     _veth: Veth,
     vf: String,
+    /// Unique per run: host-device keys its state file on it.
+    container_id: String,
     pod: TestNs,
     _node: TestNs,
 }
@@ -103,6 +105,7 @@ impl Rig {
             pod_fd,
             _veth: veth,
             vf,
+            container_id: unique_name("pxbench"),
             pod,
             _node: node,
         })
@@ -132,7 +135,7 @@ impl Rig {
     /// The CNI call a runtime would make for this rig (command set later).
     pub fn call(&self, plugin_dir: &Path, command: &str) -> CniCall {
         CniCall::new(plugin_dir.join("host-device"), command)
-            .container_id("plexus-bench")
+            .container_id(&self.container_id)
             .netns(self.pod.path())
             .ifname(IFNAME)
             .cni_path(plugin_dir)
@@ -203,4 +206,53 @@ mod tests {
         assert_eq!(v["ipam"]["type"], "static");
         assert_eq!(v["ipam"]["addresses"][0]["address"], "198.51.100.21/24");
     }
+}
+
+/// How long an unrelated `RTM_SETLINK` (an MTU change on a veth in a third
+/// namespace) takes while nothing else happens, and while another thread
+/// keeps moving the rig's VF back and forth. The move holds RTNL, the
+/// kernel-wide netlink lock, through its RCU wait, so every other network
+/// configuration on the node queues behind it.
+pub fn rtnl_stall(samples: usize) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let other = TestNs::new("pxbo");
+    let _veth = Veth::create(
+        VethEnd::new("pxbo0").in_ns(&other),
+        VethEnd::new("pxbo1").in_ns(&other),
+    );
+    let other_fd = NetNs::open(other.path()).context("open third netns")?;
+    let nl = Handle::open_in(&other_fd).context("netlink in third netns")?;
+    let index = nl.link_by_name("pxbo0")?.index;
+    let probe = |n: usize| -> Result<Vec<Duration>> {
+        (0..n)
+            .map(|i| {
+                let start = Instant::now();
+                nl.set_mtu(index, 1400 + (i % 2) as u32)?;
+                let took = start.elapsed();
+                // Spread the probes over the movers' cycle.
+                std::thread::sleep(Duration::from_micros(2_500));
+                Ok(took)
+            })
+            .collect()
+    };
+    let idle = probe(samples)?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let busy = std::thread::scope(|s| -> Result<Vec<Duration>> {
+        let mover = s.spawn(|| -> Result<()> {
+            let rig = Rig::new()?;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rig.floor_cycle(FloorVariant::Move)?;
+            }
+            Ok(())
+        });
+        // Let the mover start moving before probing.
+        std::thread::sleep(Duration::from_millis(100));
+        let busy = probe(samples);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match mover.join() {
+            Ok(r) => r?,
+            Err(_) => bail!("the mover thread panicked"),
+        }
+        busy
+    })?;
+    Ok((idle, busy))
 }
