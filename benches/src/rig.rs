@@ -194,20 +194,6 @@ fn checked(out: CniOutput, what: &str, dir: &Path) -> Result<CniOutput> {
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nad_config_is_the_tutorials_shape() {
-        let v: serde_json::Value = serde_json::from_str(&nad_config("ens5")).unwrap_or_default();
-        assert_eq!(v["cniVersion"], "0.3.1");
-        assert_eq!(v["device"], "ens5");
-        assert_eq!(v["ipam"]["type"], "static");
-        assert_eq!(v["ipam"]["addresses"][0]["address"], "198.51.100.21/24");
-    }
-}
-
 /// How long an unrelated `RTM_SETLINK` (an MTU change on a veth in a third
 /// namespace) takes while nothing else happens, and while another thread
 /// keeps moving the rig's VF back and forth. The move holds RTNL, the
@@ -255,4 +241,18 @@ pub fn rtnl_stall(samples: usize) -> Result<(Vec<Duration>, Vec<Duration>)> {
         busy
     })?;
     Ok((idle, busy))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nad_config_is_the_tutorials_shape() {
+        let v: serde_json::Value = serde_json::from_str(&nad_config("ens5")).unwrap_or_default();
+        assert_eq!(v["cniVersion"], "0.3.1");
+        assert_eq!(v["device"], "ens5");
+        assert_eq!(v["ipam"]["type"], "static");
+        assert_eq!(v["ipam"]["addresses"][0]["address"], "198.51.100.21/24");
+    }
 }
