@@ -105,6 +105,10 @@ pub struct Current {
     pub routes: Vec<Route>,
     /// All IPv4 rules (filtered by the planner).
     pub rules: Vec<Rule>,
+    /// Links the main table's default route leaves through: the node's
+    /// uplink, never configured whatever IMDS says.
+    #[serde(default)]
+    pub uplinks: Vec<String>,
 }
 
 /// One change to the namespace.
@@ -185,6 +189,9 @@ impl Action {
 pub enum VnicStatus {
     /// The primary VNIC: left alone.
     Primary,
+    /// Matched the link of the main default route: left alone (a safety
+    /// net should IMDS ever list the primary VNIC elsewhere than first).
+    Uplink,
     /// Matched a link; actions (if any) bring it to the desired state.
     Configured,
     /// No link with this MAC here: not attached yet, or inside a pod.
@@ -382,6 +389,11 @@ pub fn plan_with_hints(
                 continue;
             }
         };
+        if current.uplinks.contains(&link.name) {
+            report.status = VnicStatus::Uplink;
+            reports.push(report);
+            continue;
+        }
         let table = cfg.table_base + index;
         report.table = Some(table);
         let addr = IpNet::new(v.private_ip, v.prefix_len()).unwrap_or(host_net(v.private_ip));
@@ -834,9 +846,15 @@ impl NetOps for NetlinkOps {
                 })
             })
             .collect();
-        let routes = h
+        let all_routes = h
             .routes(Some(Family::V4), None)
-            .map_err(nl_err("list routes"))?
+            .map_err(nl_err("list routes"))?;
+        let uplinks = all_routes
+            .iter()
+            .filter(|r| r.table == MAIN_TABLE && r.dst.prefix_len() == 0)
+            .filter_map(|r| names.get(&r.oif?).cloned())
+            .collect();
+        let routes = all_routes
             .into_iter()
             .filter(|r| cfg.owns_table(r.table))
             .filter_map(|r| {
@@ -865,6 +883,7 @@ impl NetOps for NetlinkOps {
             links,
             routes,
             rules,
+            uplinks,
         })
     }
 

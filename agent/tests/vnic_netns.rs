@@ -275,3 +275,30 @@ fn vnic_detached_later_is_cleaned_and_attached_one_configured() {
     let (again, _) = run(Mode::Plan, &cfg, &md, &ops, &none).unwrap();
     assert!(again.is_empty(), "{}", again.render_table());
 }
+
+#[test]
+fn uplink_is_never_touched_even_if_imds_lists_it_as_secondary() {
+    let n = node();
+    // IMDS order broken: a secondary first, the real primary second.
+    let v = vnics();
+    let fake = FakeImds::start(json!([v[1], v[0]])).unwrap();
+    let md = imds(&fake.url());
+    let ops = NetlinkOps::in_netns(&n.ns.path()).unwrap();
+    let (plan, _) = run(
+        Mode::Apply,
+        &VnicConfig::default(),
+        &md,
+        &ops,
+        &BTreeSet::new(),
+    )
+    .unwrap();
+    assert_eq!(
+        plan.vnics[1].status,
+        VnicStatus::Uplink,
+        "{}",
+        plan.render_table()
+    );
+    assert_eq!(n.ns.link("prim").unwrap()["mtu"], 1500);
+    assert_eq!(addrs(&n.ns, "prim"), vec!["198.51.100.10/25"]);
+    assert!(rules(&n.ns).is_empty(), "{:?}", rules(&n.ns));
+}

@@ -191,3 +191,17 @@ fn shared_mac_is_ambiguous_unless_the_inventory_names_one_link() {
     assert_eq!(p.vnics[1].status, VnicStatus::Configured);
     assert_eq!(p.vnics[1].link.as_deref(), Some("ens5vf"));
 }
+
+#[test]
+fn link_of_the_main_default_route_is_never_configured() {
+    let cfg = VnicConfig::default();
+    let mut cur = current();
+    cur.uplinks = vec!["ens5".into()];
+    let p = plan(&cfg, &vnics(), &cur, &in_pod());
+    assert_eq!(p.vnics[1].status, VnicStatus::Uplink);
+    assert!(p.actions.iter().all(|a| a.link() != Some("ens5")));
+    assert!(!p
+        .actions
+        .iter()
+        .any(|a| matches!(a, Action::AddRule(r) if r.table == 101)));
+}
