@@ -10,7 +10,8 @@
 //! that rule replies sourced from the secondary IP leave through the primary
 //! VNIC and OCI's anti-spoofing drops them.
 //!
-//! The primary VNIC (first IMDS entry) is never touched. OCI requires
+//! The primary VNIC (first IMDS entry) is never touched, nor is any link
+//! the main table's default route leaves through. OCI requires
 //! metadata requests to leave through the primary VNIC, so while any VNIC is
 //! configured a guard rule `to 169.254.169.254 lookup main` sits one
 //! priority above ours: even a socket bound to a secondary IP reaches IMDS
