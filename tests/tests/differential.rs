@@ -451,3 +451,67 @@ fn host_ip_config(
     );
     assert_eq!(o.3, o.0, "ours: node config restored after DEL");
 }
+
+/// Intended difference: IPAM fails after the move (an address without a
+/// prefix length). The reference leaves the device in the pod, renamed to
+/// `net1` and up, until a DEL; we move it back to the node as it was.
+#[rstest]
+fn failed_ipam_rolls_back_only_in_ours(#[values("0.3.1", "1.0.0")] version: &str) {
+    require_root();
+    let mut conf = config(version, Selector::Device, "ens5", false);
+    conf["ipam"]["addresses"] = json!([{"address": "198.51.100.21"}]);
+    for imp in [Impl::Reference, Impl::Ours] {
+        let fx = Fixture::new();
+        let add = fx.cni(imp, "ADD", &conf);
+        assert!(!add.status.success(), "{imp:?} accepted a bad address");
+        assert!(add.json["code"].is_u64(), "{imp:?}: {}", add.stdout);
+        match imp {
+            Impl::Reference => {
+                assert!(fx.node.link("ens5").is_none());
+                let stranded = fx.pod.link("net1").expect("reference strands net1");
+                assert_eq!(link_state(&stranded)["up"], true);
+            }
+            Impl::Ours => {
+                assert!(fx.pod.link("net1").is_none(), "ours left net1 in the pod");
+                let back = link_state(&fx.node.link("ens5").expect("ens5 back on the node"));
+                assert_eq!(back["address"], VF_MAC);
+                assert_eq!(back["mtu"], VF_MTU);
+                assert_eq!(back["up"], true);
+                assert_eq!(back["alias"], Value::Null);
+            }
+        }
+    }
+}
+
+/// Intended difference: `CNI_IFNAME` is already taken in the pod. The
+/// reference 1.1.1 moves the device and then fails to rename it, stranding
+/// it in the pod under its host name; we check first and leave it on the
+/// node.
+#[rstest]
+fn ifname_clash_strands_only_in_reference(#[values("0.3.1", "1.0.0")] version: &str) {
+    require_root();
+    let conf = config(version, Selector::Device, "ens5", false);
+    for imp in [Impl::Reference, Impl::Ours] {
+        let fx = Fixture::new();
+        let _squatter = Veth::create(
+            VethEnd::new("net1").in_ns(&fx.pod),
+            VethEnd::new(unique_name("pxdq")).in_ns(&fx.pod),
+        );
+        let add = fx.cni(imp, "ADD", &conf);
+        assert!(!add.status.success(), "{imp:?} ADD succeeded over net1");
+        match imp {
+            Impl::Reference => {
+                assert!(add.stdout.contains("file exists"), "{}", add.stdout);
+                assert!(fx.pod.link("ens5").is_some(), "reference strands ens5");
+                assert!(fx.node.link("ens5").is_none());
+            }
+            Impl::Ours => {
+                assert!(
+                    fx.node.link("ens5").is_some(),
+                    "ours keeps ens5 on the node"
+                );
+                assert!(fx.pod.link("ens5").is_none());
+            }
+        }
+    }
+}
