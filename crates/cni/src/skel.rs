@@ -114,7 +114,8 @@ pub fn run<P: Plugin + ?Sized>(plugin: &P, about: &str, supported: &[&str]) -> i
     let env = |k: &str| std::env::var(k).ok();
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
+    // stderr stays unlocked: delegate exec streams a child's stderr through
+    // from another thread, which would block forever on a lock held here.
     run_with(
         plugin,
         about,
@@ -122,7 +123,7 @@ pub fn run<P: Plugin + ?Sized>(plugin: &P, about: &str, supported: &[&str]) -> i
         &env,
         &mut stdin.lock(),
         &mut stdout.lock(),
-        &mut stderr.lock(),
+        &mut std::io::stderr(),
     )
 }
 
