@@ -9,6 +9,8 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use plexus_e2e::runtime::{ipv4_addrs, link_at, PodSpec, RuntimeNode};
@@ -67,15 +69,15 @@ fn runtime_baseline_bridge_sandbox_lifecycle() -> Result<()> {
 
 /// What the Plexus tests share: a node whose CNI bin dir holds our `plexus`,
 /// `host-device` and `static` next to Debian's `bridge`, `host-local` and
-/// `loopback`; a "VF" (one end of a veth pair) in the node netns; the fake
-/// Kubernetes API serving in the node netns with a bearer token; and
-/// `00-plexus.conflist` delegating the cluster network to a bridge conflist
-/// in a sub-directory.
+/// `loopback`; the fake Kubernetes API serving in the node netns with a
+/// bearer token; and `00-plexus.conflist` delegating the cluster network to
+/// a bridge conflist in a sub-directory. "VFs" are veth ends in the node
+/// netns, made by the test.
 struct PlexusNode {
-    // Field order is drop order: the API server and the VF go before the node.
-    api: FakeApiServer,
-    vf: Veth,
+    // Field order is drop order: the node (whose teardown may still run the
+    // plugin) goes before the API server it talks to.
     node: RuntimeNode,
+    api: FakeApiServer,
 }
 
 /// The annotation a pod names its extra networks with.
@@ -94,12 +96,6 @@ impl PlexusNode {
         for plugin in ["plexus", "host-device", "static"] {
             node.install_plugin(plugin, &net::bin_path(plugin))?;
         }
-        let vf = Veth::create(
-            VethEnd::new(net::unique_name("vf"))
-                .in_ns(node.netns())
-                .mac(VF_MAC),
-            VethEnd::new(net::unique_name("wire")).in_ns(node.netns()),
-        );
         // Bound inside the node netns: the plugin (a child of containerd)
         // reaches it on 127.0.0.1 there, the test keeps calling it in-process.
         let api = node.in_node_netns(|| {
@@ -149,7 +145,7 @@ impl PlexusNode {
                 }]
             }),
         )?;
-        Ok(Self { api, vf, node })
+        Ok(Self { node, api })
     }
 
     /// Stores the tutorial's NAD shape: host-device moving `device` into the
@@ -193,16 +189,28 @@ impl PlexusNode {
         Ok(pod)
     }
 
-    fn vf_on_node(&self) -> Option<Value> {
-        self.node.netns().link(self.vf.a())
+    /// A "VF" with MAC `mac` in the node netns: one end of a veth pair whose
+    /// other end (the "wire") stays there too.
+    fn vf(&self, mac: &str) -> Veth {
+        Veth::create(
+            VethEnd::new(net::unique_name("vf"))
+                .in_ns(self.node.netns())
+                .mac(mac),
+            VethEnd::new(net::unique_name("wire")).in_ns(self.node.netns()),
+        )
+    }
+
+    /// The link `name` if it is in the node netns.
+    fn on_node(&self, name: &str) -> Option<Value> {
+        self.node.netns().link(name)
     }
 
     /// Tears the node down; fails if anything had to be forced.
     fn shutdown(self) -> Result<()> {
-        let Self { api, vf, node } = self;
+        let Self { node, api } = self;
+        let result = node.shutdown();
         drop(api);
-        drop(vf);
-        node.shutdown()
+        result
     }
 }
 
@@ -213,7 +221,8 @@ impl PlexusNode {
 #[test]
 fn runtime_plexus_pod_gets_vf_as_net1_and_returns_it() -> Result<()> {
     let mut t = PlexusNode::new()?;
-    t.put_nad("sriov-vnic-1", t.vf.a(), "203.0.113.10/24")?;
+    let vf = t.vf(VF_MAC);
+    t.put_nad("sriov-vnic-1", vf.a(), "203.0.113.10/24")?;
     let pod = t.pod("testpod1", "sriov-vnic-1")?;
     t.node.start()?;
 
@@ -238,7 +247,7 @@ fn runtime_plexus_pod_gets_vf_as_net1_and_returns_it() -> Result<()> {
     ensure!(net1["address"] == VF_MAC, "net1 is not the VF: {net1}");
     ensure!(ipv4_addrs(&net1) == ["203.0.113.10/24"], "net1: {net1}");
     ensure!(
-        t.vf_on_node().is_none(),
+        t.on_node(vf.a()).is_none(),
         "the VF is still in the node netns"
     );
 
@@ -268,7 +277,7 @@ fn runtime_plexus_pod_gets_vf_as_net1_and_returns_it() -> Result<()> {
     let status: Value = serde_json::from_str(status_text)?;
     let entries = status.as_array().context("network-status is not a list")?;
     ensure!(entries.len() == 2, "network-status: {status}");
-    let (cluster, vf) = (&entries[0], &entries[1]);
+    let (cluster, attached) = (&entries[0], &entries[1]);
     ensure!(
         cluster["name"] == "cluster"
             && cluster["interface"] == "eth0"
@@ -278,12 +287,12 @@ fn runtime_plexus_pod_gets_vf_as_net1_and_returns_it() -> Result<()> {
         "eth0 entry: {cluster}"
     );
     ensure!(
-        vf["name"] == "default/sriov-vnic-1"
-            && vf["interface"] == "net1"
-            && vf["ips"] == json!(["203.0.113.10"])
-            && vf["mac"] == VF_MAC
-            && vf.get("default").is_none_or(|d| d == false),
-        "net1 entry: {vf}"
+        attached["name"] == "default/sriov-vnic-1"
+            && attached["interface"] == "net1"
+            && attached["ips"] == json!(["203.0.113.10"])
+            && attached["mac"] == VF_MAC
+            && attached.get("default").is_none_or(|d| d == false),
+        "net1 entry: {attached}"
     );
     // The stored pod carries it too.
     let stored = t
@@ -313,10 +322,10 @@ fn runtime_plexus_pod_gets_vf_as_net1_and_returns_it() -> Result<()> {
     t.node.cri().stop(&sandbox.id)?;
     ensure!(!sandbox.netns.exists(), "pod netns left after stop");
     let back = t
-        .vf_on_node()
+        .on_node(vf.a())
         .context("VF not returned to the node netns")?;
     ensure!(back["address"] == VF_MAC, "returned link: {back}");
-    let kept = net::addrs(Some(t.node.netns()), t.vf.a());
+    let kept = net::addrs(Some(t.node.netns()), vf.a());
     ensure!(
         kept.as_array()
             .is_none_or(|a| a.iter().all(|i| i["family"] != "inet")),
@@ -325,7 +334,8 @@ fn runtime_plexus_pod_gets_vf_as_net1_and_returns_it() -> Result<()> {
     // RemovePodSandbox: the second DEL, with an empty CNI_NETNS.
     t.node.cri().remove(&sandbox.id)?;
     t.node.assert_no_sandboxes()?;
-    ensure!(t.vf_on_node().is_some(), "VF lost by the second DEL");
+    ensure!(t.on_node(vf.a()).is_some(), "VF lost by the second DEL");
+    drop(vf);
     t.shutdown()
 }
 
@@ -334,6 +344,7 @@ fn runtime_plexus_pod_gets_vf_as_net1_and_returns_it() -> Result<()> {
 #[test]
 fn runtime_plexus_missing_device_fails_run_pod_sandbox() -> Result<()> {
     let mut t = PlexusNode::new()?;
+    let vf = t.vf(VF_MAC);
     t.put_nad("sriov-missing", "nosuchvf0", "203.0.113.11/24")?;
     let pod = t.pod("testpod2", "sriov-missing")?;
     t.node.start()?;
@@ -349,7 +360,7 @@ fn runtime_plexus_missing_device_fails_run_pod_sandbox() -> Result<()> {
             && err.contains("nosuchvf0"),
         "RunPodSandbox error lacks the CNI error text: {err}"
     );
-    let vf = t.vf_on_node().context("the VF left the node")?;
+    let vf = t.on_node(vf.a()).context("the VF left the node")?;
     ensure!(vf["address"] == VF_MAC, "VF changed: {vf}");
     t.node.assert_no_sandboxes()?;
     // containerd created the pod netns before calling CNI; it must be gone.
@@ -363,7 +374,123 @@ fn runtime_plexus_missing_device_fails_run_pod_sandbox() -> Result<()> {
         t.api.requests().iter().all(|r| r.method != "PATCH"),
         "a failed ADD must not publish a network-status"
     );
+    drop(vf);
     t.shutdown()
+}
+
+/// The VF disappears while the pod runs (the VNIC is detached from the
+/// instance; here the veth pair is deleted from its node end). The CNI spec
+/// wants DEL to succeed when resources are already gone, and kubelet keeps
+/// the pod Terminating until it does: StopPodSandbox and RemovePodSandbox
+/// must succeed, promptly.
+#[test]
+fn runtime_plexus_stop_succeeds_after_vf_vanished() -> Result<()> {
+    let mut t = PlexusNode::new()?;
+    let vf = t.vf(VF_MAC);
+    t.put_nad("sriov-vnic-1", vf.a(), "203.0.113.10/24")?;
+    let pod = t.pod("testpod1", "sriov-vnic-1")?;
+    t.node.start()?;
+    let sandbox = t
+        .node
+        .run_pod(&pod)
+        .map_err(|e| anyhow!("RunPodSandbox: {e}\nplexus log:\n{}", plugin_log(&t.node)))?;
+    ensure!(link_at(&sandbox.netns, "net1")?.is_some(), "no net1");
+
+    // Deleting one end of a veth pair deletes both: net1 vanishes.
+    t.node.netns().ip(&["link", "del", vf.b()]);
+    ensure!(link_at(&sandbox.netns, "net1")?.is_none(), "net1 survived");
+
+    let started = Instant::now();
+    t.node.cri().stop(&sandbox.id).map_err(|e| {
+        anyhow!(
+            "StopPodSandbox after {:?}: {e}\nplexus log:\n{}",
+            started.elapsed(),
+            plugin_log(&t.node)
+        )
+    })?;
+    let took = started.elapsed();
+    ensure!(
+        took < Duration::from_secs(10),
+        "StopPodSandbox took {took:?}"
+    );
+    ensure!(!sandbox.netns.exists(), "pod netns left after stop");
+    t.node.cri().remove(&sandbox.id)?;
+    t.node.assert_no_sandboxes()?;
+    drop(vf);
+    t.shutdown()
+}
+
+/// The tutorial's closing check, through two runtimes: two nodes, one NAD
+/// each (the IP is per node), the two "VFs" wired to each other (one veth
+/// pair, an end in each node netns, standing in for the VCN subnet). Each
+/// pod gets its node's VF as `net1`, and the pods ping each other over
+/// `net1` both ways. (One fake API per node: each must be reachable from its
+/// node netns; each holds that node's NAD and pod.)
+#[test]
+fn runtime_plexus_two_nodes_pods_ping_over_net1() -> Result<()> {
+    let mut a = PlexusNode::new()?;
+    let mut b = PlexusNode::new()?;
+    const MAC_A: &str = "02:00:cb:00:71:1a";
+    const MAC_B: &str = "02:00:cb:00:71:1b";
+    let vcn = Veth::create(
+        VethEnd::new(net::unique_name("vfa"))
+            .in_ns(a.node.netns())
+            .mac(MAC_A),
+        VethEnd::new(net::unique_name("vfb"))
+            .in_ns(b.node.netns())
+            .mac(MAC_B),
+    );
+    a.put_nad("sriov-vnic-1", vcn.a(), "203.0.113.93/24")?;
+    b.put_nad("sriov-vnic-2", vcn.b(), "203.0.113.238/24")?;
+    let pod_a = a.pod("testpod1", "sriov-vnic-1")?;
+    let pod_b = b.pod("testpod2", "sriov-vnic-2")?;
+    a.node.start()?;
+    b.node.start()?;
+    let run = |t: &PlexusNode, pod: &PodSpec| {
+        t.node.run_pod(pod).map_err(|e| {
+            anyhow!(
+                "RunPodSandbox {}: {e}\nplexus log:\n{}",
+                pod.name,
+                plugin_log(&t.node)
+            )
+        })
+    };
+    let sb_a = run(&a, &pod_a)?;
+    let sb_b = run(&b, &pod_b)?;
+    for (sb, mac, addr) in [
+        (&sb_a, MAC_A, "203.0.113.93/24"),
+        (&sb_b, MAC_B, "203.0.113.238/24"),
+    ] {
+        let net1 = link_at(&sb.netns, "net1")?.context("no net1")?;
+        ensure!(
+            net1["address"] == mac && ipv4_addrs(&net1) == [addr],
+            "net1: {net1}"
+        );
+    }
+    for (from, to) in [(&sb_a, "203.0.113.238"), (&sb_b, "203.0.113.93")] {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", from.netns.display()))
+            .args(["ping", "-c", "1", "-W", "2", "-I", "net1", to])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "ping {to} over net1 failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for (t, sb) in [(&a, &sb_a), (&b, &sb_b)] {
+        t.node.cri().stop(&sb.id)?;
+        t.node.cri().remove(&sb.id)?;
+        t.node.assert_no_sandboxes()?;
+    }
+    ensure!(
+        a.on_node(vcn.a()).is_some() && b.on_node(vcn.b()).is_some(),
+        "the VFs did not return to their nodes"
+    );
+    drop(vcn);
+    b.shutdown()?;
+    a.shutdown()
 }
 
 /// The plugin's own log file, for failure messages.

@@ -10,6 +10,11 @@ use serde_json::Value;
 
 use super::{assets, PYTHON};
 
+/// gRPC deadline of one CRI call. A sandbox takes well under a second here;
+/// a plugin that hangs makes containerd wait as long as the caller does, and
+/// when the deadline passes containerd cancels the call and kills the plugin.
+const CALL_TIMEOUT_SECS: &str = "30";
+
 /// A failed CRI call: the gRPC status code and containerd's message (for a
 /// sandbox whose network setup failed it carries the CNI plugin's error).
 #[derive(Debug, Clone)]
@@ -55,6 +60,8 @@ impl Cri {
             .arg(&self.sock)
             .arg("--pb-dir")
             .arg(&self.pb_dir)
+            .arg("--timeout")
+            .arg(CALL_TIMEOUT_SECS)
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
