@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use plexus_e2e::runtime::{ipv4_addrs, link_at, PodSpec, RuntimeNode};
+use plexus_e2e::runtime::{ip_json_at, ipv4_addrs, link_at, PodSpec, RuntimeNode};
 use plexus_testkit::kube::{FakeApiServer, Options};
 use plexus_testkit::net::{self, ip_json, Veth, VethEnd};
 use serde_json::{json, Value};
@@ -336,6 +336,54 @@ fn runtime_plexus_pod_gets_vf_as_net1_and_returns_it() -> Result<()> {
     t.node.assert_no_sandboxes()?;
     ensure!(t.on_node(vf.a()).is_some(), "VF lost by the second DEL");
     drop(vf);
+    t.shutdown()
+}
+
+/// Most pods name no extra network: through Plexus they get exactly the
+/// cluster network, and the network-status lists only `eth0`.
+#[test]
+fn runtime_plexus_pod_without_networks_gets_cluster_network_only() -> Result<()> {
+    let mut t = PlexusNode::new()?;
+    let pod = PodSpec::new("plainpod")?;
+    t.api
+        .put_pod(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod.name, "namespace": pod.namespace, "uid": pod.uid},
+            "spec": {"containers": [{"name": "app", "image": "localhost/app"}]},
+        }))
+        .map_err(|e| anyhow!("put_pod: {e}"))?;
+    t.node.start()?;
+    let sandbox = t
+        .node
+        .run_pod(&pod)
+        .map_err(|e| anyhow!("RunPodSandbox: {e}\nplexus log:\n{}", plugin_log(&t.node)))?;
+    let links = ip_json_at(&sandbox.netns, &["link", "show"])?;
+    let mut names: Vec<&str> = links
+        .as_array()
+        .map(|ls| ls.iter().filter_map(|l| l["ifname"].as_str()).collect())
+        .unwrap_or_default();
+    names.sort_unstable();
+    ensure!(names == ["eth0", "lo"], "pod links: {names:?}");
+    let stored = t
+        .api
+        .get_object(&format!("/api/v1/namespaces/default/pods/{}", pod.name))
+        .context("pod vanished from the API")?;
+    let status: Value = serde_json::from_str(
+        stored["metadata"]["annotations"][NETWORK_STATUS]
+            .as_str()
+            .context("no network-status on the pod")?,
+    )?;
+    ensure!(
+        status.as_array().map_or(0, Vec::len) == 1
+            && status[0]["interface"] == "eth0"
+            && status[0]["default"] == true
+            && status[0]["ips"] == json!([sandbox.ip]),
+        "network-status: {status}"
+    );
+    t.node.cri().stop(&sandbox.id)?;
+    t.node.cri().remove(&sandbox.id)?;
+    t.node.assert_no_sandboxes()?;
     t.shutdown()
 }
 
