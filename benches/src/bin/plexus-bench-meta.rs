@@ -1,14 +1,16 @@
 //! plexus-bench-meta: what the meta plugin costs on top of its delegates.
 //!
-//! Four series, interleaved round-robin in one run so machine noise hits all
+//! Five series, interleaved round-robin in one run so machine noise hits all
 //! of them alike, each an ADD then a DEL of one pod:
 //!
 //! 1. `static` alone, called directly (the delegate's own cost);
 //! 2. `plexus` with that `static` conf as its only (inline) delegate, no
 //!    Kubernetes: the meta plugin's fixed overhead;
-//! 3. the delegates of 4 called directly: `static` as the cluster network on
+//! 3. as 2 with `cniDir` on tmpfs: what the ADD record's durable writes
+//!    (temp file, fsync, rename, directory fsync) cost on this disk;
+//! 4. the delegates of 5 called directly: `static` as the cluster network on
 //!    `eth0`, then `host-device` + `static` (the tutorial's NAD) on `net1`;
-//! 4. `plexus` with the fake Kubernetes API (pod seeded with the networks
+//! 5. `plexus` with the fake Kubernetes API (pod seeded with the networks
 //!    annotation, NAD seeded): it GETs the pod and the NAD, runs the same
 //!    delegates, PATCHes the network-status, posts events.
 //!
@@ -44,6 +46,8 @@ const POD_NS: &str = "default";
 const POD: &str = "benchpod";
 const NAD: &str = "sriov-vnic";
 const VF: &str = "ens5";
+/// tmpfs for the cache-cost comparison.
+const SHM: &str = "/dev/shm";
 /// Targets from the issue.
 const TARGET_OVERHEAD_MS: f64 = 2.0;
 const TARGET_RSS_KIB: u64 = 15 * 1024;
@@ -70,8 +74,8 @@ struct Args {
 struct ScratchDir(PathBuf);
 
 impl ScratchDir {
-    fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(unique_name("pxbmeta"));
+    fn new_in(base: &Path) -> Result<Self> {
+        let dir = base.join(unique_name("pxbmeta"));
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
         Ok(Self(dir))
     }
@@ -129,6 +133,8 @@ struct Rig {
     node_fd: NetNs,
     api: FakeApiServer,
     dir: ScratchDir,
+    /// On tmpfs: where the cache's durable writes cost nothing.
+    shm: ScratchDir,
     ours: PathBuf,
     uid: String,
 }
@@ -146,7 +152,8 @@ impl Rig {
         // Bound inside the node namespace, so the plugins (run there) reach
         // it on their loopback, as a node reaches its API endpoint.
         let api = plexus_netns::run_in(&node_fd, FakeApiServer::start)??;
-        let dir = ScratchDir::new()?;
+        let dir = ScratchDir::new_in(&std::env::temp_dir())?;
+        let shm = ScratchDir::new_in(Path::new(SHM))?;
         let rig = Self {
             _vf: vf,
             pod,
@@ -154,6 +161,7 @@ impl Rig {
             node_fd,
             api,
             dir,
+            shm,
             ours,
             uid: String::new(),
         };
@@ -222,13 +230,14 @@ impl Rig {
         })
     }
 
-    fn plexus_conf(&self, kube: bool) -> Value {
+    /// The plexus conf; `cache_dir` is its `cniDir` (the ADD record).
+    fn plexus_conf(&self, kube: bool, cache_dir: &Path) -> Value {
         json!({
             "cniVersion": "1.0.0",
             "name": "plexus-cni-network",
             "type": "plexus",
             "kubeconfig": if kube { self.path("plexus.kubeconfig") } else { PathBuf::new() },
-            "cniDir": self.path(if kube { "cache-kube" } else { "cache" }),
+            "cniDir": cache_dir,
             "confDir": self.path("net.d"),
             "binDir": self.ours,
             "delegates": [Self::static_conf()],
@@ -456,7 +465,9 @@ fn main() -> Result<()> {
     let rig = Rig::new(ours.clone())?;
     let st = Rig::static_conf();
     let nad = rig.nad_config();
-    let (plain, kube) = (rig.plexus_conf(false), rig.plexus_conf(true));
+    let plain = rig.plexus_conf(false, &rig.path("cache"));
+    let plain_shm = rig.plexus_conf(false, &rig.shm.0.join("cache"));
+    let kube = rig.plexus_conf(true, &rig.path("cache-kube"));
 
     // Sanity pass: ADD moves the VF in with the NAD's address, DEL returns it.
     let add = rig.run(&rig.call("plexus", "ADD", "pxbm-kube", "eth0", &kube))?;
@@ -483,6 +494,11 @@ fn main() -> Result<()> {
             vec![rig.call("plexus", "DEL", "pxbm-plain", "eth0", &plain)],
         ),
         Series::new(
+            "plexus → static, no API, cniDir on tmpfs",
+            vec![rig.call("plexus", "ADD", "pxbm-shm", "eth0", &plain_shm)],
+            vec![rig.call("plexus", "DEL", "pxbm-shm", "eth0", &plain_shm)],
+        ),
+        Series::new(
             "static + host-device/static (delegates alone)",
             vec![
                 rig.call("static", "ADD", "pxbm-dir", "eth0", &st),
@@ -499,7 +515,7 @@ fn main() -> Result<()> {
             vec![rig.call("plexus", "DEL", "pxbm-kube", "eth0", &kube)],
         ),
     ];
-    let (add_logs, del_logs) = run_cycles(&rig, &mut series, args.warmup, args.cycles, 3)?;
+    let (add_logs, del_logs) = run_cycles(&rig, &mut series, args.warmup, args.cycles, 4)?;
     if rig.pod.link("net1").is_some() || rig.node.link(VF).is_none() {
         bail!("the VF is not back on the node after the run");
     }
@@ -572,7 +588,8 @@ fn report(
     println!("|---|---|---|---|");
     for (label, base, meta) in [
         ("no API (1 → 2)", 0, 1),
-        ("fake API, host-device NAD (3 → 4)", 2, 3),
+        ("no API, cniDir on tmpfs (1 → 3)", 0, 2),
+        ("fake API, host-device NAD (4 → 5)", 3, 4),
     ] {
         let (b, m) = (med(&series[base]), med(&series[meta]));
         let verdict = if m - b <= TARGET_OVERHEAD_MS {
@@ -637,5 +654,45 @@ fn report(
             first.core.join(", ")
         };
         println!("| {label} | {lo}–{hi} | {} | {list} |", first.events);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_between_ranks() {
+        let ms = [1.0, 2.0, 3.0, 4.0, 5.0];
+        assert_eq!(quantile(&ms, 0.5), 3.0);
+        assert!((quantile(&ms, 0.1) - 1.4).abs() < 1e-9);
+        assert!(quantile(&[], 0.5).is_nan());
+        let s = Summary::of(&[Duration::from_millis(4), Duration::from_millis(2)]);
+        assert!((s.median - 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn api_log_sets_events_apart() {
+        let req = |method: &str, path: &str| RecordedRequest {
+            method: method.into(),
+            path: path.into(),
+            query: None,
+            content_type: None,
+            body: String::new(),
+            authorization: None,
+        };
+        let log = ApiLog::of(&[
+            req("GET", "/api/v1/namespaces/default/pods/p"),
+            req("POST", "/api/v1/namespaces/default/events"),
+            req("PATCH", "/api/v1/namespaces/default/pods/p/status"),
+        ]);
+        assert_eq!(
+            log.core,
+            vec![
+                "GET /api/v1/namespaces/default/pods/p",
+                "PATCH /api/v1/namespaces/default/pods/p/status"
+            ]
+        );
+        assert_eq!((log.events, log.total()), (1, 3));
     }
 }
