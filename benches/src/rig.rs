@@ -16,10 +16,12 @@ use plexus_testkit::net::{unique_name, CniCall, CniOutput, TestNs, Veth, VethEnd
 pub const IFNAME: &str = "net1";
 
 /// The tutorial's per-node NAD (cniVersion 0.3.1, `host-device` by name with
-/// `static` IPAM), with test addresses.
-pub fn nad_config(device: &str) -> String {
+/// `static` IPAM), with test addresses, and our host-device's `dataDir`
+/// (the reference ignores the key).
+pub fn nad_config(device: &str, data_dir: &Path) -> String {
+    let data_dir = data_dir.display();
     format!(
-        r#"{{"cniVersion":"0.3.1","name":"sriov-vnic-1","type":"host-device","device":"{device}","ipam":{{"type":"static","addresses":[{{"address":"198.51.100.21/24","gateway":"0.0.0.0"}}],"routes":[{{"dst":"198.51.100.0/24","gw":"0.0.0.0"}}]}}}}"#
+        r#"{{"cniVersion":"0.3.1","name":"sriov-vnic-1","type":"host-device","device":"{device}","dataDir":"{data_dir}","ipam":{{"type":"static","addresses":[{{"address":"198.51.100.21/24","gateway":"0.0.0.0"}}],"routes":[{{"dst":"198.51.100.0/24","gw":"0.0.0.0"}}]}}}}"#
     )
 }
 
@@ -80,6 +82,9 @@ pub struct Rig {
     vf: String,
     /// Unique per run: host-device keys its state file on it.
     container_id: String,
+    /// host-device's state files and device locks, removed on drop. On the
+    /// same filesystem as the default `/var/lib/cni`, so writes cost the same.
+    data_dir: tempfile::TempDir,
     pod: TestNs,
     _node: TestNs,
 }
@@ -106,6 +111,10 @@ impl Rig {
             _veth: veth,
             vf,
             container_id: unique_name("pxbench"),
+            data_dir: tempfile::Builder::new()
+                .prefix("plexus-bench.")
+                .tempdir()
+                .context("create a state directory")?,
             pod,
             _node: node,
         })
@@ -139,7 +148,7 @@ impl Rig {
             .netns(self.pod.path())
             .ifname(IFNAME)
             .cni_path(plugin_dir)
-            .stdin(nad_config(&self.vf))
+            .stdin(nad_config(&self.vf, self.data_dir.path()))
     }
 
     /// ADD then DEL of host-device (+ its static IPAM) from `plugin_dir`.
@@ -249,10 +258,12 @@ mod tests {
 
     #[test]
     fn nad_config_is_the_tutorials_shape() {
-        let v: serde_json::Value = serde_json::from_str(&nad_config("ens5")).unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(&nad_config("ens5", Path::new("/tmp/x"))).unwrap_or_default();
         assert_eq!(v["cniVersion"], "0.3.1");
         assert_eq!(v["device"], "ens5");
         assert_eq!(v["ipam"]["type"], "static");
         assert_eq!(v["ipam"]["addresses"][0]["address"], "198.51.100.21/24");
+        assert_eq!(v["dataDir"], "/tmp/x");
     }
 }
