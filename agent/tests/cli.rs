@@ -425,6 +425,7 @@ fn run_install_watch_follows_primary_and_token() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let pid = child.id();
     let _child = Kill(child);
     let ours = r.join("net.d/00-plexus.conflist");
     let conf = || -> Value {
@@ -464,4 +465,9 @@ fn run_install_watch_follows_primary_and_token() {
     wait_for("meta config removed", Duration::from_secs(10), || {
         !ours.exists() && !r.join("run/ready").exists()
     });
+    eprintln!(
+        "plexus-agent RSS with install watch: {} KiB, peak {} KiB",
+        rss_kib(pid, "VmRSS:"),
+        rss_kib(pid, "VmHWM:")
+    );
 }
