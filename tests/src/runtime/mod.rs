@@ -15,7 +15,9 @@
 //! Teardown runs on drop, also when a test panics: sandboxes stopped and
 //! removed through CRI, containerd killed by PID, stray shims and pause
 //! processes of this node killed by PID, pod cgroups, leftover `cni-*` netns
-//! of this node's sandboxes, the node netns and the work dir removed.
+//! of this node's sandboxes, the node netns and the work dir removed. A node
+//! whose test process was killed outright is cleaned up by the next
+//! [`RuntimeNode::new`] (see `cleanup.rs`).
 
 use std::collections::BTreeMap;
 use std::fs;
