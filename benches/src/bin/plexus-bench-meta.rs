@@ -462,6 +462,7 @@ fn main() -> Result<()> {
             );
         }
     }
+    let load_before = loadavg();
     let rig = Rig::new(ours.clone())?;
     let st = Rig::static_conf();
     let nad = rig.nad_config();
@@ -553,13 +554,26 @@ fn main() -> Result<()> {
         rss_rows.push((*label, add_peak, del_peak));
     }
 
-    report(&args, &ours, &series, &rss_rows, &add_logs, &del_logs);
+    let load = format!("{} → {}", load_before, loadavg());
+    report(
+        &args, &ours, &load, &series, &rss_rows, &add_logs, &del_logs,
+    );
     Ok(())
+}
+
+/// `/proc/loadavg`'s 1-minute figure: the run shares 2 cores with whatever
+/// else the machine does, so the report says how busy it was.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn report(
     args: &Args,
     ours: &Path,
+    load: &str,
     series: &[Series],
     rss: &[(&str, u64, u64)],
     add_logs: &[ApiLog],
@@ -571,7 +585,11 @@ fn report(
         args.warmup,
         ours.display()
     );
-    println!("Wall time per call sequence in ms, median (p10–p90).\n");
+    println!(
+        "Wall time per call sequence in ms, median (p10–p90); 1-minute load average {load} \
+         ({} cores).\n",
+        std::thread::available_parallelism().map_or(0, usize::from)
+    );
     println!("| series | ADD | DEL | ADD+DEL |");
     println!("|---|---|---|---|");
     for s in series {
