@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use plexus_imds::node_state::{NodeState, VnicState};
+use plexus_netns::NetNs;
+use plexus_testkit::kube::FakeApiServer;
 use plexus_testkit::net::{
     bin_dir, reference_plugin, require_root, unique_name, CniCall, CniOutput, TestNs, Veth, VethEnd,
 };
@@ -105,8 +107,9 @@ struct Node {
     ns: TestNs,
     /// Node-private directory, bind-mounted on the cluster's shared path.
     root: PathBuf,
-    /// Wrapper script running `host-device` in this node's context.
-    runner: PathBuf,
+    /// Wrapper scripts (`host-device`, `plexus`) running the plugin of
+    /// that name in this node's context.
+    runners: PathBuf,
     container_id: String,
 }
 
@@ -169,20 +172,25 @@ impl Node {
         let dir = tmp.join(spec.label);
         let root = dir.join("root");
         std::fs::create_dir_all(&root).unwrap();
-        let runner = dir.join("host-device");
-        // The node's runtime calling the plugin: node netns + its own /sys
-        // (`ip netns exec` remounts it in a private mount namespace), node
-        // files at the shared path. Delegates (IPAM) inherit all of it.
-        let script = format!(
-            "#!/bin/sh\nexec ip netns exec '{ns}' /bin/sh -c \
-             'mount --bind \"$1\" \"$2\" && exec \"$3\"' node '{root}' '{shared}' '{bin}'\n",
-            ns = ns.name(),
-            root = root.display(),
-            shared = shared.display(),
-            bin = plugins.join("host-device").display(),
-        );
-        std::fs::write(&runner, script).unwrap();
-        std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let runners = dir.join("run");
+        std::fs::create_dir_all(&runners).unwrap();
+        for bin in ["host-device", "plexus"] {
+            // The node's runtime calling the plugin: node netns + its own
+            // /sys (`ip netns exec` remounts it in a private mount
+            // namespace), node files at the shared path. Delegates inherit
+            // all of it.
+            let script = format!(
+                "#!/bin/sh\nexec ip netns exec '{ns}' /bin/sh -c \
+                 'mount --bind \"$1\" \"$2\" && exec \"$3\"' node '{root}' '{shared}' '{bin}'\n",
+                ns = ns.name(),
+                root = root.display(),
+                shared = shared.display(),
+                bin = plugins.join(bin).display(),
+            );
+            let runner = runners.join(bin);
+            std::fs::write(&runner, script).unwrap();
+            std::fs::set_permissions(&runner, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         // The node's /sys shows its own NIC (what vnic reads), the host's does not.
         let seen = ns.exec(&["cat", &format!("/sys/class/net/{VF}/address")]);
         assert_eq!(
@@ -196,7 +204,7 @@ impl Node {
             pod,
             ns,
             root,
-            runner,
+            runners,
             container_id: unique_name(&format!("pxc{}", spec.label)),
         }
     }
@@ -236,14 +244,35 @@ impl Node {
             ],
             SystemTime::now(),
         );
-        // The config names the file under the shared path; on disk it lives
-        // under this node's root.
-        let rel = cluster_state_file.strip_prefix(shared).unwrap();
-        state.write_atomic(&self.root.join(rel)).unwrap();
+        state
+            .write_atomic(&self.file(cluster_state_file, shared))
+            .unwrap();
+    }
+
+    /// Where a file the config names under the shared path lives on disk
+    /// for this node.
+    fn file(&self, at_shared: &Path, shared: &Path) -> PathBuf {
+        self.root.join(at_shared.strip_prefix(shared).unwrap())
+    }
+
+    /// The runtime calling plexus for this node's pod `default/<pod>`.
+    fn plexus(&self, command: &str, conf: &Value, pod: &str, uid: &str) -> CniOutput {
+        CniCall::new(self.runners.join("plexus"), command)
+            .container_id(&self.container_id)
+            .netns(self.pod.path())
+            .ifname("eth0")
+            .cni_path(Impl::Ours.plugin_dir())
+            .args(format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};\
+                 K8S_POD_INFRA_CONTAINER_ID={};K8S_POD_UID={uid}",
+                self.container_id
+            ))
+            .stdin(conf.to_string())
+            .run()
     }
 
     fn cni(&self, imp: Impl, command: &str, conf: &Value) -> CniOutput {
-        CniCall::new(&self.runner, command)
+        CniCall::new(self.runners.join("host-device"), command)
             .container_id(&self.container_id)
             .netns(self.pod.path())
             .ifname("net1")
@@ -410,6 +439,104 @@ fn one_nad_gives_each_pod_its_nodes_vnic_ip(
         del.assert_ok();
         assert_eq!(del.stdout, "");
         assert_returned(node);
+    }
+}
+
+/// The whole path on each node: the runtime calls plexus, plexus reads the
+/// pod's networks annotation and the one NAD from the API, runs
+/// host-device + vnic, and reports the node's VNIC address in the pod's
+/// network-status. Each node reaches "the API" on its own loopback, so each
+/// gets a fake API server of its own, seeded with the same NAD object. The
+/// plexus config is identical on both nodes too (kubeconfig, cache and
+/// state paths are the shared ones).
+#[test]
+fn one_nad_from_the_api_through_plexus() {
+    require_root();
+    let cluster = Cluster::new(Impl::Ours, &[NODE_A, NODE_B]);
+    let nad = one_nad("1.0.0", &cluster).to_string();
+    let kubeconfig = cluster
+        .shared
+        .join("etc/cni/net.d/plexus.d/plexus.kubeconfig");
+    let conf = json!({
+        "cniVersion": "1.0.0",
+        "name": "plexus-cni-network",
+        "type": "plexus",
+        "kubeconfig": kubeconfig,
+        "cniDir": cluster.shared.join("var/lib/cni/plexus"),
+        "confDir": cluster.shared.join("etc/cni/net.d"),
+        "binDir": Impl::Ours.plugin_dir(),
+        "apiTimeoutSeconds": 2,
+        // The cluster network (flannel on OKE); static only computes a result.
+        "delegates": [{"cniVersion": "1.0.0", "name": "cluster", "type": "static",
+            "ipam": {"type": "static", "addresses": [{"address": "203.0.113.2/24"}]}}]
+    });
+    let mut apis = Vec::new();
+    for (i, node) in cluster.nodes.iter().enumerate() {
+        node.write_state(&cluster.state_file(), &cluster.shared);
+        let node_ns = NetNs::open(node.ns.path()).unwrap();
+        let api = plexus_netns::run_in(&node_ns, FakeApiServer::start)
+            .unwrap()
+            .unwrap();
+        api.put_nad("default", "sriov-vnic", &nad).unwrap();
+        let name = format!("testpod{}", i + 1);
+        let pod = api
+            .put_pod(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": "default",
+                    "annotations": {"k8s.v1.cni.cncf.io/networks": "sriov-vnic"}},
+                "spec": {"nodeName": format!("node-{}", node.spec.label)}}))
+            .unwrap();
+        let uid = pod["metadata"]["uid"].as_str().unwrap().to_owned();
+        let file = node.file(&kubeconfig, &cluster.shared);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        let kc = json!({"apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "oke", "cluster": {"server": api.url()}}],
+            "users": [{"name": "plexus", "user": {}}],
+            "contexts": [{"name": "oke", "context": {"cluster": "oke", "user": "plexus"}}],
+            "current-context": "oke"});
+        std::fs::write(&file, kc.to_string()).unwrap();
+        apis.push((api, name, uid));
+    }
+
+    for (node, (api, name, uid)) in cluster.nodes.iter().zip(&apis) {
+        let label = node.spec.label;
+        node.plexus("ADD", &conf, name, uid).assert_ok();
+        let ip = node.spec.ip;
+        assert_eq!(
+            v4_addrs(&node.pod, "net1"),
+            vec![format!("{ip}/24")],
+            "node {label}"
+        );
+        let net1 = node.pod.link("net1").expect("net1 in the pod");
+        assert_eq!(net1["address"], node.spec.mac, "node {label}");
+        let pod = api
+            .get_object(&format!("/api/v1/namespaces/default/pods/{name}"))
+            .unwrap();
+        let status: Value = serde_json::from_str(
+            pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        let entry = status
+            .as_array()
+            .and_then(|s| s.iter().find(|e| e["interface"] == "net1"))
+            .unwrap_or_else(|| panic!("node {label}: no net1 in {status}"));
+        assert_eq!(entry["name"], "default/sriov-vnic", "node {label}");
+        assert_eq!(entry["ips"], json!([ip]), "node {label}: {entry}");
+        assert_eq!(entry["mac"], node.spec.mac, "node {label}: {entry}");
+    }
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    assert!(a.ping(b.spec.ip), "pod A -> pod B over net1");
+    assert!(b.ping(a.spec.ip), "pod B -> pod A over net1");
+
+    for (node, (api, name, uid)) in cluster.nodes.iter().zip(&apis) {
+        api.clear_requests();
+        node.plexus("DEL", &conf, name, uid).assert_ok();
+        assert_returned(node);
+        assert!(api.requests().is_empty(), "DEL replays the node's cache");
+        let cache = node.file(&cluster.shared.join("var/lib/cni/plexus"), &cluster.shared);
+        let left = std::fs::read_dir(&cache).map_or(0, |d| d.count());
+        assert_eq!(left, 0, "node {}: cache entries left", node.spec.label);
     }
 }
 
