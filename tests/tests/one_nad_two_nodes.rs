@@ -21,6 +21,10 @@
 //! not the host's), then a bind mount of the node's own directory on a path
 //! shared by both nodes. The NAD config names that shared path, so both nodes
 //! get byte-identical config while reading different files, as on a cluster.
+//!
+//! Tests: host-device + vnic called directly with one NAD (every CNI
+//! version); the same NAD served by the (fake) API and resolved by plexus on
+//! each node; the tutorial's per-node NADs through ours and the reference.
 // Test-only crate: fixture helpers fail the test by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -210,8 +214,11 @@ impl Node {
     }
 
     /// What the agent writes on this node: the primary VNIC, then the
-    /// secondary one with the host name and MAC it found. (A veth has no PCI
-    /// function, so `pci` stays empty, as for a VNIC without a VF.)
+    /// secondary one with the host name and MAC it found (a veth has no PCI
+    /// function, so `pci` stays empty). The host name matters: host-device
+    /// runs IPAM after moving the device into the pod, so vnic no longer sees
+    /// it in the node's /sys and matches the entry by name; with a MAC-only
+    /// entry it fails ("its MAC is unknown").
     fn write_state(&self, cluster_state_file: &Path, shared: &Path) {
         let entry = |ifname: &str, mac: &str, ip: &str, subnet: &str, primary: bool| VnicState {
             ifname: Some(ifname.to_owned()),
