@@ -1,18 +1,23 @@
 //! plexus-bench: our host-device + static against the reference Go plugins
 //! and against the kernel floor, side by side in one run; VERSION start-up
-//! and peak RSS per plugin. Prints a markdown report and, with `--write`,
-//! splices it into `BENCHMARKS.md`.
+//! and peak RSS per plugin; `vnic` IPAM ADD latency (state file vs IMDS
+//! fallback vs `static`) and `plexus-agent` memory at idle and through
+//! reconciles. Prints a markdown report and, with `--write`, splices it into
+//! `BENCHMARKS.md`.
 //!
 //! Runs as root: it creates its own namespaces (never touching the host's)
 //! and runs every plugin inside the "node" namespace, as the kubelet's
-//! runtime would run them on a node.
+//! runtime would run them on a node; the agent runs inside a namespace of
+//! its own.
 // A benchmark's report is its output: printing to stdout is the point here.
 #![allow(clippy::print_stdout)]
 
+mod agent;
 mod report;
 mod rig;
 mod startup;
 mod stats;
+mod vnic;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +26,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use plexus_testkit::net::{bin_dir, require_root, CniCall, REFERENCE_DIR};
 
-use report::{CycleRow, Report, RssRow};
+use report::{CycleRow, Report, RssRow, VnicRow};
 use rig::{CycleTimes, FloorVariant, Rig};
 use stats::Summary;
 
@@ -37,6 +42,10 @@ enum Section {
     Rss,
     /// An unrelated netlink change while VF moves are running (RTNL).
     Rtnl,
+    /// `vnic` IPAM ADD: state file, IMDS fallback, `static`, `/bin/true`.
+    Vnic,
+    /// `plexus-agent run` memory at idle and through reconciles.
+    Agent,
 }
 
 #[derive(Debug, Parser)]
@@ -51,6 +60,9 @@ struct Args {
     /// VERSION runs per binary.
     #[arg(long, default_value_t = 300)]
     version_runs: usize,
+    /// IPAM ADD runs per series of the `vnic` section.
+    #[arg(long, default_value_t = 300)]
+    vnic_runs: usize,
     /// Our plugins (default: the directory of this binary, i.e. target/release
     /// when built with `cargo build --release`).
     #[arg(long)]
@@ -86,18 +98,24 @@ fn main() -> Result<()> {
     } else {
         Vec::new()
     };
-    for dir in dirs {
-        for p in PLUGINS {
-            if !dir.join(p).is_file() {
-                bail!(
-                    "{} missing: run `cargo build --release --bin host-device --bin static` \
-                     (or apt-get install containernetworking-plugins for the reference)",
-                    dir.join(p).display()
-                );
-            }
-        }
+    let mut needed: Vec<PathBuf> = dirs
+        .into_iter()
+        .flat_map(|d| PLUGINS.map(|p| d.join(p)))
+        .collect();
+    if wants(Section::Vnic) {
+        needed.extend(["vnic", "static"].map(|p| ours.join(p)));
     }
-    if needs_plugins && !ours.ends_with("release") {
+    if wants(Section::Agent) {
+        needed.push(ours.join("plexus-agent"));
+    }
+    if let Some(missing) = needed.iter().find(|p| !p.is_file()) {
+        bail!(
+            "{} missing: run `{BUILD}` (or apt-get install containernetworking-plugins \
+             for the reference)",
+            missing.display()
+        );
+    }
+    if !needed.is_empty() && !ours.ends_with("release") {
         eprintln!(
             "warning: our plugins come from {}, not a release build",
             ours.display()
@@ -136,15 +154,32 @@ fn main() -> Result<()> {
         if wants(Section::Rss) {
             report.rss = measure_rss(&rig, &ours, &args.reference)?;
         }
+        if wants(Section::Vnic) {
+            report.vnic = measure_vnic(&args, &ours, &rig.pod_path())?;
+        }
         Ok(())
     })??;
+    if wants(Section::Agent) {
+        eprintln!("agent: plexus-agent run in a test namespace, ~15 s");
+        report.agent = Some(agent::measure(&ours.join("plexus-agent"))?);
+    }
 
-    let md = report.markdown();
-    println!("{md}");
+    let blocks = [
+        (report::PLUGINS, report.markdown()),
+        (report::NODE, report.node_markdown()),
+    ];
+    let mut existing = match &args.write {
+        Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
+        None => String::new(),
+    };
+    for (block, md) in &blocks {
+        if let Some(md) = md {
+            println!("{md}");
+            existing = report::splice(&existing, block, md);
+        }
+    }
     if let Some(path) = &args.write {
-        let existing = std::fs::read_to_string(path).unwrap_or_default();
-        std::fs::write(path, report::splice(&existing, &md))
-            .with_context(|| format!("write {}", path.display()))?;
+        std::fs::write(path, existing).with_context(|| format!("write {}", path.display()))?;
         eprintln!("updated {}", path.display());
     }
     Ok(())
@@ -271,19 +306,64 @@ fn measure_rss(rig: &Rig, ours: &Path, reference: &Path) -> Result<Vec<RssRow>> 
     Ok(rows)
 }
 
+/// `vnic` ADD from the state file and from IMDS, `static` ADD and
+/// `/bin/true`, one of each per round in rotating order; then one call each
+/// under the RSS helper.
+fn measure_vnic(args: &Args, ours: &Path, netns: &Path) -> Result<Vec<VnicRow>> {
+    let fx = vnic::VnicFixture::new()?;
+    let stat = vnic::VnicFixture::static_call(ours, netns);
+    let mut truth = stat.clone();
+    truth.bin = PathBuf::from("/bin/true");
+    let series = [
+        ("ours vnic, state file", fx.state_call(ours, netns)),
+        ("ours vnic, IMDS fallback", fx.imds_call(ours, netns)),
+        ("ours static", stat),
+        ("/bin/true", truth),
+    ];
+    // Each path does what its label says: the state file never asks IMDS.
+    vnic::check_result(&series[0].1.run(), "vnic from the state file")?;
+    if fx.imds.request_count() != 0 {
+        bail!("vnic asked IMDS although the state file has the VF");
+    }
+    vnic::check_result(&series[1].1.run(), "vnic from IMDS")?;
+    if fx.imds.request_count() == 0 {
+        bail!("vnic answered without the state file or IMDS");
+    }
+    vnic::check_result(&series[2].1.run(), "static")?;
+    eprintln!(
+        "vnic: {} IPAM ADD runs of {} series",
+        args.vnic_runs,
+        series.len()
+    );
+    let calls: Vec<CniCall> = series.iter().map(|(_, c)| c.clone()).collect();
+    let samples = startup::spawn_times(&calls, args.warmup, args.vnic_runs)?;
+    series
+        .iter()
+        .zip(samples)
+        .map(|((label, call), s)| {
+            Ok(VnicRow {
+                label: (*label).to_owned(),
+                time: Summary::of(&s),
+                rss_kib: Some(startup::peak_rss_kib(call)?),
+            })
+        })
+        .collect()
+}
+
 fn progress(what: &str, done: usize, total: usize) {
     if done % 50 == 0 || done == total {
         eprintln!("{what}: {done}/{total}");
     }
 }
 
+/// Builds everything the default run needs.
+const BUILD: &str = "cargo build --release --bin host-device --bin static --bin vnic \
+                     --bin plexus-agent --bin plexus-bench";
+
 /// The exact command line, to be quoted in BENCHMARKS.md.
 fn reproduce_command() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut cmd = String::from(
-        "cargo build --release --bin host-device --bin static --bin plexus-bench && \
-         sudo target/release/plexus-bench",
-    );
+    let mut cmd = format!("{BUILD} && sudo target/release/plexus-bench");
     for a in args {
         cmd.push(' ');
         cmd.push_str(&a);

@@ -1,17 +1,49 @@
 //! Markdown rendering of one run and splicing it into `BENCHMARKS.md`
 //! between markers, so hand-written analysis around it survives re-runs.
+//!
+//! Two generated blocks: the plugins' (host-device + static against the
+//! reference) and the node's (`vnic` IPAM and the agent). A run rewrites
+//! only the blocks it measured, so `--only vnic,agent --write` leaves the
+//! plugin tables alone; everything outside the markers (analysis, the meta
+//! plugin's section) is never touched.
 
 use std::fmt::Write as _;
 
+use crate::agent::AgentRss;
 use crate::stats::Summary;
 
-pub const BEGIN: &str = "<!-- BEGIN plexus-bench (generated: do not edit by hand) -->";
-pub const END: &str = "<!-- END plexus-bench -->";
+/// Where a generated block lives in the markdown file.
+#[derive(Debug, Clone, Copy)]
+pub struct Block {
+    pub begin: &'static str,
+    pub end: &'static str,
+    /// Written above the block the first time it is inserted.
+    pub heading: Option<&'static str>,
+    /// The first insertion goes before this heading line when the file has
+    /// it (so a later section keeps its place), else at the end.
+    pub before: Option<&'static str>,
+}
+
+pub const PLUGINS: Block = Block {
+    begin: "<!-- BEGIN plexus-bench (generated: do not edit by hand) -->",
+    end: "<!-- END plexus-bench -->",
+    heading: None,
+    before: None,
+};
+
+pub const NODE: Block = Block {
+    begin: "<!-- BEGIN plexus-bench vnic+agent (generated: do not edit by hand) -->",
+    end: "<!-- END plexus-bench vnic+agent -->",
+    heading: Some("## vnic IPAM and the node agent"),
+    before: Some("## plexus meta plugin"),
+};
 
 /// Targets from the project brief, checked in the verdict lines.
 pub const TARGET_OVER_FLOOR_MS: f64 = 2.0;
 pub const TARGET_OVER_TRUE_MS: f64 = 1.0;
 pub const TARGET_RSS_KIB: u64 = 8 * 1024;
+pub const TARGET_VNIC_ADD_MS: f64 = 2.0;
+pub const TARGET_AGENT_RSS_KIB: u64 = 20 * 1024;
 
 /// One ADD+DEL series.
 #[derive(Debug, Clone)]
@@ -31,6 +63,15 @@ pub struct RssRow {
     pub del: Option<u64>,
 }
 
+/// One IPAM ADD series of the `vnic` section.
+#[derive(Debug, Clone)]
+pub struct VnicRow {
+    pub label: String,
+    pub time: Summary,
+    /// `ru_maxrss` of one call (KiB).
+    pub rss_kib: Option<u64>,
+}
+
 /// Everything one run measured, plus how it was produced.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -47,6 +88,9 @@ pub struct Report {
     pub rss: Vec<RssRow>,
     /// An unrelated RTM_SETLINK: (idle, while VF moves run).
     pub rtnl: Option<(Summary, Summary)>,
+    /// vnic from the state file, vnic from IMDS, static, `/bin/true` (last).
+    pub vnic: Vec<VnicRow>,
+    pub agent: Option<AgentRss>,
 }
 
 fn range(s: &Summary) -> String {
@@ -66,16 +110,122 @@ fn mib(kib: u64) -> String {
 }
 
 impl Report {
-    pub fn markdown(&self) -> String {
+    fn header(&self) -> String {
+        format!(
+            "Reproduce: `{}`  \nRun on: {}\n",
+            self.command, self.environment
+        )
+    }
+
+    /// The plugins' block, `None` when this run measured none of it.
+    pub fn markdown(&self) -> Option<String> {
         let mut md = String::new();
-        let _ = writeln!(md, "Reproduce: `{}`  ", self.command);
-        let _ = writeln!(md, "Run on: {}", self.environment);
         self.cycles_md(&mut md);
         self.variants_md(&mut md);
         self.rtnl_md(&mut md);
         self.startup_md(&mut md);
         self.rss_md(&mut md);
-        md
+        (!md.is_empty()).then(|| self.header() + &md)
+    }
+
+    /// The node's block (`vnic` IPAM, agent), `None` when not measured.
+    pub fn node_markdown(&self) -> Option<String> {
+        let mut md = String::new();
+        self.vnic_md(&mut md);
+        self.agent_md(&mut md);
+        (!md.is_empty()).then(|| self.header() + &md)
+    }
+
+    fn vnic_md(&self, md: &mut String) {
+        let (Some(state), Some(truth)) = (self.vnic.first(), self.vnic.last()) else {
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "\n### vnic IPAM ADD (spawn → exit, {} runs each, interleaved)\n\n\
+             The IPAM call host-device makes after moving the VF, with its \
+             delegate config (cniVersion 0.3.1), against a generated OCI VM \
+             sysfs root. *State file*: the VF's netdev already gone from the \
+             host, found by its PCI address (`runtimeConfig.deviceID`) in the \
+             node state file; IMDS unreachable. *IMDS fallback*: no state \
+             file, MAC from sysfs, `/opc/v2/vnics/` from the fake IMDS on \
+             loopback. `static` gets the same config with a fixed address. \
+             Peak RSS: `ru_maxrss` of one call, measured like the plugins' \
+             peak RSS (an upper bound; `/bin/true` is the method's floor).\n\n\
+             | call | median | p10–p90 | above `/bin/true` | peak RSS |\n|---|---|---|---|---|",
+            state.time.n
+        );
+        for r in &self.vnic {
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} ms | {:.2}–{:.2} ms | {:+.2} ms | {} |",
+                r.label,
+                r.time.median,
+                r.time.p10,
+                r.time.p90,
+                r.time.median - truth.time.median,
+                r.rss_kib.map_or_else(|| "–".to_owned(), mib)
+            );
+        }
+        let static_row = self.vnic.iter().find(|r| r.label.contains("static"));
+        let _ = write!(
+            md,
+            "\nvnic ADD with the state file: {:.2} ms median, spawn included \
+             (target ≤ {:.0} ms: {})",
+            state.time.median,
+            TARGET_VNIC_ADD_MS,
+            verdict(state.time.median <= TARGET_VNIC_ADD_MS)
+        );
+        if let Some(st) = static_row {
+            let _ = write!(
+                md,
+                "; {:+.2} ms against `static` in the same harness",
+                state.time.median - st.time.median
+            );
+        }
+        let _ = writeln!(md, ".");
+    }
+
+    fn agent_md(&self, md: &mut String) {
+        let Some(a) = &self.agent else {
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "\n### plexus-agent memory (`run`, release)\n\n\
+             `plexus-agent run --no-install --interval {}` with the device \
+             plugin (fake kubelet registration socket) and `/metrics` on, \
+             entirely inside a test namespace (spawned there, `--netns` too): \
+             fake IMDS on its loopback, a generated sysfs root, veth ends as \
+             VFs, temporary state and CNI cache dirs. `/proc/<pid>/status` \
+             sampled every 100 ms ({} samples over {:.1} s, {} reconcile \
+             passes, {} reconcile errors): the first pass configures one \
+             secondary VNIC; steady passes (nothing to change); a second VNIC \
+             attached (address, table, rules) and detached (stale rule \
+             removed); then SIGTERM (clean exit after {:.0} ms).\n\n\
+             | phase | memory |\n|---|---|\n\
+             | idle: steady passes, median `VmRSS` | {} |\n\
+             | reconcile: first pass, attach, detach, largest `VmRSS` | {} |\n\
+             | peak over the whole run (`VmHWM`) | **{}** |",
+            crate::agent::INTERVAL_S,
+            a.samples,
+            a.ran.as_secs_f64(),
+            a.passes,
+            a.reconcile_errors,
+            a.stop.as_secs_f64() * 1e3,
+            mib(a.idle_kib),
+            mib(a.reconcile_kib),
+            mib(a.hwm_kib)
+        );
+        let worst = a.idle_kib.max(a.hwm_kib);
+        let _ = writeln!(
+            md,
+            "\nAgent idle {}, peak {} (target ≤ {}: {}).",
+            mib(a.idle_kib),
+            mib(a.hwm_kib),
+            mib(TARGET_AGENT_RSS_KIB),
+            verdict(worst <= TARGET_AGENT_RSS_KIB)
+        );
     }
 
     fn cycles_md(&self, md: &mut String) {
@@ -255,25 +405,38 @@ impl Report {
     }
 }
 
-/// `existing` with the generated block replaced by `generated`; when the
-/// markers are missing the block is appended.
-pub fn splice(existing: &str, generated: &str) -> String {
-    let block = format!("{BEGIN}\n{}\n{END}", generated.trim_end());
-    match (existing.find(BEGIN), existing.find(END)) {
-        (Some(b), Some(e)) if e > b => {
-            format!("{}{block}{}", &existing[..b], &existing[e + END.len()..])
-        }
-        _ => {
-            let sep = if existing.is_empty() || existing.ends_with("\n\n") {
-                ""
-            } else if existing.ends_with('\n') {
-                "\n"
-            } else {
-                "\n\n"
-            };
-            format!("{existing}{sep}{block}\n")
+/// `existing` with `block`'s generated text replaced by `generated`; when
+/// its markers are missing the block (under its heading) is inserted before
+/// `block.before` if that heading is there, else appended.
+pub fn splice(existing: &str, block: &Block, generated: &str) -> String {
+    let (begin, end) = (block.begin, block.end);
+    let text = format!("{begin}\n{}\n{end}", generated.trim_end());
+    if let (Some(b), Some(e)) = (existing.find(begin), existing.find(end)) {
+        if e > b {
+            return format!("{}{text}{}", &existing[..b], &existing[e + end.len()..]);
         }
     }
+    let new = match block.heading {
+        Some(h) => format!("{h}\n\n{text}\n"),
+        None => format!("{text}\n"),
+    };
+    let before = block.before.and_then(|h| {
+        existing
+            .match_indices(h)
+            .map(|(i, _)| i)
+            .find(|&i| i == 0 || existing[..i].ends_with('\n'))
+    });
+    if let Some(i) = before {
+        return format!("{}{new}\n{}", &existing[..i], &existing[i..]);
+    }
+    let sep = if existing.is_empty() || existing.ends_with("\n\n") {
+        ""
+    } else if existing.ends_with('\n') {
+        "\n"
+    } else {
+        "\n\n"
+    };
+    format!("{existing}{sep}{new}")
 }
 
 #[cfg(test)]
@@ -298,20 +461,94 @@ mod tests {
         }
     }
 
+    const BEGIN: &str = PLUGINS.begin;
+    const END: &str = PLUGINS.end;
+
     #[test]
     fn splice_replaces_only_the_block() {
         let doc = format!("# T\n\nintro\n\n{BEGIN}\nold\n{END}\n\n## analysis\nkept\n");
-        let out = splice(&doc, "new\n");
+        let out = splice(&doc, &PLUGINS, "new\n");
         assert_eq!(
             out,
             format!("# T\n\nintro\n\n{BEGIN}\nnew\n{END}\n\n## analysis\nkept\n")
         );
-        assert_eq!(splice(&out, "new"), out, "idempotent");
+        assert_eq!(splice(&out, &PLUGINS, "new"), out, "idempotent");
     }
 
     #[test]
     fn splice_appends_without_markers() {
-        assert_eq!(splice("# T\n", "x"), format!("# T\n\n{BEGIN}\nx\n{END}\n"));
+        assert_eq!(
+            splice("# T\n", &PLUGINS, "x"),
+            format!("# T\n\n{BEGIN}\nx\n{END}\n")
+        );
+    }
+
+    #[test]
+    fn node_block_goes_before_the_meta_section_and_leaves_it_alone() {
+        let meta = "## plexus meta plugin\n\nmeta results\n";
+        let doc = format!("# T\n\n{BEGIN}\nplugins\n{END}\n\nanalysis\n\n{meta}");
+        let out = splice(&doc, &NODE, "node\n");
+        let (nb, ne) = (NODE.begin, NODE.end);
+        assert_eq!(
+            out,
+            format!(
+                "# T\n\n{BEGIN}\nplugins\n{END}\n\nanalysis\n\n\
+                 ## vnic IPAM and the node agent\n\n{nb}\nnode\n{ne}\n\n{meta}"
+            )
+        );
+        let again = splice(&out, &NODE, "node 2");
+        assert!(
+            again.ends_with(&format!("{nb}\nnode 2\n{ne}\n\n{meta}")),
+            "{again}"
+        );
+        assert_eq!(
+            splice(&again, &PLUGINS, "plugins"),
+            again,
+            "blocks independent"
+        );
+        // Without the meta section: appended.
+        assert!(splice("# T\n", &NODE, "n").ends_with(&format!("agent\n\n{nb}\nn\n{ne}\n")));
+    }
+
+    #[test]
+    fn node_sections_render_targets() {
+        let report = Report {
+            vnic: vec![
+                VnicRow {
+                    label: "ours vnic, state file".into(),
+                    time: s(1.5),
+                    rss_kib: Some(3072),
+                },
+                VnicRow {
+                    label: "ours static".into(),
+                    time: s(1.2),
+                    rss_kib: None,
+                },
+                VnicRow {
+                    label: "/bin/true".into(),
+                    time: s(0.5),
+                    rss_kib: None,
+                },
+            ],
+            agent: Some(AgentRss {
+                idle_kib: 8 * 1024,
+                reconcile_kib: 9 * 1024,
+                hwm_kib: 21 * 1024,
+                ..AgentRss::default()
+            }),
+            ..Report::default()
+        };
+        assert_eq!(report.markdown(), None);
+        let md = report.node_markdown().unwrap_or_default();
+        assert!(
+            md.contains("| ours vnic, state file | 1.50 ms | 0.50–2.50 ms | +1.00 ms | 3.0 MiB |"),
+            "{md}"
+        );
+        assert!(md.contains(
+            "1.50 ms median, spawn included (target ≤ 2 ms: met); +0.30 ms against `static`"
+        ));
+        assert!(md.contains("| peak over the whole run (`VmHWM`) | **21.0 MiB** |"));
+        assert!(md.contains("Agent idle 8.0 MiB, peak 21.0 MiB (target ≤ 20.0 MiB: **not met**)."));
     }
 
     #[test]
@@ -327,7 +564,7 @@ mod tests {
             ],
             ..Report::default()
         };
-        let md = report.markdown();
+        let md = report.markdown().unwrap_or_default();
         assert!(
             md.contains("| ours | 21.0 ms | 20.0 ms | **41.0 ms** | 40.0–42.0 ms | +1.5 ms |"),
             "{md}"
@@ -356,7 +593,8 @@ mod tests {
             }],
             ..Report::default()
         };
-        let md = report.markdown();
+        let md = report.markdown().unwrap_or_default();
+        assert_eq!(report.node_markdown(), None);
         assert!(
             md.contains("| ours host-device | 2.50 ms | 1.50–3.50 ms | +1.80 ms |"),
             "{md}"

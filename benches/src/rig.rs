@@ -124,6 +124,11 @@ impl Rig {
         &self.node_fd
     }
 
+    /// The pod namespace, for calls that only need a `CNI_NETNS`.
+    pub fn pod_path(&self) -> std::path::PathBuf {
+        self.pod.path()
+    }
+
     /// Untimed: the VF back in its start state (in the node, up, no alias),
     /// whatever the previous plugin left (the reference leaves it down with
     /// an alias).

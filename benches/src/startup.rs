@@ -26,19 +26,31 @@ pub fn version_call(bin: &Path) -> CniCall {
     CniCall::new(bin, "VERSION").stdin(r#"{"cniVersion":"1.0.0"}"#)
 }
 
-/// Runs `rounds` VERSION calls of every binary, interleaved round-robin so
-/// that machine noise hits all of them alike; returns per-binary samples.
+/// Runs `rounds` VERSION calls of every binary, interleaved; returns
+/// per-binary samples.
 pub fn version_times(bins: &[PathBuf], warmup: usize, rounds: usize) -> Result<Vec<Vec<Duration>>> {
     let calls: Vec<CniCall> = bins.iter().map(|b| version_call(b)).collect();
-    let mut samples = vec![Vec::with_capacity(rounds); bins.len()];
+    spawn_times(&calls, warmup, rounds)
+}
+
+/// Runs every call `rounds` times (after `warmup` unmeasured rounds), one
+/// of each per round, the order rotated every round, so that machine noise
+/// hits all of them alike; returns per-call spawn-to-exit samples.
+pub fn spawn_times(calls: &[CniCall], warmup: usize, rounds: usize) -> Result<Vec<Vec<Duration>>> {
+    let n = calls.len();
+    let mut samples = vec![Vec::with_capacity(rounds); n];
     for round in 0..warmup + rounds {
-        for (i, call) in calls.iter().enumerate() {
+        for k in 0..n {
+            let i = (round + k) % n;
+            let call = &calls[i];
             let out = call.run();
             if !out.status.success() {
                 bail!(
-                    "{} VERSION failed: {}",
+                    "{} {} failed: {} {}",
                     call.bin.display(),
-                    out.stdout.trim()
+                    call.command,
+                    out.stdout.trim(),
+                    out.stderr.trim()
                 );
             }
             if round >= warmup {
