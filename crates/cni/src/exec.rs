@@ -4,9 +4,10 @@
 //! delegate. The process side sits behind [`Exec`] so handlers test with
 //! [`crate::testing::FakeExec`].
 
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio};
+use std::process::{Command as Process, ExitStatus, Stdio};
 
 use crate::error::CniError;
 use crate::result::CniResult;
@@ -88,35 +89,82 @@ impl DelegateEnv {
     }
 }
 
-/// Runs real processes. Stderr is copied through to ours and kept for the
-/// error message when the plugin prints nothing on stdout.
+/// Runs real processes. The child's stdin, stdout and stderr are anonymous
+/// in-memory files (`memfd_create`), not pipes: the config is written before
+/// the spawn and the output read after `wait`, so a call needs no helper
+/// threads, no pipe ping-pong while the child writes, and cannot block on a
+/// full pipe or on a grandchild that keeps a pipe open. The child's stderr is
+/// copied to ours once it exits and kept for the error message when it prints
+/// nothing on stdout. Where memfd is unavailable, pipes and two helper
+/// threads do the same.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ProcessExec;
 
-impl Exec for ProcessExec {
-    fn exec_plugin(
-        &self,
-        path: &Path,
-        stdin: &[u8],
-        env: &[(String, String)],
-    ) -> Result<Vec<u8>, CniError> {
+impl ProcessExec {
+    fn command(path: &Path, env: &[(String, String)]) -> Process {
         let mut cmd = Process::new(path);
         for name in CNI_ENV_VARS {
             cmd.env_remove(name);
         }
-        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+
+    fn spawn_error(path: &Path, e: &std::io::Error) -> CniError {
+        CniError::generic(format!("failed to execute plugin {}: {e}", path.display()))
+    }
+
+    fn wait_error(path: &Path, e: &std::io::Error) -> CniError {
+        CniError::generic(format!("failed to wait for plugin {}: {e}", path.display()))
+    }
+
+    /// The memfd path; `None` when memfds cannot be created here.
+    fn exec_with_memfd(
+        path: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+    ) -> Option<Result<Finished, CniError>> {
+        let (mut input, mut out, mut err) = (
+            memfd(c"cni-stdin")?,
+            memfd(c"cni-stdout")?,
+            memfd(c"cni-stderr")?,
+        );
+        Some((|| {
+            let io = |e: std::io::Error| Self::spawn_error(path, &e);
+            input.write_all(stdin).map_err(io)?;
+            input.rewind().map_err(io)?;
+            let dup = |f: &File| f.try_clone().map(Stdio::from).map_err(io);
+            let status = Self::command(path, env)
+                .stdin(Stdio::from(input))
+                .stdout(dup(&out)?)
+                .stderr(dup(&err)?)
+                .status()
+                .map_err(io)?;
+            Ok(Finished {
+                status,
+                stdout: read_back(&mut out),
+                stderr: read_back(&mut err),
+            })
+        })())
+    }
+
+    /// The fallback: pipes, with stdin fed and stderr drained by scoped
+    /// threads so a chatty plugin cannot deadlock on a full pipe.
+    fn exec_with_pipes(
+        path: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+    ) -> Result<Finished, CniError> {
+        let mut child = Self::command(path, env)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            CniError::generic(format!("failed to execute plugin {}: {e}", path.display()))
-        })?;
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| Self::spawn_error(path, &e))?;
         let mut child_in = child.stdin.take();
         let mut child_out = child.stdout.take();
         let mut child_err = child.stderr.take();
         let (stdout, stderr) = std::thread::scope(|s| {
-            // Feed stdin and drain stderr concurrently so a chatty plugin
-            // cannot deadlock on a full pipe.
             s.spawn(move || {
                 if let Some(mut w) = child_in.take() {
                     // A plugin that exits without reading stdin is not an exec error.
@@ -125,20 +173,8 @@ impl Exec for ProcessExec {
             });
             let err_thread = s.spawn(move || {
                 let mut kept = Vec::new();
-                let mut chunk = [0u8; 4096];
                 if let Some(r) = child_err.as_mut() {
-                    // Pass each chunk on as it arrives so delegate logs stay live.
-                    loop {
-                        match r.read(&mut chunk) {
-                            Ok(0) => break,
-                            Ok(n) => {
-                                let _ = std::io::stderr().write_all(&chunk[..n]);
-                                kept.extend_from_slice(&chunk[..n]);
-                            }
-                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                            Err(_) => break,
-                        }
-                    }
+                    let _ = r.read_to_end(&mut kept);
                 }
                 kept
             });
@@ -148,9 +184,60 @@ impl Exec for ProcessExec {
             }
             (out, err_thread.join().unwrap_or_default())
         });
-        let status = child.wait().map_err(|e| {
-            CniError::generic(format!("failed to wait for plugin {}: {e}", path.display()))
-        })?;
+        let status = child.wait().map_err(|e| Self::wait_error(path, &e))?;
+        Ok(Finished {
+            status,
+            stdout,
+            stderr,
+        })
+    }
+}
+
+/// A child that exited, with what it wrote.
+struct Finished {
+    status: ExitStatus,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+/// An anonymous in-memory file, close-on-exec (the spawn dups it onto the
+/// child's stdio).
+fn memfd(name: &std::ffi::CStr) -> Option<File> {
+    nix::sys::memfd::memfd_create(name, nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+        .ok()
+        .map(File::from)
+}
+
+/// Everything the child wrote to `f` (its offset is shared with the child's
+/// descriptor, so it starts from the beginning).
+fn read_back(f: &mut File) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if f.rewind().is_ok() {
+        // Output is best effort: a short read leaves what was read.
+        let _ = f.read_to_end(&mut buf);
+    }
+    buf
+}
+
+impl Exec for ProcessExec {
+    fn exec_plugin(
+        &self,
+        path: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+    ) -> Result<Vec<u8>, CniError> {
+        let Finished {
+            status,
+            stdout,
+            stderr,
+        } = match Self::exec_with_memfd(path, stdin, env) {
+            Some(r) => r?,
+            None => Self::exec_with_pipes(path, stdin, env)?,
+        };
+        if !stderr.is_empty() {
+            // Diagnostics only: a failed stderr write must not change the outcome.
+            let _ = std::io::stderr().write_all(&stderr);
+        }
         if status.success() {
             return Ok(stdout);
         }
@@ -399,5 +486,46 @@ mod tests {
         assert!(ProcessExec
             .exec_plugin(&dir.path().join("none"), b"", &[])
             .is_err());
+    }
+
+    /// Both ways of running a plugin: a big config in, big output on both
+    /// streams (more than a pipe holds), stderr kept for the error message.
+    #[test]
+    fn memfd_and_pipe_paths_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let echo = dir.path().join("echoplug");
+        std::fs::write(
+            &echo,
+            "#!/bin/sh\ncat\nhead -c 200000 /dev/zero | tr '\\0' x >&2\necho >&2 last\n",
+        )
+        .unwrap();
+        let quiet = dir.path().join("quietplug");
+        std::fs::write(&quiet, "#!/bin/sh\necho oops >&2\nexit 3\n").unwrap();
+        for p in [&echo, &quiet] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let big: Vec<u8> = (0..300_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let env = env().to_env(Command::Add);
+        let via_memfd = ProcessExec::exec_with_memfd(&echo, &big, &env)
+            .expect("memfd available")
+            .unwrap();
+        let via_pipes = ProcessExec::exec_with_pipes(&echo, &big, &env).unwrap();
+        for f in [&via_memfd, &via_pipes] {
+            assert!(f.status.success());
+            assert_eq!(f.stdout, big);
+            assert_eq!(f.stderr.len(), 200_005);
+            assert!(f.stderr.ends_with(b"last\n"));
+        }
+        let via_memfd = ProcessExec::exec_with_memfd(&quiet, b"{}", &env)
+            .expect("memfd available")
+            .unwrap();
+        let via_pipes = ProcessExec::exec_with_pipes(&quiet, b"{}", &env).unwrap();
+        for f in [&via_memfd, &via_pipes] {
+            assert_eq!(f.status.code(), Some(3));
+            assert!(f.stdout.is_empty());
+            assert_eq!(f.stderr, b"oops\n");
+        }
+        let e = ProcessExec.exec_plugin(&quiet, b"{}", &env).unwrap_err();
+        assert_eq!(e.msg, r#"netplugin failed: "oops""#);
     }
 }

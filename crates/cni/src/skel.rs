@@ -114,8 +114,8 @@ pub fn run<P: Plugin + ?Sized>(plugin: &P, about: &str, supported: &[&str]) -> i
     let env = |k: &str| std::env::var(k).ok();
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    // stderr stays unlocked: delegate exec streams a child's stderr through
-    // from another thread, which would block forever on a lock held here.
+    // stderr stays unlocked: a lock held for the whole call would block any
+    // other thread of the plugin that logs.
     run_with(
         plugin,
         about,
@@ -138,7 +138,8 @@ pub fn run_with<P: Plugin + ?Sized>(
     stderr: &mut dyn Write,
 ) -> i32 {
     let getenv = |k: &str| env(k).unwrap_or_default();
-    let mut stdin_data = Vec::new();
+    // Sized for a typical config so it is read in one call.
+    let mut stdin_data = Vec::with_capacity(16 * 1024);
     let outcome = dispatch(plugin, supported, &getenv, stdin, &mut stdin_data);
     match outcome {
         Ok(Output::About) => {
@@ -182,10 +183,14 @@ enum Output {
 }
 
 fn write_pretty(out: &mut dyn Write, v: &impl Serialize) -> std::io::Result<()> {
+    // Rendered first and written once: stdout is line-buffered, and one
+    // write per line would wake the reading runtime once per line.
+    let mut buf = Vec::with_capacity(1024);
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut *out, fmt);
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
     v.serialize(&mut ser).map_err(std::io::Error::other)?;
-    out.write_all(b"\n")?;
+    buf.push(b'\n');
+    out.write_all(&buf)?;
     out.flush()
 }
 
