@@ -1,0 +1,644 @@
+#!/usr/bin/env bash
+# demo-plexus.sh: the OKE SR-IOV tutorial done the Plexus way, end to end.
+#
+# What the tutorial does by hand (OCI's secondary-VNIC script on every node,
+# one NAD per node with a hard-coded IP, pods pinned to nodes), done by
+# plexus-agent + the plexus meta plugin + host-device + vnic IPAM, with
+# ONE NetworkAttachmentDefinition for all nodes.
+#
+# Topology (everything inside namespaces this script creates; nothing is
+# configured in the host's own network namespace):
+#
+#   VCN ns   bridge br0 = the VCN. 203.0.113.1/25 and 198.51.100.1/24 play
+#            the virtual router (forwarding on); 203.0.113.2:6443 is the
+#            cluster's API endpoint (nft DNAT to fake-kube-apiserver, which
+#            only binds loopback: 127.0.0.1:6443 inside the VCN ns).
+#   node1/2  ens3 = primary VNIC 203.0.113.11/.12 (/25), default via .1
+#            ens5 = secondary VNIC (a veth with a fixed MAC plays the VF),
+#                   attached "fresh": down, MTU 1500, no address
+#            fake-imds on 169.254.169.254:80 (on lo) describing that node's
+#            VNICs: primary + secondary 198.51.100.21/.22
+#            cni0 = the cluster network (Debian's bridge + host-local,
+#                   pods 203.0.113.128/26 on node1, .192/26 on node2)
+#   pod1/2   empty sandboxes; the "kubelet" (this script) calls plexus
+#
+# A node is more than a netns: it has its own files (CNI conf/bin dirs,
+# caches, /run/plexus/state.json). Every node-side command runs through
+# on_node(): nsenter --net into the node's netns, then unshare -m (private
+# mount namespace) where (a) a fresh sysfs is mounted on /sys -- sysfs shows
+# the network devices of the netns that mounts it, so /sys/class/net is the
+# node's, not the host's (without it host-device's sysfs PCI fallback and
+# vnic's name lookup would read the HOST's /sys/class/net/ens5, if any), and
+# (b) the node's backing dir $WORK/node<N> is bind-mounted on $ROOT. All node
+# paths (NAD dataDir/stateFile, agent flags, kubeconfig) name $ROOT, so ONE
+# NAD resolves to each node's own files, as on real nodes. Mounts die with
+# the process; the host's mount table is never touched.
+#
+# Veths have no PCI identity, so the agent's --sysfs-root points at a small
+# per-node tree ($ROOT/hw/sys/...) describing what lspci shows on an OCI
+# "hardware-assisted" VM: two mlx5 VFs, ens3 (0000:00:03.0) and ens5
+# (0000:00:05.0) with the veths' MACs. Netlink is always the real netns.
+#
+# Steps (each with checks):
+#   1 Task 1: vnic plan / apply per node, ip addr/rule/route table 101,
+#     state file (one `run` pass), status; node1 <-> node2 secondary ping
+#   2 Task 2/3: `plexus-agent install` wraps the node's primary conflist
+#     into 00-plexus.conflist; one NAD default/vnic-net in the fake API
+#   3 Task 4: kubelet-style ADD of pod1 on node1, pod2 on node2: eth0 +
+#     net1 with each node's VNIC IP; network-status + events from the API
+#   4 pings pod1 <-> pod2 over net1, node1 -> pod2 / node2 -> pod1 over the VCN
+#   5 DEL with the fake API stopped; host-device returns ens5 (name, MTU, up);
+#     agent `vnic apply` restores address, table, rule
+#
+# Usage: sudo ./scripts/demo-plexus.sh
+#   PLEXUS_DEMO_BIN_DIR=<dir>   our binaries (plexus, host-device, static,
+#                               vnic, plexus-agent, fake-imds,
+#                               fake-kube-apiserver); default: build them
+#                               with cargo into target/release
+# Needs: iproute2, nsenter/unshare (util-linux), nft, curl, python3,
+#        Debian's containernetworking-plugins (/usr/lib/cni: bridge, host-local).
+# Exit status: 0 when every check passed, 1 otherwise.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+TAG="pxp$$"
+NS_VCN="$TAG-vcn"
+NODES=(1 2)
+PASSED=0
+FAILED=0
+WORK=""          # temp dir: every file of the run
+ROOT=""          # $WORK/node: mount point, each node's own files appear here
+PIDS=()          # background processes we started
+API_PID=""
+API_TOKEN="plexus-demo-token"
+API_INNER="127.0.0.1:6443"          # fake API, inside the VCN ns
+API_ENDPOINT="203.0.113.2:6443"     # what nodes use (DNAT in the VCN ns)
+REF_CNI=/usr/lib/cni
+
+node_ns() { echo "$TAG-node$1"; }
+pod_ns() { echo "$TAG-pod$1"; }
+primary_ip() { echo "203.0.113.1$1"; }
+vnic_ip() { echo "198.51.100.2$1"; }
+primary_mac() { echo "02:00:17:00:01:0$1"; }
+vnic_mac() { echo "02:00:17:00:02:0$1"; }
+pod_cidr() { [ "$1" = 1 ] && echo 203.0.113.128/26 || echo 203.0.113.192/26; }
+pod_uid() { echo "5d6c1f0e-8a1b-4c2d-9e3f-00000000000$1"; }
+cid() { echo "$TAG-sandbox-pod$1"; }
+TABLE=101   # table_base 100 + IMDS index 1
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+info() { printf '   %s\n' "$*"; }
+indent() { sed 's/^/   | /'; }
+
+check() {
+    # check <description> <command...>: runs the command quietly, records it.
+    local what=$1
+    shift
+    if "$@" >/dev/null 2>&1; then
+        printf '   \033[32mok\033[0m   %s\n' "$what"
+        PASSED=$((PASSED + 1))
+    else
+        printf '   \033[31mFAIL\033[0m %s\n' "$what"
+        FAILED=$((FAILED + 1))
+    fi
+}
+
+cleanup() {
+    local p ns
+    for p in "${PIDS[@]}"; do
+        stop_pid "$p"
+    done
+    PIDS=()
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$TAG-" || true); do
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        rm -rf "$WORK"
+    fi
+}
+
+need_root() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "demo-plexus.sh needs root (namespaces, mounts): sudo $0" >&2
+        exit 1
+    fi
+}
+
+need_tools() {
+    local t missing=()
+    for t in ip nsenter unshare nft curl python3 ping; do
+        command -v "$t" >/dev/null || missing+=("$t")
+    done
+    for t in bridge host-local; do
+        [ -x "$REF_CNI/$t" ] || missing+=("$REF_CNI/$t (containernetworking-plugins)")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "missing: ${missing[*]}" >&2
+        exit 1
+    fi
+}
+
+find_cargo() {
+    if command -v cargo >/dev/null; then
+        command -v cargo
+    elif [ -n "${SUDO_USER:-}" ] && [ -x "$(eval echo "~$SUDO_USER")/.cargo/bin/cargo" ]; then
+        echo "$(eval echo "~$SUDO_USER")/.cargo/bin/cargo"
+    else
+        echo "cargo not found: install Rust or set PLEXUS_DEMO_BIN_DIR" >&2
+        exit 1
+    fi
+}
+
+select_bins() {
+    if [ -n "${PLEXUS_DEMO_BIN_DIR:-}" ]; then
+        BIN=$PLEXUS_DEMO_BIN_DIR
+    else
+        step "building Plexus (release profile)"
+        "$(find_cargo)" build --release -q -p plexus -p plexus-host-device -p plexus-static \
+            -p plexus-vnic -p plexus-agent -p plexus-testkit --bins
+        BIN="$REPO/target/release"
+    fi
+    local b
+    for b in plexus host-device static vnic plexus-agent fake-imds fake-kube-apiserver; do
+        [ -x "$BIN/$b" ] || { echo "missing binary $BIN/$b" >&2; exit 1; }
+    done
+    info "binaries from $BIN"
+}
+
+# node_argv <n>: sets NODE_ARGV to the prefix that runs a command "on node
+# n" (see the header): its netns, a private mount namespace with a fresh
+# sysfs and the node's files on $ROOT. nsenter, unshare and sh all exec, so
+# for `"${NODE_ARGV[@]}" cmd &` $! is cmd's own pid (a backgrounded shell
+# *function* would give a subshell's pid instead, and kill would miss cmd).
+node_argv() {
+    NODE_ARGV=(nsenter --net="/run/netns/$(node_ns "$1")" unshare --mount --propagation private
+        sh -c 'mount -t sysfs sysfs /sys && mount --bind "$1" "$2" && shift 2 && exec "$@"'
+        on_node "$WORK/node$1" "$ROOT")
+}
+
+on_node() {
+    local NODE_ARGV
+    node_argv "$1"
+    shift
+    "${NODE_ARGV[@]}" "$@"
+}
+
+# agent_argv <n>: sets AGENT_ARGV to plexus-agent on node n, every path flag
+# node-local (through the PLEXUS_* environment variables).
+agent_argv() {
+    local NODE_ARGV
+    node_argv "$1"
+    AGENT_ARGV=("${NODE_ARGV[@]}" env RUST_LOG="${RUST_LOG:-warn}"
+        PLEXUS_SYSFS_ROOT="$ROOT/hw"
+        PLEXUS_STATE_FILE="$ROOT/run/plexus/state.json"
+        PLEXUS_HOST_DEVICE_DIR="$ROOT/var/lib/cni/plexus-host-device"
+        PLEXUS_META_CACHE_DIR="$ROOT/var/lib/cni/plexus"
+        PLEXUS_CNI_BIN_DIR="$ROOT/opt/cni/bin"
+        PLEXUS_CNI_CONF_DIR="$ROOT/etc/cni/net.d"
+        PLEXUS_HOST_CNI_CONF_DIR="$ROOT/etc/cni/net.d"
+        "$BIN/plexus-agent" --netns "$(node_ns "$1")")
+}
+
+agent() {
+    local AGENT_ARGV
+    agent_argv "$1"
+    shift
+    "${AGENT_ARGV[@]}" "$@"
+}
+
+# stop_pid <pid>: SIGTERM, then SIGKILL after 5 s; reaps it.
+stop_pid() {
+    local p=$1 i
+    kill "$p" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+}
+
+in_vcn() { nsenter --net="/run/netns/$NS_VCN" "$@"; }
+
+# api GET <path>: the fake API as seen from the VCN ns.
+api() {
+    in_vcn curl -sf --max-time 5 -H "Authorization: Bearer $API_TOKEN" "http://$API_INNER$1"
+}
+
+# ---------------------------------------------------------------- topology
+
+setup_vcn() {
+    step "VCN: namespace $NS_VCN, bridge br0, router 203.0.113.1 / 198.51.100.1, API $API_ENDPOINT"
+    ip netns add "$NS_VCN"
+    ip -n "$NS_VCN" link set lo up
+    ip -n "$NS_VCN" link add br0 type bridge
+    ip -n "$NS_VCN" link set br0 up
+    ip -n "$NS_VCN" addr add 203.0.113.1/25 dev br0
+    ip -n "$NS_VCN" addr add "${API_ENDPOINT%:*}/25" dev br0
+    ip -n "$NS_VCN" addr add 198.51.100.1/24 dev br0
+    in_vcn sysctl -qw net.ipv4.ip_forward=1
+    # The API endpoint on the VCN: fake-kube-apiserver refuses non-loopback
+    # addresses, so DNAT the endpoint to its loopback listener (route_localnet
+    # lets the kernel route to 127.0.0.1 for packets arriving on br0).
+    in_vcn sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.br0.route_localnet=1
+    in_vcn nft -f - <<EOF
+table ip plexus_demo {
+  chain pre {
+    type nat hook prerouting priority dstnat;
+    ip daddr ${API_ENDPOINT%:*} tcp dport ${API_ENDPOINT#*:} dnat to $API_INNER
+  }
+}
+EOF
+}
+
+plug() {
+    # plug <ns> <ifname> <vcn-side name> [ip link options...]
+    local ns=$1 ifname=$2 wire=$3
+    shift 3
+    ip -n "$NS_VCN" link add "$wire" type veth peer name "$ifname" netns "$ns" "$@"
+    ip -n "$NS_VCN" link set "$wire" mtu 9000 master br0 up
+}
+
+# fake_vf <root> <pci> <ifname> <mac>: a Mellanox ConnectX VF (15b3:101e,
+# mlx5_core) with netdev <ifname>, laid out as the kernel does.
+fake_vf() {
+    local r=$1/sys pci=$2 ifname=$3 mac=$4 d
+    d="$r/devices/pci0000:00/$pci"
+    mkdir -p "$d/net/$ifname" "$r/bus/pci/devices" "$r/bus/pci/drivers/mlx5_core" "$r/class/net"
+    echo 0x15b3 >"$d/vendor"
+    echo 0x101e >"$d/device"
+    echo 0x020000 >"$d/class"
+    echo -1 >"$d/numa_node"
+    ln -s "../../../devices/pci0000:00/$pci" "$r/bus/pci/devices/$pci"
+    ln -s ../../../bus/pci/drivers/mlx5_core "$d/driver"
+    echo "$mac" >"$d/net/$ifname/address"
+    echo up >"$d/net/$ifname/operstate"
+    echo 9000 >"$d/net/$ifname/mtu"
+    ln -s "../../../$pci" "$d/net/$ifname/device"
+    ln -s "../../devices/pci0000:00/$pci/net/$ifname" "$r/class/net/$ifname"
+}
+
+setup_node() {
+    local n=$1 ns dir
+    ns=$(node_ns "$n")
+    dir="$WORK/node$n"
+    step "node$n: namespace $ns, ens3 $(primary_ip "$n")/25, ens5 = secondary VNIC $(vnic_mac "$n") (fresh: down, MTU 1500)"
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    plug "$ns" ens3 "n${n}p" address "$(primary_mac "$n")" mtu 9000
+    ip -n "$ns" link set ens3 up
+    ip -n "$ns" addr add "$(primary_ip "$n")/25" dev ens3
+    ip -n "$ns" route add default via 203.0.113.1
+    plug "$ns" ens5 "n${n}s" address "$(vnic_mac "$n")" mtu 1500
+    # The metadata address exists only inside this node's namespace.
+    ip -n "$ns" addr add 169.254.169.254/32 dev lo
+
+    mkdir -p "$dir"/{etc/cni/net.d,opt/cni/bin,var/lib/cni,run/plexus,hw,imds}
+    fake_vf "$dir/hw" 0000:00:03.0 ens3 "$(primary_mac "$n")"
+    fake_vf "$dir/hw" 0000:00:05.0 ens5 "$(vnic_mac "$n")"
+    cat >"$dir/imds/vnics.json" <<EOF
+[{"vnicId":"ocid1.vnic.oc1.phx.demo-node$n-primary","privateIp":"$(primary_ip "$n")",
+  "macAddr":"$(primary_mac "$n" | tr a-f A-F)","virtualRouterIp":"203.0.113.1",
+  "subnetCidrBlock":"203.0.113.0/25","vlanTag":0},
+ {"vnicId":"ocid1.vnic.oc1.phx.demo-node$n-vnic1","privateIp":"$(vnic_ip "$n")",
+  "macAddr":"$(vnic_mac "$n" | tr a-f A-F)","virtualRouterIp":"198.51.100.1",
+  "subnetCidrBlock":"198.51.100.0/24","vlanTag":0}]
+EOF
+    nsenter --net="/run/netns/$ns" "$BIN/fake-imds" --listen 169.254.169.254:80 \
+        --vnics "$dir/imds/vnics.json" 2>"$dir/imds/log" &
+    PIDS+=($!)
+    # The node's primary CNI config (what Flannel's would be): a bridge with
+    # this node's pod CIDR. install wraps it; the kubelet never sees it alone.
+    cat >"$dir/etc/cni/net.d/10-cluster.conflist" <<EOF
+{"cniVersion":"1.0.0","name":"cluster","plugins":[{"type":"bridge","bridge":"cni0",
+  "isGateway":true,"isDefaultGateway":true,"ipMasq":false,
+  "ipam":{"type":"host-local","dataDir":"$ROOT/var/lib/cni/networks",
+          "ranges":[[{"subnet":"$(pod_cidr "$n")"}]]}}]}
+EOF
+    local i
+    for i in $(seq 50); do
+        grep -q listening "$dir/imds/log" 2>/dev/null && break
+        sleep 0.1
+    done
+    check "node$n: fake IMDS on 169.254.169.254:80 (node netns only)" \
+        nsenter --net="/run/netns/$ns" curl -sf --max-time 2 -H "Authorization: Bearer Oracle" \
+        http://169.254.169.254/opc/v2/vnics/
+}
+
+start_api() {
+    step "fake Kubernetes API: NAD default/vnic-net (host-device + vnic IPAM), pods pod1/pod2"
+    # ONE NAD for every node. dataDir/stateFile name the node root only
+    # because this demo keeps node files out of /var/lib/cni and /run/plexus
+    # (the defaults there are exactly these paths minus $ROOT).
+    local nad_conf
+    nad_conf=$(python3 -c 'import json,sys; print(json.dumps(json.dumps({
+        "cniVersion":"1.0.0","name":"vnic-net","type":"host-device","device":"ens5",
+        "dataDir":sys.argv[1]+"/var/lib/cni/plexus-host-device",
+        "ipam":{"type":"vnic","stateFile":sys.argv[1]+"/run/plexus/state.json",
+                "routes":[{"dst":"203.0.113.0/25"}]}})))' "$ROOT")
+    cat >"$WORK/seed.json" <<EOF
+[{"apiVersion":"k8s.cni.cncf.io/v1","kind":"NetworkAttachmentDefinition",
+  "metadata":{"name":"vnic-net","namespace":"default"},"spec":{"config":$nad_conf}},
+ {"apiVersion":"v1","kind":"Pod","metadata":{"name":"pod1","namespace":"default","uid":"$(pod_uid 1)",
+  "annotations":{"k8s.v1.cni.cncf.io/networks":"vnic-net"}},
+  "spec":{"nodeName":"node1","containers":[{"name":"tools","image":"centos/tools"}]}},
+ {"apiVersion":"v1","kind":"Pod","metadata":{"name":"pod2","namespace":"default","uid":"$(pod_uid 2)",
+  "annotations":{"k8s.v1.cni.cncf.io/networks":"vnic-net"}},
+  "spec":{"nodeName":"node2","containers":[{"name":"tools","image":"centos/tools"}]}}]
+EOF
+    nsenter --net="/run/netns/$NS_VCN" "$BIN/fake-kube-apiserver" --listen "$API_INNER" --port-file "$WORK/api.port" \
+        --seed "$WORK/seed.json" --token "$API_TOKEN" 2>"$WORK/api.log" &
+    API_PID=$!
+    PIDS+=("$API_PID")
+    local i
+    for i in $(seq 50); do
+        [ -s "$WORK/api.port" ] && break
+        sleep 0.1
+    done
+    info "NAD spec.config: $(api /apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/vnic-net |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["spec"]["config"])')"
+    check "fake API answers on $API_INNER (VCN ns)" api /api/v1/namespaces/default/pods/pod1
+    check "node1 reaches the API endpoint $API_ENDPOINT over the VCN" \
+        nsenter --net="/run/netns/$(node_ns 1)" curl -sf --max-time 3 \
+        -H "Authorization: Bearer $API_TOKEN" "http://$API_ENDPOINT/version"
+}
+
+# ------------------------------------------------------------------ step 1
+
+plan_is_empty() { agent "$1" vnic plan 2>/dev/null | grep -q 'no changes'; }
+
+task1() {
+    local n ns
+    for n in "${NODES[@]}"; do
+        ns=$(node_ns "$n")
+        step "1. Task 1 on node$n: plexus-agent vnic plan / apply (OCI's secondary VNIC script, via netlink)"
+        info "\$ plexus-agent --netns $ns vnic plan"
+        agent "$n" vnic plan 2>&1 | indent
+        check "node$n: plan changed nothing (ens5 still without address)" \
+            sh -c "! ip -n $ns -4 addr show dev ens5 | grep -q inet"
+        info "\$ plexus-agent --netns $ns vnic apply"
+        local rc=0
+        agent "$n" vnic apply 2>&1 | indent || rc=$?
+        check "node$n: vnic apply (exit $rc)" test "$rc" = 0
+        info "ip addr show ens5 / ip rule / ip route show table $TABLE"
+        { ip -n "$ns" addr show dev ens5; ip -n "$ns" rule show; ip -n "$ns" route show table "$TABLE"; } | indent
+        check "node$n: ens5 has $(vnic_ip "$n")/24, MTU 9000, UP" \
+            sh -c "ip -n $ns addr show dev ens5 | grep -q 'inet $(vnic_ip "$n")/24' &&
+                   ip -n $ns link show dev ens5 | grep -q 'mtu 9000 ' &&
+                   ip -n $ns link show dev ens5 | grep -q '[<,]UP[,>]'"
+        check "node$n: rule 1000 from $(vnic_ip "$n") lookup $TABLE, rule 999 to 169.254.169.254 lookup main" \
+            sh -c "ip -n $ns rule show | grep -q '^1000:.*from $(vnic_ip "$n") lookup $TABLE' &&
+                   ip -n $ns rule show | grep -q '^999:.*to 169.254.169.254 lookup main'"
+        check "node$n: table $TABLE has the subnet route and default via 198.51.100.1" \
+            sh -c "ip -n $ns route show table $TABLE | grep -q '^198.51.100.0/24 dev ens5' &&
+                   ip -n $ns route show table $TABLE | grep -q '^default via 198.51.100.1 dev ens5'"
+        check "node$n: a second plan is empty" plan_is_empty "$n"
+
+        # No one-shot subcommand writes the state file: it is the last step
+        # of `run`'s reconcile pass. Run the agent until the first pass wrote
+        # it, then SIGTERM it (that is what the DaemonSet keeps doing).
+        step "1. node$n: state file via one reconcile pass of plexus-agent run; status"
+        local state="$WORK/node$n/run/plexus/state.json" pid i
+        local AGENT_ARGV
+        agent_argv "$n"
+        "${AGENT_ARGV[@]}" run --no-install --no-device-plugin --metrics-addr "" --interval 60 \
+            2>"$WORK/node$n/agent-run.log" &
+        pid=$!
+        PIDS+=("$pid")
+        for i in $(seq 100); do
+            [ -s "$state" ] && break
+            sleep 0.1
+        done
+        stop_pid "$pid"
+        info "$ROOT/run/plexus/state.json on node$n:"
+        python3 -m json.tool "$state" 2>&1 | indent || true
+        check "node$n: state file maps ens5 (0000:00:05.0) to $(vnic_ip "$n")" python3 - "$state" "$(vnic_ip "$n")" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert any(v.get("ifname") == "ens5" and v.get("pci") == "0000:00:05.0" and v["ip"] == sys.argv[2]
+           and not v["is_primary"] for v in s["vnics"]), s
+EOF
+        info "\$ plexus-agent status"
+        agent "$n" status 2>&1 | indent || true
+    done
+    step "1. check: node1 -> node2 secondary IP from the secondary IP (the tutorial's Task 1 ping)"
+    check "node1 $(vnic_ip 1) -> node2 $(vnic_ip 2) (rule $TABLE, ens5)" \
+        ip netns exec "$(node_ns 1)" ping -c 2 -W 2 -I "$(vnic_ip 1)" "$(vnic_ip 2)"
+    check "node2 $(vnic_ip 2) -> node1 $(vnic_ip 1)" \
+        ip netns exec "$(node_ns 2)" ping -c 2 -W 2 -I "$(vnic_ip 2)" "$(vnic_ip 1)"
+}
+
+# ------------------------------------------------------------------ step 2
+
+task23() {
+    local n conf
+    for n in "${NODES[@]}"; do
+        step "2. Task 2/3 on node$n: plexus-agent install (what the DaemonSet does)"
+        mkdir -p "$WORK/sa"
+        printf '%s' "$API_TOKEN" >"$WORK/sa/token"
+        echo "# plain-http fake API: no TLS, the CA is never read" >"$WORK/sa/ca.crt"
+        local rc=0
+        agent "$n" install --source-bin-dir "$BIN" --api-server "http://$API_ENDPOINT" \
+            --token-file "$WORK/sa/token" --ca-file "$WORK/sa/ca.crt" \
+            --ready-file "$ROOT/run/plexus/ready" 2>&1 | indent || rc=$?
+        check "node$n: install (exit $rc)" test "$rc" = 0
+        conf="$WORK/node$n/etc/cni/net.d/00-plexus.conflist"
+        # Demo-only edit: the meta plugin's cache and bin dir inside the node
+        # root ($ROOT/var/lib/cni/plexus, $ROOT/opt/cni/bin) instead of
+        # /var/lib/cni/plexus and /opt/cni/bin on the host.
+        python3 - "$conf" "$ROOT" <<'EOF'
+import json, sys
+path, root = sys.argv[1], sys.argv[2]
+c = json.load(open(path))
+c["plugins"][0]["cniDir"] = root + "/var/lib/cni/plexus"
+c["plugins"][0]["binDir"] = root + "/opt/cni/bin"
+json.dump(c, open(path, "w"), indent=2)
+EOF
+        info "$ROOT/etc/cni/net.d: $(ls "$WORK/node$n/etc/cni/net.d" | tr '\n' ' ')"
+        indent <"$conf"
+        check "node$n: 00-plexus.conflist is type plexus wrapping the bridge conflist" python3 - "$conf" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+p = c["plugins"][0]
+assert p["type"] == "plexus" and p["delegates"][0]["plugins"][0]["type"] == "bridge", c
+assert p["kubeconfig"].endswith("plexus.d/plexus.kubeconfig"), p
+EOF
+        check "node$n: binaries installed in $ROOT/opt/cni/bin" \
+            test -x "$WORK/node$n/opt/cni/bin/plexus" -a -x "$WORK/node$n/opt/cni/bin/host-device" \
+            -a -x "$WORK/node$n/opt/cni/bin/vnic"
+    done
+}
+
+# ------------------------------------------------------------------ step 3
+
+# runtime_conf <n>: what a runtime hands the first plugin of the node's
+# first conflist: the plugin object with name/cniVersion injected.
+runtime_conf() {
+    python3 - "$WORK/node$1/etc/cni/net.d/00-plexus.conflist" <<'EOF'
+import json, sys
+c = json.load(open(sys.argv[1]))
+p = dict(c["plugins"][0], name=c["name"], cniVersion=c["cniVersion"])
+print(json.dumps(p))
+EOF
+}
+
+# kubelet <command> <n>: the kubelet/runtime calling plexus for pod<n> on node<n>.
+kubelet() {
+    local cmd=$1 n=$2
+    runtime_conf "$n" | on_node "$n" env -i PATH="$PATH" \
+        CNI_COMMAND="$cmd" CNI_CONTAINERID="$(cid "$n")" CNI_NETNS="/run/netns/$(pod_ns "$n")" \
+        CNI_IFNAME=eth0 CNI_PATH="$ROOT/opt/cni/bin:$REF_CNI" \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod$n;K8S_POD_INFRA_CONTAINER_ID=$(cid "$n");K8S_POD_UID=$(pod_uid "$n")" \
+        "$ROOT/opt/cni/bin/plexus"
+}
+
+task4() {
+    local n ns pns out rc
+    for n in "${NODES[@]}"; do
+        ns=$(node_ns "$n")
+        pns=$(pod_ns "$n")
+        ip netns add "$pns"
+        ip -n "$pns" link set lo up
+        step "3. Task 4: kubelet ADD pod$n on node$n (plexus -> bridge eth0, host-device + vnic net1)"
+        rc=0
+        out=$(kubelet ADD "$n" 2>"$WORK/add$n.err") || rc=$?
+        { echo "$out"; cat "$WORK/add$n.err"; } | indent
+        check "ADD pod$n (exit $rc)" test "$rc" = 0
+        info "pod$n: ip addr / ip route"
+        { ip -n "$pns" addr show; ip -n "$pns" route show; } | indent
+        check "pod$n: eth0 in $(pod_cidr "$n") (cluster network)" \
+            sh -c "ip -n $pns -4 addr show dev eth0 | grep -q 'inet 203.0.113.1[0-9][0-9]/26\|inet 203.0.113.2[0-9][0-9]/26'"
+        check "pod$n: net1 has node$n's VNIC IP $(vnic_ip "$n")/24 and MAC $(vnic_mac "$n")" \
+            sh -c "ip -n $pns addr show dev net1 | grep -q 'inet $(vnic_ip "$n")/24' &&
+                   ip -n $pns link show dev net1 | grep -q '$(vnic_mac "$n")'"
+        check "pod$n: route 203.0.113.0/25 via 198.51.100.1 dev net1 (from the NAD)" \
+            sh -c "ip -n $pns route show | grep -q '^203.0.113.0/25 via 198.51.100.1 dev net1'"
+        check "node$n: ens5 is gone from the node" sh -c "! ip -n $ns link show dev ens5"
+        info "network-status annotation the fake API received for pod$n:"
+        api "/api/v1/namespaces/default/pods/pod$n" >"$WORK/pod$n.json" || true
+        python3 -c 'import json,sys
+p = json.load(open(sys.argv[1]))
+print(json.dumps(json.loads(p["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]), indent=2))' \
+            "$WORK/pod$n.json" 2>&1 | indent
+        check "pod$n: network-status lists eth0 (default) and net1 default/vnic-net $(vnic_ip "$n")" \
+            python3 - "$WORK/pod$n.json" "$(vnic_ip "$n")" "$(vnic_mac "$n")" <<'EOF'
+import json, sys
+p = json.load(open(sys.argv[1]))
+st = json.loads(p["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"])
+d = [s for s in st if s.get("default")]
+v = [s for s in st if s["name"] == "default/vnic-net"]
+assert d and d[0]["interface"] == "eth0", st
+assert v and v[0]["interface"] == "net1" and v[0]["ips"] == [sys.argv[2]] and v[0]["mac"] == sys.argv[3], st
+EOF
+        info "\$ plexus-agent status   (node$n, while pod$n holds ens5)"
+        agent "$n" status 2>&1 | indent || true
+    done
+    step "3. events (kubectl describe pod): AddedInterface from the fake API"
+    api /api/v1/namespaces/default/events | python3 -c 'import json,sys
+for e in json.load(sys.stdin)["items"]:
+    print(e["involvedObject"]["name"], e["reason"], e["message"])' 2>&1 | indent
+    check "events: AddedInterface net1 for pod1 and pod2" events_ok
+}
+
+events_ok() {
+    api /api/v1/namespaces/default/events | python3 -c 'import json, sys
+m = [e["involvedObject"]["name"] for e in json.load(sys.stdin)["items"]
+     if e["reason"] == "AddedInterface" and "net1" in e["message"]]
+assert "pod1" in m and "pod2" in m, m'
+}
+
+# ------------------------------------------------------------------ step 4
+
+pings() {
+    step "4. ping pod1 <-> pod2 over net1, node -> other node's pod over the VCN"
+    check "pod1 -> pod2 $(vnic_ip 2) (-I net1)" \
+        ip netns exec "$(pod_ns 1)" ping -c 2 -W 2 -I net1 "$(vnic_ip 2)"
+    check "pod2 -> pod1 $(vnic_ip 1) (-I net1)" \
+        ip netns exec "$(pod_ns 2)" ping -c 2 -W 2 -I net1 "$(vnic_ip 1)"
+    check "node1 -> pod2 $(vnic_ip 2) (ens3, VCN router)" \
+        ip netns exec "$(node_ns 1)" ping -c 2 -W 2 "$(vnic_ip 2)"
+    check "node2 -> pod1 $(vnic_ip 1) (ens3, VCN router)" \
+        ip netns exec "$(node_ns 2)" ping -c 2 -W 2 "$(vnic_ip 1)"
+}
+
+# ------------------------------------------------------------------ step 5
+
+task_del() {
+    local n ns pns rc
+    step "5. DEL without the API server: stop fake-kube-apiserver (pid $API_PID)"
+    stop_pid "$API_PID"
+    check "fake API is down" sh -c "! nsenter --net=/run/netns/$NS_VCN curl -s --max-time 2 http://$API_INNER/version"
+    for n in "${NODES[@]}"; do
+        ns=$(node_ns "$n")
+        pns=$(pod_ns "$n")
+        step "5. kubelet DEL pod$n on node$n (replayed from plexus' cache)"
+        rc=0
+        kubelet DEL "$n" 2>&1 | indent || rc=$?
+        check "DEL pod$n with the API down (exit $rc)" test "$rc" = 0
+        check "pod$n: net1 and eth0 are gone" \
+            sh -c "! ip -n $pns link show dev net1 && ! ip -n $pns link show dev eth0"
+        info "host-device restored on node$n (name, MTU, up state as found at ADD):"
+        ip -n "$ns" addr show dev ens5 2>&1 | indent
+        check "node$n: ens5 back, MTU 9000, UP (host-device's restore)" \
+            sh -c "ip -n $ns link show dev ens5 | grep -q 'mtu 9000 ' &&
+                   ip -n $ns link show dev ens5 | grep -q '[<,]UP[,>]'"
+        info "the address and table went with the device; the agent puts them back:"
+        info "\$ plexus-agent --netns $ns vnic plan"
+        agent "$n" vnic plan 2>&1 | indent || true
+        rc=0
+        info "\$ plexus-agent --netns $ns vnic apply"
+        agent "$n" vnic apply 2>&1 | indent || rc=$?
+        check "node$n: vnic apply after DEL (exit $rc)" test "$rc" = 0
+        { ip -n "$ns" addr show dev ens5; ip -n "$ns" route show table "$TABLE"; } | indent
+        check "node$n: ens5 has $(vnic_ip "$n")/24 again, table $TABLE complete (agent's vnic apply)" \
+            sh -c "ip -n $ns addr show dev ens5 | grep -q 'inet $(vnic_ip "$n")/24' &&
+                   ip -n $ns route show table $TABLE | grep -q '^default via 198.51.100.1 dev ens5' &&
+                   ip -n $ns rule show | grep -q '^1000:.*from $(vnic_ip "$n") lookup $TABLE'"
+        check "node$n: no record left (plexus cache, host-device dataDir)" \
+            sh -c "[ -z \"\$(ls -A $WORK/node$n/var/lib/cni/plexus $WORK/node$n/var/lib/cni/plexus-host-device 2>/dev/null | grep -v '\.lock$' | grep -v ':$' | grep .)\" ]"
+    done
+    check "node1 $(vnic_ip 1) -> node2 $(vnic_ip 2) again (NICs back in host use)" \
+        ip netns exec "$(node_ns 1)" ping -c 2 -W 2 -I "$(vnic_ip 1)" "$(vnic_ip 2)"
+}
+
+# Processes whose command line names this run (temp dir or namespace tag).
+no_leftover_processes() {
+    ! pgrep -f "$1" >/dev/null && ! pgrep -f "$TAG-" >/dev/null
+}
+
+main() {
+    need_root
+    need_tools
+    select_bins
+    local started=$SECONDS
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    WORK=$(mktemp -d "/tmp/plexus-demo-$TAG.XXXXXX")
+    ROOT="$WORK/node"
+    mkdir -p "$ROOT"
+    setup_vcn
+    local n
+    for n in "${NODES[@]}"; do
+        setup_node "$n"
+    done
+    start_api
+    task1
+    task23
+    task4
+    pings
+    task_del
+
+    step "cleanup: namespaces $TAG-*, processes, $WORK"
+    local work=$WORK
+    cleanup
+    check "no namespace $TAG-* left" sh -c "! ip netns list | grep -q '^$TAG-'"
+    check "no process of this run left" no_leftover_processes "$work"
+    check "temp dir removed" test ! -e "$work"
+    WORK=""
+    printf '\n%s passed, %s failed (%ss)\n' "$PASSED" "$FAILED" "$((SECONDS - started))"
+    [ "$FAILED" -eq 0 ]
+}
+
+main "$@"
