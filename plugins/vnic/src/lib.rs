@@ -5,9 +5,18 @@
 //! ADD reads as steps: parse the config → find which device the delegate
 //! config names (`device`, `hwaddr`, `kernelpath`, `pciBusID`,
 //! `runtimeConfig.deviceID`, in host-device's order) → resolve its MAC/PCI in
-//! sysfs → look it up in the agent's state file → only when the file is
-//! missing or has no match, ask IMDS (throttled; a burst of pods must not hit
-//! it) → answer IP/prefix, gateway (`virtualRouterIp`) and routes.
+//! the node's sysfs → look it up in the agent's state file (PCI, then MAC,
+//! then host name) → only when the file is missing or has no match, ask IMDS
+//! by MAC (throttled; a burst of pods must not hit it) → answer IP/prefix,
+//! gateway (`virtualRouterIp`) and routes.
+//!
+//! host-device (like other plugins that move a device) runs IPAM *after* the
+//! move, so the device is usually gone from the node: sysfs hides netdevs of
+//! other namespaces. Its MAC then comes from `CNI_IFNAME` inside `CNI_NETNS`
+//! ([`PodLinks`]; a moved device keeps its MAC), read only when the state
+//! file cannot answer by PCI.
+//!
+//! Seams: [`MetadataConnector`] (IMDS), [`PodLinks`] (the pod's netlink).
 //! DEL is a no-op (nothing is allocated); CHECK verifies `prevResult` holds
 //! the VNIC's address. No async runtime: start-up stays in the microseconds.
 
@@ -21,6 +30,8 @@ use plexus_cni::skel::{CmdArgs, Plugin};
 use plexus_cni::{CniError, CniResult, NetConf};
 use plexus_imds::node_state::{NodeState, VnicState, DEFAULT_STATE_PATH};
 use plexus_imds::{ClientConfig, ImdsError, MetadataSource, OciImds, RetryPolicy, StateError};
+use plexus_netlink::Handle;
+use plexus_netns::NetNs;
 use plexus_sysfs::discover::{mac_of_netdev, netdevs_with_mac};
 use plexus_sysfs::pci::{self, PciAddr, PciError};
 use serde::Deserialize;
@@ -52,13 +63,16 @@ pub enum VnicError {
         /// Device description: name, MAC, PCI.
         device: String,
     },
-    /// Not in the state file and its MAC cannot be read (already moved).
+    /// Not in the state file and its MAC cannot be read, on the node nor
+    /// in the pod.
     #[error(
-        "device {device} is not in the state file and its MAC is unknown, so IMDS cannot be asked"
+        "device {device} is not in the state file and its MAC is unknown ({why}), so IMDS cannot be asked"
     )]
     NoMac {
         /// Device description.
         device: String,
+        /// Why no MAC: what was looked at.
+        why: String,
     },
     /// The device is the node's primary VNIC: never hand it to a pod.
     #[error("device {device} is the node's primary VNIC {vnic_id}; refusing to give its address to a pod")]
@@ -215,7 +229,8 @@ pub fn parse_request(stdin: &[u8]) -> Result<Request, CniError> {
     })
 }
 
-/// What is known about the device after looking at sysfs.
+/// What is known about the device after looking at sysfs (and, when it
+/// has left the node, at the pod).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceRef {
     /// Host interface name.
@@ -224,14 +239,22 @@ pub struct DeviceRef {
     pub mac: Option<String>,
     /// PCI address.
     pub pci: Option<PciAddr>,
+    /// Whether a netdev for the selector is visible on the node.
+    pub on_host: bool,
+    /// The pod interface the MAC was read from, when not from the node.
+    pub mac_from_pod: Option<String>,
 }
 
 impl std::fmt::Display for DeviceRef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let dash = |o: Option<String>| o.unwrap_or_else(|| "-".into());
+        let from = match &self.mac_from_pod {
+            Some(i) => format!(" (of {i} in the pod)"),
+            None => String::new(),
+        };
         write!(
             f,
-            "(name {}, MAC {}, PCI {})",
+            "(name {}, MAC {}{from}, PCI {})",
             dash(self.ifname.clone()),
             dash(self.mac.clone()),
             dash(self.pci.map(|p| p.to_string()))
@@ -239,9 +262,10 @@ impl std::fmt::Display for DeviceRef {
     }
 }
 
-/// Fills in what sysfs knows. host-device has usually moved the netdev into
-/// the pod already (it runs IPAM after the move), so a name or PCI address
-/// may no longer resolve to a netdev here; that is not an error.
+/// Fills in what the node's sysfs knows. host-device has usually moved the
+/// netdev into the pod already (it runs IPAM after the move), so a name or
+/// PCI address may no longer resolve to a netdev here; that is not an error
+/// (`on_host` stays false and [`PodLinks`] is asked for the MAC).
 pub fn resolve_device(root: &Path, selector: &Selector) -> Result<DeviceRef, VnicError> {
     let mut dev = DeviceRef::default();
     let visible = |name: &str| root.join("sys/class/net").join(name).exists();
@@ -249,6 +273,7 @@ pub fn resolve_device(root: &Path, selector: &Selector) -> Result<DeviceRef, Vni
         Selector::Name(name) => {
             dev.ifname = Some(name.clone());
             if visible(name) {
+                dev.on_host = true;
                 dev.mac = mac_of_netdev(root, name)?;
                 dev.pci = pci::pci_of_netdev(root, name)?;
             }
@@ -256,6 +281,7 @@ pub fn resolve_device(root: &Path, selector: &Selector) -> Result<DeviceRef, Vni
         Selector::Mac(mac) => {
             dev.mac = Some(mac.trim().to_ascii_lowercase());
             if let Some(name) = netdevs_with_mac(root, mac)?.into_iter().next() {
+                dev.on_host = true;
                 dev.pci = pci::pci_of_netdev(root, &name)?;
                 dev.ifname = Some(name);
             }
@@ -266,6 +292,7 @@ pub fn resolve_device(root: &Path, selector: &Selector) -> Result<DeviceRef, Vni
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.parse().ok());
             if let Ok(name) = pci::netdev_of_kernelpath(root, path) {
+                dev.on_host = true;
                 dev.mac = mac_of_netdev(root, &name)?;
                 dev.ifname = Some(name);
             }
@@ -275,6 +302,7 @@ pub fn resolve_device(root: &Path, selector: &Selector) -> Result<DeviceRef, Vni
             dev.pci = Some(addr);
             if pci::pci_exists(root, &addr) {
                 if let Some(name) = pci::netdevs_of_pci(root, &addr)?.into_iter().next() {
+                    dev.on_host = true;
                     dev.mac = mac_of_netdev(root, &name)?;
                     dev.ifname = Some(name);
                 }
@@ -296,6 +324,17 @@ pub fn find_in_state<'a>(state: &'a NodeState, dev: &DeviceRef) -> Option<&'a Vn
                 .iter()
                 .find(|v| v.ifname.as_deref() == Some(name))
         })
+}
+
+/// Whether the MAC must come from the pod: the device is not on the node,
+/// sysfs gave no MAC, and the state file cannot answer by PCI. A PCI match
+/// wins first and costs no namespace access.
+pub fn needs_pod_mac(state: Option<&NodeState>, dev: &DeviceRef) -> bool {
+    let by_pci = || {
+        let (s, p) = (state?, dev.pci?);
+        s.find_by_pci(&p.to_string())
+    };
+    !dev.on_host && dev.mac.is_none() && by_pci().is_none()
 }
 
 /// The result for a VNIC: its address on the interface, the gateway, and
@@ -356,9 +395,61 @@ impl MetadataConnector for OciConnector {
     }
 }
 
-/// The plugin with its metadata seam.
+/// Where the delegate put the device: `CNI_NETNS` and `CNI_IFNAME`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodIface<'a> {
+    /// The pod's network namespace path.
+    pub netns: &'a str,
+    /// The device's name inside it.
+    pub ifname: &'a str,
+}
+
+impl<'a> From<&'a CmdArgs> for PodIface<'a> {
+    fn from(args: &'a CmdArgs) -> Self {
+        Self {
+            netns: &args.netns,
+            ifname: &args.ifname,
+        }
+    }
+}
+
+/// Reads a link's MAC inside the pod: the one kernel query vnic makes.
+pub trait PodLinks {
+    /// The MAC (lower-case) of `pod.ifname` in `pod.netns`; `Ok(None)` when
+    /// the namespace or the link is not there, or the link has no MAC.
+    fn mac_of(&self, pod: PodIface<'_>) -> Result<Option<String>, plexus_netlink::Error>;
+}
+
+/// The real [`PodLinks`]: one rtnetlink socket opened inside the pod's
+/// namespace (only `socket(2)` runs there), one `RTM_GETLINK` by name.
+#[derive(Debug, Default)]
+pub struct KernelPodLinks;
+
+impl PodLinks for KernelPodLinks {
+    fn mac_of(&self, pod: PodIface<'_>) -> Result<Option<String>, plexus_netlink::Error> {
+        let ns = match NetNs::open(pod.netns) {
+            Ok(ns) => ns,
+            Err(plexus_netns::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let link = match Handle::open_in(&ns)?.link_by_name(pod.ifname) {
+            Ok(link) => link,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // The current address, as sysfs `address` would show it; all-zero
+        // (a MAC-less device) counts as none.
+        Ok(link
+            .mac
+            .filter(|m| m.as_bytes().iter().any(|b| *b != 0))
+            .map(|m| m.to_string()))
+    }
+}
+
+/// The plugin with its metadata and pod seams.
 pub struct VnicIpam<'a> {
     imds: &'a dyn MetadataConnector,
+    pod: &'a dyn PodLinks,
 }
 
 impl std::fmt::Debug for VnicIpam<'_> {
@@ -368,18 +459,25 @@ impl std::fmt::Debug for VnicIpam<'_> {
 }
 
 impl<'a> VnicIpam<'a> {
-    /// A plugin asking `imds` when the state file has no answer.
-    pub fn new(imds: &'a dyn MetadataConnector) -> Self {
-        Self { imds }
+    /// A plugin asking `imds` when the state file has no answer, and `pod`
+    /// for the MAC of a device that already left the node.
+    pub fn new(imds: &'a dyn MetadataConnector, pod: &'a dyn PodLinks) -> Self {
+        Self { imds, pod }
     }
 
-    /// Finds the VNIC for the request: state file first, IMDS second.
-    pub fn find_vnic(&self, req: &Request) -> Result<VnicState, VnicError> {
-        let dev = resolve_device(&req.ipam.sysfs_root, &req.selector)?;
+    /// Finds the VNIC for the request: state file first (PCI, MAC, host
+    /// name), IMDS by MAC second. The MAC comes from the node's sysfs, else
+    /// from `pod` (the device moved there before IPAM ran).
+    pub fn find_vnic(&self, req: &Request, pod: PodIface<'_>) -> Result<VnicState, VnicError> {
+        let mut dev = resolve_device(&req.ipam.sysfs_root, &req.selector)?;
         let state = NodeState::read(&req.ipam.state_file)?;
+        let mut why_no_mac = "the node's netdev has none".to_string();
+        if needs_pod_mac(state.as_ref(), &dev) {
+            why_no_mac = self.read_pod_mac(&mut dev, pod);
+        }
         let found = match state.as_ref().and_then(|s| find_in_state(s, &dev)) {
             Some(v) => v.clone(),
-            None => self.ask_imds(&req.ipam.imds_url, &dev)?,
+            None => self.ask_imds(&req.ipam.imds_url, &dev, why_no_mac)?,
         };
         if found.is_primary {
             return Err(VnicError::Primary {
@@ -390,10 +488,33 @@ impl<'a> VnicIpam<'a> {
         Ok(found)
     }
 
-    fn ask_imds(&self, url: &str, dev: &DeviceRef) -> Result<VnicState, VnicError> {
+    /// Fills `dev.mac` from the device in the pod; returns why it could not.
+    fn read_pod_mac(&self, dev: &mut DeviceRef, pod: PodIface<'_>) -> String {
+        let (netns, ifname) = (pod.netns, pod.ifname);
+        if netns.is_empty() {
+            return "not on the node, and CNI_NETNS is empty".into();
+        }
+        match self.pod.mac_of(pod) {
+            Ok(Some(mac)) => {
+                dev.mac = Some(mac);
+                dev.mac_from_pod = Some(ifname.to_string());
+                String::new()
+            }
+            Ok(None) => format!("not on the node, and no {ifname:?} with a MAC in {netns}"),
+            Err(e) => format!("not on the node, and reading {ifname:?} in {netns}: {e}"),
+        }
+    }
+
+    fn ask_imds(
+        &self,
+        url: &str,
+        dev: &DeviceRef,
+        why_no_mac: String,
+    ) -> Result<VnicState, VnicError> {
         let Some(mac) = dev.mac.as_deref() else {
             return Err(VnicError::NoMac {
                 device: dev.to_string(),
+                why: why_no_mac,
             });
         };
         let vnics = self.imds.connect(url).vnics()?;
@@ -418,7 +539,9 @@ impl<'a> VnicIpam<'a> {
 impl Plugin for VnicIpam<'_> {
     fn add(&self, args: &CmdArgs) -> Result<serde_json::Value, CniError> {
         let req = parse_request(&args.stdin)?;
-        let vnic = self.find_vnic(&req).map_err(|e| e.to_cni())?;
+        let vnic = self
+            .find_vnic(&req, PodIface::from(args))
+            .map_err(|e| e.to_cni())?;
         let result = build_result(&vnic, &req.ipam).map_err(|e| e.to_cni())?;
         result.to_json(req.conf.version())
     }
@@ -434,7 +557,9 @@ impl Plugin for VnicIpam<'_> {
             .conf
             .parse_prev_result()?
             .ok_or_else(|| VnicError::MissingPrevResult.to_cni())?;
-        let vnic = self.find_vnic(&req).map_err(|e| e.to_cni())?;
+        let vnic = self
+            .find_vnic(&req, PodIface::from(args))
+            .map_err(|e| e.to_cni())?;
         let expected = build_result(&vnic, &req.ipam).map_err(|e| e.to_cni())?;
         for want in &expected.ips {
             if !prev.ips.iter().any(|ip| ip.address == want.address) {
@@ -525,36 +650,161 @@ mod tests {
         }
     }
 
+    /// A pod with at most one link; counts the questions.
+    #[derive(Default)]
+    struct FakePod {
+        link: Option<(&'static str, &'static str)>,
+        fail: bool,
+        asked: std::cell::Cell<u32>,
+    }
+    impl PodLinks for FakePod {
+        fn mac_of(&self, pod: PodIface<'_>) -> Result<Option<String>, plexus_netlink::Error> {
+            self.asked.set(self.asked.get() + 1);
+            if self.fail {
+                return Err(plexus_netlink::Error::Decode("boom".into()));
+            }
+            Ok(self
+                .link
+                .filter(|(name, _)| *name == pod.ifname)
+                .map(|(_, mac)| mac.to_string()))
+        }
+    }
+
+    const POD: PodIface<'static> = PodIface {
+        netns: "/run/netns/pod",
+        ifname: "net1",
+    };
+
+    fn imds_two() -> Fixed {
+        Fixed(
+            serde_json::from_value(json!([
+                {"vnicId": "p", "privateIp": "198.51.100.10", "macAddr": "02:00:17:00:00:01", "subnetCidrBlock": "198.51.100.0/24"},
+                {"vnicId": "s", "privateIp": "198.51.100.20", "macAddr": "02:00:17:00:00:02", "subnetCidrBlock": "198.51.100.0/24"}
+            ]))
+            .unwrap(),
+        )
+    }
+
     #[test]
     fn imds_fallback_marks_first_entry_primary_and_needs_a_mac() {
-        let v: Vec<Vnic> = serde_json::from_value(json!([
-            {"vnicId": "p", "privateIp": "198.51.100.10", "macAddr": "02:00:17:00:00:01", "subnetCidrBlock": "198.51.100.0/24"},
-            {"vnicId": "s", "privateIp": "198.51.100.20", "macAddr": "02:00:17:00:00:02", "subnetCidrBlock": "198.51.100.0/24"}
-        ]))
-        .unwrap();
-        let connector = Fixed(v);
-        let plugin = VnicIpam::new(&connector);
+        let connector = imds_two();
+        let pod = FakePod::default();
+        let plugin = VnicIpam::new(&connector, &pod);
         let dev = |mac: Option<&str>| DeviceRef {
             mac: mac.map(str::to_string),
             ..DeviceRef::default()
         };
+        let why = String::new;
         assert!(
             plugin
-                .ask_imds("x", &dev(Some("02:00:17:00:00:01")))
+                .ask_imds("x", &dev(Some("02:00:17:00:00:01")), why())
                 .unwrap()
                 .is_primary
         );
         let s = plugin
-            .ask_imds("x", &dev(Some("02:00:17:00:00:02")))
+            .ask_imds("x", &dev(Some("02:00:17:00:00:02")), why())
             .unwrap();
         assert_eq!((s.vnic_id.as_str(), s.is_primary), ("s", false));
         assert!(matches!(
-            plugin.ask_imds("x", &dev(None)),
+            plugin.ask_imds("x", &dev(None), why()),
             Err(VnicError::NoMac { .. })
         ));
         assert!(matches!(
-            plugin.ask_imds("x", &dev(Some("02:00:17:00:00:09"))),
+            plugin.ask_imds("x", &dev(Some("02:00:17:00:00:09")), why()),
             Err(VnicError::NoVnic { .. })
         ));
+    }
+
+    /// A state file with one entry keyed only by MAC (no ifname, no PCI),
+    /// and a request naming a device that is not on the (empty) node.
+    fn moved(dir: &Path, with_state: bool, selector: serde_json::Value) -> Request {
+        let state_file = dir.join("state.json");
+        if with_state {
+            let mut v = vnic_state();
+            v.pci = Some("0000:00:09.0".into());
+            let other = v.clone();
+            v.pci = None;
+            let mut other = other;
+            other.mac = "02:00:17:00:00:09".into();
+            other.ip = "198.51.100.99".parse().unwrap();
+            NodeState::new(vec![other, v], std::time::UNIX_EPOCH)
+                .write_atomic(&state_file)
+                .unwrap();
+        }
+        let mut r = req(selector).unwrap();
+        r.ipam.state_file = state_file;
+        r.ipam.sysfs_root = dir.join("empty-root");
+        r
+    }
+
+    #[test]
+    fn moved_device_mac_comes_from_the_pod() {
+        let dir = tempfile::tempdir().unwrap();
+        let connector = Fixed(Vec::new());
+        let pod = FakePod {
+            link: Some(("net1", "02:00:17:00:00:02")),
+            ..FakePod::default()
+        };
+        let plugin = VnicIpam::new(&connector, &pod);
+        for sel in [
+            json!({"device": "ens5"}),
+            json!({"kernelpath": "/sys/devices/pci0000:00/0000:00:05.0"}),
+            json!({"pciBusID": "0000:00:05.0"}),
+        ] {
+            let r = moved(dir.path(), true, sel.clone());
+            let v = plugin.find_vnic(&r, POD).unwrap();
+            assert_eq!(v.ip.to_string(), "198.51.100.20", "{sel}");
+        }
+        assert_eq!(pod.asked.get(), 3);
+        // A PCI match in the state file answers without asking the pod.
+        let r = moved(dir.path(), true, json!({"pciBusID": "0000:00:09.0"}));
+        assert_eq!(
+            plugin.find_vnic(&r, POD).unwrap().ip.to_string(),
+            "198.51.100.99"
+        );
+        assert_eq!(pod.asked.get(), 3);
+        // IMDS fallback by the pod's MAC.
+        let connector = imds_two();
+        let plugin = VnicIpam::new(&connector, &pod);
+        let r = moved(dir.path(), false, json!({"device": "ens5"}));
+        let _ = std::fs::remove_file(&r.ipam.state_file);
+        assert_eq!(plugin.find_vnic(&r, POD).unwrap().vnic_id, "s");
+    }
+
+    #[test]
+    fn unknown_mac_says_what_was_looked_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let connector = imds_two();
+        let r = moved(dir.path(), false, json!({"device": "ens5"}));
+        let err = |pod: &FakePod, at: PodIface<'_>| {
+            VnicIpam::new(&connector, pod)
+                .find_vnic(&r, at)
+                .unwrap_err()
+                .to_string()
+        };
+        let empty = FakePod::default();
+        assert_eq!(
+            err(&empty, POD),
+            "device (name ens5, MAC -, PCI -) is not in the state file and its MAC is unknown \
+             (not on the node, and no \"net1\" with a MAC in /run/netns/pod), so IMDS cannot be asked"
+        );
+        let no_ns = PodIface { netns: "", ..POD };
+        assert!(err(&empty, no_ns).contains("CNI_NETNS is empty"));
+        assert_eq!(empty.asked.get(), 1, "no netns, no question");
+        let failing = FakePod {
+            fail: true,
+            ..FakePod::default()
+        };
+        assert!(
+            err(&failing, POD).contains("reading \"net1\" in /run/netns/pod: netlink decode: boom")
+        );
+        let stranger = FakePod {
+            link: Some(("net1", "02:00:17:00:00:77")),
+            ..FakePod::default()
+        };
+        assert_eq!(
+            err(&stranger, POD),
+            "no VNIC for device (name ens5, MAC 02:00:17:00:00:77 (of net1 in the pod), PCI -)"
+        );
     }
 }

@@ -2,7 +2,8 @@
 
 fn main() {
     let imds = plexus_vnic::OciConnector;
-    let plugin = plexus_vnic::VnicIpam::new(&imds);
+    let pod = plexus_vnic::KernelPodLinks;
+    let plugin = plexus_vnic::VnicIpam::new(&imds, &pod);
     std::process::exit(plexus_cni::skel::run(
         &plugin,
         plexus_vnic::ABOUT,
