@@ -11,7 +11,7 @@ use std::process::{Command as Process, ExitStatus, Stdio};
 
 use crate::error::CniError;
 use crate::result::CniResult;
-use crate::skel::{CmdArgs, Command};
+use crate::skel::{CmdArgs, Command, Plugin};
 use crate::version;
 
 /// Runs plugin binaries.
@@ -27,6 +27,21 @@ pub trait Exec {
 
     /// Finds plugin `plugin_type` in `paths` (first match wins).
     fn find_in_path(&self, plugin_type: &str, paths: &[PathBuf]) -> Result<PathBuf, CniError>;
+}
+
+impl<E: Exec + ?Sized> Exec for &E {
+    fn exec_plugin(
+        &self,
+        path: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+    ) -> Result<Vec<u8>, CniError> {
+        (**self).exec_plugin(path, stdin, env)
+    }
+
+    fn find_in_path(&self, plugin_type: &str, paths: &[PathBuf]) -> Result<PathBuf, CniError> {
+        (**self).find_in_path(plugin_type, paths)
+    }
 }
 
 /// The `CNI_*` values a delegate is run with.
@@ -300,6 +315,126 @@ pub fn find_in_path(
         })
 }
 
+/// A plugin compiled into this binary: its `type`, its handlers and the
+/// versions it supports, as its own `main` would pass them to [`crate::skel::run`].
+pub struct Builtin<'a> {
+    /// The `type` it answers to (its binary name in `CNI_PATH`).
+    pub plugin_type: &'a str,
+    /// Its handlers.
+    pub plugin: &'a dyn Plugin,
+    /// Its `about` text.
+    pub about: &'a str,
+    /// Its supported CNI versions.
+    pub supported: &'a [&'a str],
+}
+
+/// Runs a delegate in-process when it is one of `builtins` *and* the binary
+/// `CNI_PATH` resolves to is the one installed with ours (the same file as
+/// `<dir>/<type>`, where `dir` holds the running executable): the skeleton
+/// runs it with the same stdin, `CNI_*` env and output contract as the
+/// process, minus one process start-up per call. Anything else, e.g. another
+/// `static` earlier in `CNI_PATH`, is handed to `inner`.
+pub struct BuiltinExec<'a, E> {
+    inner: E,
+    own_dir: Option<PathBuf>,
+    builtins: Vec<Builtin<'a>>,
+}
+
+impl<E: std::fmt::Debug> std::fmt::Debug for BuiltinExec<'_, E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let types: Vec<&str> = self.builtins.iter().map(|b| b.plugin_type).collect();
+        f.debug_struct("BuiltinExec")
+            .field("inner", &self.inner)
+            .field("own_dir", &self.own_dir)
+            .field("builtins", &types)
+            .finish()
+    }
+}
+
+impl<'a, E: Exec> BuiltinExec<'a, E> {
+    /// Builtins are eligible when found in `own_dir` (`None`: never).
+    pub fn new(inner: E, own_dir: Option<PathBuf>) -> Self {
+        Self {
+            inner,
+            own_dir,
+            builtins: Vec::new(),
+        }
+    }
+
+    /// With `own_dir` the directory of the running executable.
+    pub fn next_to_current_exe(inner: E) -> Self {
+        let dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        Self::new(inner, dir)
+    }
+
+    /// Adds a builtin.
+    #[must_use]
+    pub fn with(mut self, builtin: Builtin<'a>) -> Self {
+        self.builtins.push(builtin);
+        self
+    }
+
+    /// The builtin `path` stands for, if it is the installed copy of one.
+    fn builtin_for(&self, path: &Path) -> Option<&Builtin<'a>> {
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.own_dir.as_ref()?;
+        let name = path.file_name()?.to_str()?;
+        let b = self.builtins.iter().find(|b| b.plugin_type == name)?;
+        let (found, ours) = (
+            std::fs::metadata(path).ok()?,
+            std::fs::metadata(dir.join(name)).ok()?,
+        );
+        (found.dev() == ours.dev() && found.ino() == ours.ino()).then_some(b)
+    }
+}
+
+impl<E: Exec> Exec for BuiltinExec<'_, E> {
+    fn exec_plugin(
+        &self,
+        path: &Path,
+        stdin: &[u8],
+        env: &[(String, String)],
+    ) -> Result<Vec<u8>, CniError> {
+        let Some(b) = self.builtin_for(path) else {
+            return self.inner.exec_plugin(path, stdin, env);
+        };
+        // The child's view: our env with the `CNI_*` variables replaced.
+        let getenv = |k: &str| match env.iter().find(|(name, _)| name == k) {
+            Some((_, v)) => Some(v.clone()),
+            None if CNI_ENV_VARS.contains(&k) => None,
+            None => std::env::var(k).ok(),
+        };
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let code = crate::skel::run_with(
+            b.plugin,
+            b.about,
+            b.supported,
+            &getenv,
+            &mut &stdin[..],
+            &mut stdout,
+            &mut stderr,
+        );
+        if !stderr.is_empty() {
+            // Diagnostics only: a failed stderr write must not change the outcome.
+            let _ = std::io::stderr().write_all(&stderr);
+        }
+        if code == 0 {
+            return Ok(stdout);
+        }
+        Err(plugin_error(
+            &format!("exit status: {code}"),
+            &stdout,
+            &stderr,
+        ))
+    }
+
+    fn find_in_path(&self, plugin_type: &str, paths: &[PathBuf]) -> Result<PathBuf, CniError> {
+        self.inner.find_in_path(plugin_type, paths)
+    }
+}
+
 fn run_delegate(
     plugin_type: &str,
     conf: &[u8],
@@ -486,6 +621,59 @@ mod tests {
         assert!(ProcessExec
             .exec_plugin(&dir.path().join("none"), b"", &[])
             .is_err());
+    }
+
+    /// Answers ADD with its interface name; fails DEL with code 11.
+    struct Echo;
+
+    impl Plugin for Echo {
+        fn add(&self, a: &CmdArgs) -> Result<serde_json::Value, CniError> {
+            Ok(serde_json::json!({"cniVersion": "1.0.0", "interfaces": [{"name": a.ifname}]}))
+        }
+        fn del(&self, _a: &CmdArgs) -> Result<(), CniError> {
+            Err(CniError::try_again("busy"))
+        }
+        fn check(&self, _a: &CmdArgs) -> Result<(), CniError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn builtin_runs_in_process_only_for_the_installed_copy() {
+        let own = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        for d in [&own, &other] {
+            std::fs::write(d.path().join("echo"), "#!/bin/sh\nexit 99\n").unwrap();
+        }
+        let fake = FakeExec::new().with_plugin("echo");
+        fake.push_output(br#"{"cniVersion":"1.0.0"}"#);
+        let exec = BuiltinExec::new(&fake, Some(own.path().to_path_buf())).with(Builtin {
+            plugin_type: "echo",
+            plugin: &Echo,
+            about: "echo",
+            supported: version::SUPPORTED,
+        });
+        let conf = br#"{"cniVersion":"1.0.0","name":"n","type":"echo"}"#;
+        let mut e = env();
+        e.path = vec![own.path().to_path_buf()];
+        let r = delegate_add("echo", conf, &e, &exec).unwrap();
+        assert_eq!(r.interfaces[0].name, "net1");
+        let err = delegate_del("echo", conf, &e, &exec).unwrap_err();
+        assert_eq!(err, CniError::try_again("busy"));
+        // The skeleton's own checks apply too.
+        let err = exec
+            .exec_plugin(&own.path().join("echo"), b"{}", &e.to_env(Command::Add))
+            .unwrap_err();
+        assert_eq!(err.code, 7);
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        // Another copy earlier in CNI_PATH is not ours: it is exec'd.
+        e.path = vec![other.path().to_path_buf(), own.path().to_path_buf()];
+        delegate_add("echo", conf, &e, &exec).unwrap();
+        assert_eq!(fake.calls().len(), 1);
+        assert_eq!(fake.calls()[0].path, other.path().join("echo"));
+        // Without an own directory nothing is builtin.
+        let none = BuiltinExec::new(&fake, None);
+        assert!(none.builtin_for(&own.path().join("echo")).is_none());
     }
 
     /// Both ways of running a plugin: a big config in, big output on both
