@@ -34,6 +34,10 @@
 # NAD resolves to each node's own files, as on real nodes. Mounts die with
 # the process; the host's mount table is never touched.
 #
+# The agent itself runs on the node too (its fake IMDS is only reachable
+# there, as the real one is only reachable from the instance); `--netns` is
+# passed anyway to name the namespace it configures.
+#
 # Veths have no PCI identity, so the agent's --sysfs-root points at a small
 # per-node tree ($ROOT/hw/sys/...) describing what lspci shows on an OCI
 # "hardware-assisted" VM: two mlx5 VFs, ens3 (0000:00:03.0) and ens5
@@ -71,6 +75,7 @@ FAILED=0
 WORK=""          # temp dir: every file of the run
 ROOT=""          # $WORK/node: mount point, each node's own files appear here
 PIDS=()          # background processes we started
+SUMMARY_DONE=""
 API_PID=""
 API_TOKEN="plexus-demo-token"
 API_INNER="127.0.0.1:6443"          # fake API, inside the VCN ns
@@ -103,6 +108,18 @@ check() {
         printf '   \033[31mFAIL\033[0m %s\n' "$what"
         FAILED=$((FAILED + 1))
     fi
+}
+
+# EXIT trap: cleanup, and a summary even when something outside a check
+# aborted the run (set -e).
+on_exit() {
+    local rc=$?
+    cleanup
+    if [ -z "$SUMMARY_DONE" ]; then
+        printf '\n%s passed, %s failed (aborted, exit %s)\n' "$PASSED" "$((FAILED + 1))" "$rc"
+        [ "$rc" -ne 0 ] || rc=1
+    fi
+    exit "$rc"
 }
 
 cleanup() {
@@ -375,7 +392,7 @@ task1() {
         ns=$(node_ns "$n")
         step "1. Task 1 on node$n: plexus-agent vnic plan / apply (OCI's secondary VNIC script, via netlink)"
         info "\$ plexus-agent --netns $ns vnic plan"
-        agent "$n" vnic plan 2>&1 | indent
+        agent "$n" vnic plan 2>&1 | indent || true
         check "node$n: plan changed nothing (ens5 still without address)" \
             sh -c "! ip -n $ns -4 addr show dev ens5 | grep -q inet"
         info "\$ plexus-agent --netns $ns vnic apply"
@@ -383,7 +400,7 @@ task1() {
         agent "$n" vnic apply 2>&1 | indent || rc=$?
         check "node$n: vnic apply (exit $rc)" test "$rc" = 0
         info "ip addr show ens5 / ip rule / ip route show table $TABLE"
-        { ip -n "$ns" addr show dev ens5; ip -n "$ns" rule show; ip -n "$ns" route show table "$TABLE"; } | indent
+        { ip -n "$ns" addr show dev ens5; ip -n "$ns" rule show; ip -n "$ns" route show table "$TABLE"; } 2>&1 | indent || true
         check "node$n: ens5 has $(vnic_ip "$n")/24, MTU 9000, UP" \
             sh -c "ip -n $ns addr show dev ens5 | grep -q 'inet $(vnic_ip "$n")/24' &&
                    ip -n $ns link show dev ens5 | grep -q 'mtu 9000 ' &&
@@ -448,16 +465,17 @@ task23() {
         # Demo-only edit: the meta plugin's cache and bin dir inside the node
         # root ($ROOT/var/lib/cni/plexus, $ROOT/opt/cni/bin) instead of
         # /var/lib/cni/plexus and /opt/cni/bin on the host.
-        python3 - "$conf" "$ROOT" <<'EOF'
+        { [ -s "$conf" ] && python3 - "$conf" "$ROOT" <<'EOF'
 import json, sys
 path, root = sys.argv[1], sys.argv[2]
 c = json.load(open(path))
 c["plugins"][0]["cniDir"] = root + "/var/lib/cni/plexus"
 c["plugins"][0]["binDir"] = root + "/opt/cni/bin"
-json.dump(c, open(path, "w"), indent=2)
+open(path, "w").write(json.dumps(c, indent=2) + "\n")
 EOF
+        } || true
         info "$ROOT/etc/cni/net.d: $(ls "$WORK/node$n/etc/cni/net.d" | tr '\n' ' ')"
-        indent <"$conf"
+        indent <"$conf" || true
         check "node$n: 00-plexus.conflist is type plexus wrapping the bridge conflist" python3 - "$conf" <<'EOF'
 import json, sys
 c = json.load(open(sys.argv[1]))
@@ -504,10 +522,10 @@ task4() {
         step "3. Task 4: kubelet ADD pod$n on node$n (plexus -> bridge eth0, host-device + vnic net1)"
         rc=0
         out=$(kubelet ADD "$n" 2>"$WORK/add$n.err") || rc=$?
-        { echo "$out"; cat "$WORK/add$n.err"; } | indent
+        { echo "$out"; cat "$WORK/add$n.err"; } | indent || true
         check "ADD pod$n (exit $rc)" test "$rc" = 0
         info "pod$n: ip addr / ip route"
-        { ip -n "$pns" addr show; ip -n "$pns" route show; } | indent
+        { ip -n "$pns" addr show; ip -n "$pns" route show; } 2>&1 | indent || true
         check "pod$n: eth0 in $(pod_cidr "$n") (cluster network)" \
             sh -c "ip -n $pns -4 addr show dev eth0 | grep -q 'inet 203.0.113.1[0-9][0-9]/26\|inet 203.0.113.2[0-9][0-9]/26'"
         check "pod$n: net1 has node$n's VNIC IP $(vnic_ip "$n")/24 and MAC $(vnic_mac "$n")" \
@@ -521,7 +539,7 @@ task4() {
         python3 -c 'import json,sys
 p = json.load(open(sys.argv[1]))
 print(json.dumps(json.loads(p["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]), indent=2))' \
-            "$WORK/pod$n.json" 2>&1 | indent
+            "$WORK/pod$n.json" 2>&1 | indent || true
         check "pod$n: network-status lists eth0 (default) and net1 default/vnic-net $(vnic_ip "$n")" \
             python3 - "$WORK/pod$n.json" "$(vnic_ip "$n")" "$(vnic_mac "$n")" <<'EOF'
 import json, sys
@@ -538,7 +556,7 @@ EOF
     step "3. events (kubectl describe pod): AddedInterface from the fake API"
     api /api/v1/namespaces/default/events | python3 -c 'import json,sys
 for e in json.load(sys.stdin)["items"]:
-    print(e["involvedObject"]["name"], e["reason"], e["message"])' 2>&1 | indent
+    print(e["involvedObject"]["name"], e["reason"], e["message"])' 2>&1 | indent || true
     check "events: AddedInterface net1 for pod1 and pod2" events_ok
 }
 
@@ -565,6 +583,8 @@ pings() {
 
 # ------------------------------------------------------------------ step 5
 
+status_shows_host() { agent "$1" status 2>/dev/null | grep -q '^ens5 .* host *$'; }
+
 task_del() {
     local n ns pns rc
     step "5. DEL without the API server: stop fake-kube-apiserver (pid $API_PID)"
@@ -580,7 +600,7 @@ task_del() {
         check "pod$n: net1 and eth0 are gone" \
             sh -c "! ip -n $pns link show dev net1 && ! ip -n $pns link show dev eth0"
         info "host-device restored on node$n (name, MTU, up state as found at ADD):"
-        ip -n "$ns" addr show dev ens5 2>&1 | indent
+        ip -n "$ns" addr show dev ens5 2>&1 | indent || true
         check "node$n: ens5 back, MTU 9000, UP (host-device's restore)" \
             sh -c "ip -n $ns link show dev ens5 | grep -q 'mtu 9000 ' &&
                    ip -n $ns link show dev ens5 | grep -q '[<,]UP[,>]'"
@@ -591,7 +611,10 @@ task_del() {
         info "\$ plexus-agent --netns $ns vnic apply"
         agent "$n" vnic apply 2>&1 | indent || rc=$?
         check "node$n: vnic apply after DEL (exit $rc)" test "$rc" = 0
-        { ip -n "$ns" addr show dev ens5; ip -n "$ns" route show table "$TABLE"; } | indent
+        { ip -n "$ns" addr show dev ens5; ip -n "$ns" route show table "$TABLE"; } 2>&1 | indent || true
+        info "\$ plexus-agent status"
+        agent "$n" status 2>&1 | indent || true
+        check "node$n: status shows ens5 on the host again" status_shows_host "$n"
         check "node$n: ens5 has $(vnic_ip "$n")/24 again, table $TABLE complete (agent's vnic apply)" \
             sh -c "ip -n $ns addr show dev ens5 | grep -q 'inet $(vnic_ip "$n")/24' &&
                    ip -n $ns route show table $TABLE | grep -q '^default via 198.51.100.1 dev ens5' &&
@@ -613,7 +636,7 @@ main() {
     need_tools
     select_bins
     local started=$SECONDS
-    trap cleanup EXIT
+    trap on_exit EXIT
     trap 'exit 130' INT TERM
     WORK=$(mktemp -d "/tmp/plexus-demo-$TAG.XXXXXX")
     ROOT="$WORK/node"
@@ -637,6 +660,7 @@ main() {
     check "no process of this run left" no_leftover_processes "$work"
     check "temp dir removed" test ! -e "$work"
     WORK=""
+    SUMMARY_DONE=1
     printf '\n%s passed, %s failed (%ss)\n' "$PASSED" "$FAILED" "$((SECONDS - started))"
     [ "$FAILED" -eq 0 ]
 }
