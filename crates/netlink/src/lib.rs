@@ -20,7 +20,7 @@ mod types;
 
 pub use addr::{Address, IFA_F_NODAD};
 pub use error::{Error, Result};
-pub use link::{Link, OperState};
+pub use link::{Link, LinkMove, OperState};
 pub use route::{Route, RouteKind};
 pub use rule::Rule;
 pub use socket::Handle;

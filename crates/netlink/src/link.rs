@@ -16,6 +16,18 @@ use crate::types::HwAddr;
 /// typed attribute always carries a NUL, which the kernel keeps as "").
 const IFLA_IFALIAS: u16 = 20;
 
+/// What [`Handle::move_to_netns_with`] sets on arrival; `None` leaves a
+/// field as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LinkMove<'a> {
+    pub name: Option<&'a str>,
+    /// `Some("")` clears the alias.
+    pub alias: Option<&'a str>,
+    pub mtu: Option<u32>,
+    /// Administrative state.
+    pub up: Option<bool>,
+}
+
 /// RFC 2863 operational state (`IFLA_OPERSTATE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum OperState {
@@ -206,6 +218,43 @@ impl Handle {
         m.attributes.push(LinkAttribute::IfName(name.to_string()));
         let target = || format!("link #{index} to {name:?}");
         self.ack(RouteNetlinkMessage::SetLink(m), 0, "rename", target)
+    }
+
+    /// Moves a link into the namespace `ns` and sets `with` in the same
+    /// request, so the move and everything the caller wants on arrival take
+    /// RTNL once. The kernel (`do_setlink`) moves first, then applies MTU,
+    /// name, alias and flags in that order inside the target; a failure
+    /// after the move leaves the link moved with only the earlier ones
+    /// applied (see [`Handle::move_to_netns`] for the name semantics).
+    pub fn move_to_netns_with(&self, index: u32, ns: impl AsFd, with: &LinkMove<'_>) -> Result<()> {
+        let mut m = by_index(index);
+        m.attributes
+            .push(LinkAttribute::NetNsFd(ns.as_fd().as_raw_fd()));
+        if let Some(mtu) = with.mtu {
+            m.attributes.push(LinkAttribute::Mtu(mtu));
+        }
+        if let Some(n) = with.name {
+            m.attributes.push(LinkAttribute::IfName(n.to_string()));
+        }
+        match with.alias {
+            None => {}
+            Some("") => m.attributes.push(LinkAttribute::Other(DefaultNla::new(
+                IFLA_IFALIAS,
+                Vec::new(),
+            ))),
+            Some(a) => m.attributes.push(LinkAttribute::IfAlias(a.to_string())),
+        }
+        if let Some(up) = with.up {
+            m.header.change_mask = LinkFlags::Up;
+            if up {
+                m.header.flags = LinkFlags::Up;
+            }
+        }
+        let target = || match with.name {
+            Some(n) => format!("link #{index} as {n:?}"),
+            None => format!("link #{index}"),
+        };
+        self.ack(RouteNetlinkMessage::SetLink(m), 0, "move to netns", target)
     }
 
     /// Moves a link into the namespace `ns` and, with `new_name`, renames it

@@ -89,6 +89,41 @@ fn move_to_netns_renames_in_one_request() {
     assert_eq!(h.link_by_name("pxvf0").unwrap().mac, vf.mac);
 }
 
+#[test]
+fn move_to_netns_with_sets_everything_on_arrival() {
+    let (host, h) = fresh();
+    let (pod, p) = fresh();
+    h.add_veth("pxvf2", "pxpeer3").unwrap();
+    let vf = h.link_by_name("pxvf2").unwrap();
+    h.set_link_up(vf.index, true).unwrap();
+    let into = plexus_netlink::LinkMove {
+        name: Some("net1"),
+        alias: Some("pxvf2"),
+        mtu: Some(1400),
+        up: Some(true),
+    };
+    h.move_to_netns_with(vf.index, &pod, &into).unwrap();
+    let moved = p.link_by_name("net1").unwrap();
+    assert_eq!(
+        (moved.mac, moved.alias.as_deref(), moved.mtu, moved.up),
+        (vf.mac.clone(), Some("pxvf2"), 1400, true)
+    );
+
+    // Back: original name and MTU, alias cleared, left down.
+    let back = plexus_netlink::LinkMove {
+        name: Some("pxvf2"),
+        alias: Some(""),
+        mtu: Some(vf.mtu),
+        up: Some(false),
+    };
+    p.move_to_netns_with(moved.index, &host, &back).unwrap();
+    let home = h.link_by_name("pxvf2").unwrap();
+    assert_eq!(
+        (home.mac, home.alias, home.mtu, home.up),
+        (vf.mac, None, vf.mtu, false)
+    );
+}
+
 /// Documents the kernel's clash semantics that `move_to_netns` warns about.
 #[test]
 fn move_to_netns_name_clash_semantics() {
