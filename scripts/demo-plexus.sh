@@ -51,8 +51,9 @@
 #   3 Task 4: kubelet-style ADD of pod1 on node1, pod2 on node2: eth0 +
 #     net1 with each node's VNIC IP; network-status + events from the API
 #   4 pings pod1 <-> pod2 over net1, node1 -> pod2 / node2 -> pod1 over the VCN
-#   5 DEL with the fake API stopped; host-device returns ens5 (name, MTU, up);
-#     agent `vnic apply` restores address, table, rule
+#   5 DEL with the fake API stopped; host-device returns ens5 (name, MTU, up
+#     state as found at ADD); the address and table 101 routes left with the
+#     device, agent `vnic apply` restores them (the rule stayed on the node)
 #
 # Usage: sudo ./scripts/demo-plexus.sh
 #   PLEXUS_DEMO_BIN_DIR=<dir>   our binaries (plexus, host-device, static,
@@ -204,6 +205,9 @@ on_node() {
 
 # agent_argv <n>: sets AGENT_ARGV to plexus-agent on node n, every path flag
 # node-local (through the PLEXUS_* environment variables).
+# PLEXUS_SYSFS_ROOT is the directory HOLDING sys/: discovery reads
+# <root>/sys/bus/pci/devices, so the flag's default /sys (and the DaemonSet's
+# /host/sys) would find no device at all.
 agent_argv() {
     local NODE_ARGV
     node_argv "$1"
