@@ -22,7 +22,7 @@ use std::path::PathBuf;
 
 use plexus_cni::exec::{self, DelegateEnv, Exec};
 use plexus_cni::{CmdArgs, CniError, CniResult, Plugin};
-use plexus_netlink::Link;
+use plexus_netlink::{Link, LinkMove};
 use plexus_sysfs::pci::{self, PciAddr};
 use serde_json::Value;
 
@@ -104,7 +104,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
         let record = self.record(&conf, args, &found, &net)?;
         store.save(&record)?;
         let mut progress = Progress::default();
-        match self.attach(&conf, args, &net, &record, &mut progress) {
+        match self.attach(&conf, args, &net, &record, &found, &mut progress) {
             Ok(v) => Ok(v),
             Err(e) => {
                 self.rollback(&conf, args, &net, &record, &progress);
@@ -123,6 +123,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
         args: &CmdArgs,
         net: &O::Net,
         record: &Record,
+        found: &Found,
         progress: &mut Progress,
     ) -> Result<Value, Error> {
         if record.userspace {
@@ -138,13 +139,16 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
             );
             return Ok(result.to_json(conf.net.version())?);
         }
-        let pod_link = self.move_in(net, record, &args.ifname, progress)?;
+        let Found::Netdev { link, .. } = found else {
+            return Err(Error::DeviceNotFound {
+                selector: format!("device {:?}", record.host.name),
+            });
+        };
+        let pod_link = self.move_in(net, record, link.index, &args.ifname, progress)?;
         let ipam = self.run_ipam(conf, args, record, progress)?;
         if let Some(res) = &ipam {
             self.configure(net, pod_link.index, res)?;
         }
-        net.set_up(Side::Pod, pod_link.index, true)
-            .map_err(Error::netlink(format!("set {} up in the pod", args.ifname)))?;
         let result = plan::report(
             &args.ifname,
             pod_link.mac.as_ref().map(ToString::to_string),
@@ -304,6 +308,11 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
                 addresses: Vec::new(),
                 routes: Vec::new(),
             },
+            // The kernel flushes addresses and routes on the move; they are
+            // only worth two dumps when `useInterfaceNetwork` puts them back.
+            Found::Netdev { link, pci } if !conf.use_interface_network => {
+                plan::host_state(link, *pci, &[], &[])
+            }
             Found::Netdev { link, pci } => {
                 let during = || format!("read host config of {:?}", link.name);
                 let addrs = net
@@ -325,12 +334,14 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
         })
     }
 
-    /// Moves the device into the pod under `ifname` and marks it with its
-    /// host name (`IFLA_IFALIAS`, as the reference does).
+    /// Moves host link `index` (resolved under the device lock) into the
+    /// pod under `ifname`, marked with its host name (`IFLA_IFALIAS`, as the
+    /// reference does) and up, all in the move's own request.
     fn move_in(
         &self,
         net: &O::Net,
         record: &Record,
+        index: u32,
         ifname: &str,
         progress: &mut Progress,
     ) -> Result<Link, Error> {
@@ -343,17 +354,18 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
                 ifname: ifname.to_string(),
             });
         }
-        let link = net
-            .link_by_name(Side::Host, &host.name)
-            .map_err(Error::netlink(format!("look up {:?}", host.name)))?
-            .ok_or_else(|| Error::DeviceNotFound {
-                selector: format!("device {:?}", host.name),
-            })?;
-        if let Err(e) = net.move_link(Side::Host, link.index, ifname) {
+        let arrival = LinkMove {
+            name: Some(ifname),
+            alias: Some(&host.name),
+            mtu: None,
+            up: Some(true),
+        };
+        if let Err(e) = net.move_link(Side::Host, index, &arrival) {
             // The kernel renames after moving unless the old name clashes
-            // too; a name taken meanwhile leaves it in the pod under its
-            // host name, so the rollback looks there as well.
-            progress.moved = e.is_exists();
+            // too, and sets alias and state after that: an error may come
+            // from a device already in the pod (under either name), so the
+            // rollback looks there; it changes nothing when it is not.
+            progress.moved = true;
             return Err(if e.is_exists() {
                 Error::IfnameTaken {
                     ifname: ifname.to_string(),
@@ -363,15 +375,12 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
             });
         }
         progress.moved = true;
-        let pod_link = net
-            .link_by_name(Side::Pod, ifname)
+        // The ifindex may change on the move; MAC and MTU go in the result.
+        net.link_by_name(Side::Pod, ifname)
             .map_err(Error::netlink("look up the moved interface"))?
             .ok_or_else(|| Error::DeviceNotFound {
                 selector: format!("device {ifname:?} in the pod"),
-            })?;
-        net.set_alias(Side::Pod, pod_link.index, Some(&host.name))
-            .map_err(Error::netlink(format!("set alias of {ifname:?}")))?;
-        Ok(pod_link)
+            })
     }
 
     /// The addresses and routes for the pod: the host's own
@@ -411,9 +420,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
             net.add_address(Side::Pod, index, a)
                 .map_err(Error::netlink(format!("add address {a}")))?;
         }
-        // Routes through a gateway need the link up.
-        net.set_up(Side::Pod, index, true)
-            .map_err(Error::netlink("set the pod interface up"))?;
+        // The link came up with the move: routes through a gateway need it.
         for r in &routes {
             match net.add_route(Side::Pod, r) {
                 // The kernel already made it (the subnet route): first wins.
@@ -492,25 +499,36 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
         }
         if net.has_pod() {
             if let Some(link) = self.find_in_pod(net, r)? {
-                match net.move_link(Side::Pod, link.index, &r.host.name) {
+                // Name, MTU, alias and up state as found, in the move's own
+                // request: nothing is left to do on the host after it.
+                let h = &r.host;
+                let back = LinkMove {
+                    name: Some(&h.name),
+                    alias: Some(h.alias.as_deref().unwrap_or("")),
+                    mtu: (h.mtu != 0).then_some(h.mtu),
+                    up: Some(h.up),
+                };
+                match net.move_link(Side::Pod, link.index, &back) {
+                    Ok(()) if !r.use_interface_network => return Ok(()),
                     Ok(()) => {}
-                    // Either moved under its pod name and the rename clashed
-                    // (fixed on the host below), or refused outright because
-                    // both names are taken on the host: then it is still in
-                    // the pod and DEL must fail so the retry can finish.
-                    Err(e) if e.is_exists() => {
-                        if self.find_in_pod(net, r)?.is_some() {
-                            return Err(Error::netlink(format!(
-                                "move {:?} back to the host: name {:?} is taken there",
-                                link.name, r.host.name
-                            ))(e));
-                        }
-                    }
+                    // Refused outright (both names taken on the host, or
+                    // the move itself failed): it is still in the pod and
+                    // DEL must fail so the retry can finish. Otherwise it
+                    // moved and a later step failed (e.g. the rename
+                    // clashed): the host side below finishes it step by
+                    // step.
                     Err(e) => {
-                        return Err(Error::netlink(format!(
-                            "move {:?} back to the host as {:?}",
-                            link.name, r.host.name
-                        ))(e))
+                        if self.find_in_pod(net, r)?.is_some() {
+                            let why = if e.is_exists() {
+                                format!(
+                                    "move {:?} back to the host: name {:?} is taken there",
+                                    link.name, h.name
+                                )
+                            } else {
+                                format!("move {:?} back to the host as {:?}", link.name, h.name)
+                            };
+                            return Err(Error::netlink(why)(e));
+                        }
                     }
                 }
             }
@@ -593,6 +611,20 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
 
     fn find_on_host(&self, net: &O::Net, r: &Record) -> Result<Option<Link>, Error> {
         let h = &r.host;
+        let mac_ok = |l: &Link| {
+            h.mac.as_ref().is_none_or(|m| {
+                l.mac.as_ref().is_some_and(|x| x.to_string() == *m)
+                    || l.perm_mac.as_ref().is_some_and(|x| x.to_string() == *m)
+            })
+        };
+        // The usual case, without listing every link of the node.
+        if let Some(l) = net
+            .link_by_name(Side::Host, &h.name)
+            .map_err(Error::netlink("look up the host device"))?
+            .filter(|l| mac_ok(l))
+        {
+            return Ok(Some(l));
+        }
         let links = net
             .links(Side::Host)
             .map_err(Error::netlink("list host links"))?;
@@ -636,16 +668,14 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
         let Some(alias) = link.alias.clone() else {
             return Ok(());
         };
-        net.move_link(Side::Pod, link.index, &alias)
-            .map_err(Error::netlink(format!("move {ifname:?} back as {alias:?}")))?;
-        if let Some(l) = net
-            .link_by_name(Side::Host, &alias)
-            .map_err(Error::netlink("look up the restored device"))?
-        {
-            net.set_alias(Side::Host, l.index, None)
-                .map_err(Error::netlink("clear alias"))?;
-        }
-        Ok(())
+        let back = LinkMove {
+            name: Some(&alias),
+            alias: Some(""),
+            mtu: None,
+            up: None,
+        };
+        net.move_link(Side::Pod, link.index, &back)
+            .map_err(Error::netlink(format!("move {ifname:?} back as {alias:?}")))
     }
 
     // ----- CHECK, STATUS, GC ---------------------------------------------

@@ -4,7 +4,7 @@
 //! in memory for the handler tests.
 
 use ipnet::IpNet;
-use plexus_netlink::{Address, Handle, Link, Route};
+use plexus_netlink::{Address, Handle, Link, LinkMove, Route};
 use plexus_netns::NetNs;
 
 /// Which namespace an operation targets.
@@ -39,9 +39,10 @@ pub trait Net {
     fn addresses(&self, side: Side, index: u32) -> NetResult<Vec<Address>>;
     /// Routes (any table) whose output interface is `index`.
     fn routes(&self, side: Side, index: u32) -> NetResult<Vec<Route>>;
-    /// Moves link `index` from `from` to the other side, renamed to `name`,
-    /// in one request (see `plexus_netlink::Handle::move_to_netns`).
-    fn move_link(&self, from: Side, index: u32, name: &str) -> NetResult<()>;
+    /// Moves link `index` from `from` to the other side and applies `to`
+    /// (name, alias, MTU, up state) in the same request (see
+    /// `plexus_netlink::Handle::move_to_netns_with`).
+    fn move_link(&self, from: Side, index: u32, to: &LinkMove<'_>) -> NetResult<()>;
     fn rename(&self, side: Side, index: u32, name: &str) -> NetResult<()>;
     fn set_up(&self, side: Side, index: u32, up: bool) -> NetResult<()>;
     fn set_mtu(&self, side: Side, index: u32, mtu: u32) -> NetResult<()>;
@@ -150,14 +151,14 @@ impl Net for KernelNet {
             .collect())
     }
 
-    fn move_link(&self, from: Side, index: u32, name: &str) -> NetResult<()> {
+    fn move_link(&self, from: Side, index: u32, to: &LinkMove<'_>) -> NetResult<()> {
         let h = self.h(from)?;
         match from {
             Side::Host => {
                 let (pod_ns, _) = self.pod.as_ref().ok_or_else(no_pod)?;
-                h.move_to_netns(index, pod_ns, Some(name))
+                h.move_to_netns_with(index, pod_ns, to)
             }
-            Side::Pod => h.move_to_netns(index, &self.host_ns, Some(name)),
+            Side::Pod => h.move_to_netns_with(index, &self.host_ns, to),
         }
     }
 

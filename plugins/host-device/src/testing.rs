@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use ipnet::IpNet;
-use plexus_netlink::{Address, Error, Link, Route, Scope};
+use plexus_netlink::{Address, Error, Link, LinkMove, Route, Scope};
 
 use crate::net::{Net, NetOpener, NetResult, Side};
 
@@ -226,19 +226,21 @@ impl Net for FakeNet {
         self.with("routes", side, index, |l| Ok(l.routes.clone()))
     }
 
-    fn move_link(&self, from: Side, index: u32, name: &str) -> NetResult<()> {
+    fn move_link(&self, from: Side, index: u32, to: &LinkMove<'_>) -> NetResult<()> {
         self.check("move_link")?;
         self.side_ok(from)?;
         self.side_ok(from.other())?;
         let mut w = self.world.borrow_mut();
-        let to = from.other();
+        let dest = from.other();
         let pos = w
             .side(from)
             .iter()
             .position(|l| l.link.index == index)
             .ok_or_else(|| not_found(&format!("link #{index}")))?;
         let cur = w.side(from)[pos].link.name.clone();
-        let taken = |n: &str| w.get(to, n).is_some();
+        let name = to.name.unwrap_or(&cur).to_string();
+        let name = name.as_str();
+        let taken = |n: &str| w.get(dest, n).is_some();
         let (cur_taken, new_taken) = (taken(&cur), taken(name));
         if cur_taken && (new_taken || name.is_empty()) {
             return Err(exists(name));
@@ -248,13 +250,24 @@ impl Net for FakeNet {
         l.routes.clear();
         l.link.up = false;
         let result = if cur_taken || !new_taken {
+            // Then, as the kernel does, the rest of the request: MTU, name,
+            // alias, flags.
+            if let Some(mtu) = to.mtu {
+                l.link.mtu = mtu;
+            }
             l.link.name = name.to_string();
+            if let Some(a) = to.alias {
+                l.link.alias = (!a.is_empty()).then(|| a.to_string());
+            }
+            if let Some(up) = to.up {
+                l.link.up = up;
+            }
             Ok(())
         } else {
             // Moved under the old name, rename refused: as the kernel does.
             Err(exists(name))
         };
-        w.side_mut(to)?.push(l);
+        w.side_mut(dest)?.push(l);
         result
     }
 
