@@ -2,14 +2,17 @@
 //! containernetworking/plugins' host-device (see `docs/host-device.md`).
 //!
 //! What it adds over the reference: the device's host state (name, MAC, PCI
-//! address, MTU, up/down, alias, addresses, routes) is recorded before the
-//! move and restored on DEL; the move and rename are one netlink request;
+//! address, MTU, up/down, alias; addresses and routes with
+//! `useInterfaceNetwork`) is recorded before the move and restored on DEL;
+//! each move carries the name, alias and link state in the same netlink
+//! request;
 //! a failed ADD puts everything back; DEL is idempotent and always releases
 //! the IPAM allocation; an allocated `deviceID` wins over a `device` name;
 //! a per-device lock serialises racing ADDs.
 //!
 //! Seams: [`net::NetOpener`] (kernel), [`plexus_cni::exec::Exec`] (IPAM
-//! delegate), and a sysfs root path. `main` builds the real ones.
+//! delegate; `main` runs our own `static` in-process through
+//! `BuiltinExec`), and a sysfs root path. `main` builds the real ones.
 
 pub mod config;
 pub mod error;
