@@ -19,7 +19,12 @@
 #   PLEXUS_DEMO_PLUGINS=reference   run Debian's Go plugins (/usr/lib/cni)
 #                                   instead of ours, for comparison
 #   PLEXUS_DEMO_PLUGIN_DIR=<dir>    explicit plugin directory (skips the build)
+#   PLEXUS_DEMO_TUTORIAL_ONLY=1     stop after part 1
 # Builds our plugins with `cargo build --release` (host-device, static).
+# Part 2 (scripts/demo-plexus.sh, run next with our plugins): the same
+# scenario the Plexus way: plexus-agent configures the VNICs from a fake IMDS,
+# the meta plugin reads one NAD from a fake API server, vnic IPAM gives each
+# pod its node's VNIC IP.
 # Exit status: 0 when every check passed, 1 otherwise.
 set -euo pipefail
 
@@ -78,6 +83,8 @@ need_root() {
 }
 
 install_deps() {
+    # The project's installer covers both parts of the demo.
+    "$REPO/scripts/deps.sh"
     local missing=()
     command -v ip >/dev/null || missing+=(iproute2)
     command -v ping >/dev/null || missing+=(iputils-ping)
@@ -268,6 +275,14 @@ main() {
     else
         printf '\n\033[31m%d of %d checks failed\033[0m\n' "$FAILED" "$CHECKS"
         exit 1
+    fi
+    # Part 2: the same scenario the Plexus way (agent, meta plugin, one NAD,
+    # vnic IPAM). Skipped for the reference plugins, which have no part 2.
+    if [ "$PLUGIN_DIR" != /usr/lib/cni ] && [ -z "${PLEXUS_DEMO_TUTORIAL_ONLY:-}" ]; then
+        trap - EXIT
+        cleanup
+        printf '\n\033[1m######## Part 2: the tutorial the Plexus way (scripts/demo-plexus.sh) ########\033[0m\n'
+        exec "$REPO/scripts/demo-plexus.sh"
     fi
 }
 

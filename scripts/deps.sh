@@ -18,13 +18,16 @@
 #   protobuf-compiler           on PATH cannot see Debian's grpc module)
 #   gcc, libc6-dev              the statically linked pause binary
 #   util-linux, procps          nsenter, flock; ps/pkill-free process checks
+#   nftables, curl              demo-plexus.sh: the VCN's DNAT to the fake API
+#                               server, and reading the pod back from it
 #
 # Usage: scripts/deps.sh [--check]   (--check: exit 1 if something is missing,
 #                                     install nothing)
 set -eu
 
 PKGS="iproute2 iputils-ping containernetworking-plugins containerd runc \
-python3-grpcio python3-protobuf protobuf-compiler gcc libc6-dev util-linux procps"
+python3-grpcio python3-protobuf protobuf-compiler gcc libc6-dev util-linux procps \
+nftables curl"
 
 missing() {
     # One dpkg-query for all packages: "ii " means installed and configured;
