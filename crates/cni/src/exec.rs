@@ -336,7 +336,8 @@ pub struct Builtin<'a> {
 /// `static` earlier in `CNI_PATH`, is handed to `inner`.
 pub struct BuiltinExec<'a, E> {
     inner: E,
-    own_dir: Option<PathBuf>,
+    /// Resolved on the first delegate call, so VERSION does no extra work.
+    own_dir: std::cell::OnceCell<Option<PathBuf>>,
     builtins: Vec<Builtin<'a>>,
 }
 
@@ -356,17 +357,18 @@ impl<'a, E: Exec> BuiltinExec<'a, E> {
     pub fn new(inner: E, own_dir: Option<PathBuf>) -> Self {
         Self {
             inner,
-            own_dir,
+            own_dir: std::cell::OnceCell::from(own_dir),
             builtins: Vec::new(),
         }
     }
 
     /// With `own_dir` the directory of the running executable.
     pub fn next_to_current_exe(inner: E) -> Self {
-        let dir = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.parent().map(Path::to_path_buf));
-        Self::new(inner, dir)
+        Self {
+            inner,
+            own_dir: std::cell::OnceCell::new(),
+            builtins: Vec::new(),
+        }
     }
 
     /// Adds a builtin.
@@ -379,9 +381,16 @@ impl<'a, E: Exec> BuiltinExec<'a, E> {
     /// The builtin `path` stands for, if it is the installed copy of one.
     fn builtin_for(&self, path: &Path) -> Option<&Builtin<'a>> {
         use std::os::unix::fs::MetadataExt;
-        let dir = self.own_dir.as_ref()?;
         let name = path.file_name()?.to_str()?;
         let b = self.builtins.iter().find(|b| b.plugin_type == name)?;
+        let dir = self
+            .own_dir
+            .get_or_init(|| {
+                std::env::current_exe()
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+            })
+            .as_ref()?;
         let (found, ours) = (
             std::fs::metadata(path).ok()?,
             std::fs::metadata(dir.join(name)).ok()?,
