@@ -38,7 +38,7 @@
 # there, as the real one is only reachable from the instance); `--netns` is
 # passed anyway to name the namespace it configures.
 #
-# Veths have no PCI identity, so the agent's --sysfs-root points at a small
+# Veths have no PCI identity, so the agent's --host-root points at a small
 # per-node tree ($ROOT/hw/sys/...) describing what lspci shows on an OCI
 # "hardware-assisted" VM: two mlx5 VFs, ens3 (0000:00:03.0) and ens5
 # (0000:00:05.0) with the veths' MACs. Netlink is always the real netns.
@@ -205,14 +205,13 @@ on_node() {
 
 # agent_argv <n>: sets AGENT_ARGV to plexus-agent on node n, every path flag
 # node-local (through the PLEXUS_* environment variables).
-# PLEXUS_SYSFS_ROOT is the directory HOLDING sys/: discovery reads
-# <root>/sys/bus/pci/devices, so the flag's default /sys (and the DaemonSet's
-# /host/sys) would find no device at all.
+# PLEXUS_HOST_ROOT is the directory HOLDING sys/ (discovery reads
+# <root>/sys/bus/pci/devices), like the DaemonSet's /host and the default /.
 agent_argv() {
     local NODE_ARGV
     node_argv "$1"
     AGENT_ARGV=("${NODE_ARGV[@]}" env RUST_LOG="${RUST_LOG:-warn}"
-        PLEXUS_SYSFS_ROOT="$ROOT/hw"
+        PLEXUS_HOST_ROOT="$ROOT/hw"
         PLEXUS_STATE_FILE="$ROOT/run/plexus/state.json"
         PLEXUS_HOST_DEVICE_DIR="$ROOT/var/lib/cni/plexus-host-device"
         PLEXUS_META_CACHE_DIR="$ROOT/var/lib/cni/plexus"

@@ -405,15 +405,16 @@ impl Inventory {
     }
 }
 
-/// Reads sysfs, IMDS and the CNI caches and joins them. `previous` (the
+/// Reads sysfs (under `host_root/sys`), IMDS and the CNI caches and joins
+/// them. `previous` (the
 /// last state file) supplies MACs of devices whose netdev is gone.
 pub fn build(
-    sysfs_root: &Path,
+    host_root: &Path,
     metadata: &dyn MetadataSource,
     pods: &dyn PodLocationSource,
     previous: Option<&NodeState>,
 ) -> Result<Inventory, InventoryError> {
-    let discovery = plexus_sysfs::discover(sysfs_root)?;
+    let discovery = plexus_sysfs::discover(host_root)?;
     let vnics = metadata.vnics()?;
     let claims = pods.pod_claims()?;
     Ok(join(&discovery, &vnics, &claims, previous))

@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod deviceplugin;
+pub mod hostroot;
 pub mod install;
 pub mod inventory;
 pub mod metrics;

@@ -12,9 +12,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use plexus_agent::daemon::{self, DaemonConfig};
 use plexus_agent::deviceplugin::{DevicePluginConfig, DEFAULT_RESOURCE};
+use plexus_agent::hostroot;
 use plexus_agent::install::{InstallConfig, Installer, DEFAULT_BINARIES, DEFAULT_CONF_NAME};
 use plexus_agent::inventory::{self, CniCacheLocations};
-use plexus_agent::reconcile::ReconcileConfig;
+use plexus_agent::metrics::Metrics;
+use plexus_agent::reconcile::{self, ReconcileConfig};
 use plexus_agent::repair::{
     apply_repair, known_vfs, plan_repair, read_records, NetlinkRepair, RepairOps,
     HOST_DEVICE_STATE_DIR, META_CACHE_DIR,
@@ -36,9 +38,14 @@ struct Cli {
 /// Paths and endpoints shared by the subcommands.
 #[derive(Args, Debug, Clone)]
 struct Paths {
-    /// Root of sysfs (the host's /sys as mounted in the container).
-    #[arg(long, env = "PLEXUS_SYSFS_ROOT", default_value = "/sys", global = true)]
-    sysfs_root: PathBuf,
+    /// Filesystem root holding the host's sys/ [default: /]; /host in the
+    /// DaemonSet, which mounts the host's /sys at /host/sys.
+    #[arg(long, env = "PLEXUS_HOST_ROOT", value_name = "DIR", global = true)]
+    host_root: Option<PathBuf>,
+    /// Deprecated: the sysfs mount itself, e.g. /host/sys (its last
+    /// component must be `sys`); the root is its parent. Use --host-root.
+    #[arg(long, env = "PLEXUS_SYSFS_ROOT", value_name = "DIR", global = true)]
+    sysfs_root: Option<PathBuf>,
     /// Instance metadata base URL.
     #[arg(long, env = "PLEXUS_IMDS_URL", default_value = DEFAULT_BASE_URL, global = true)]
     imds_url: String,
@@ -164,7 +171,7 @@ enum VnicCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Configure secondary VNICs (idempotent).
+    /// Configure secondary VNICs (idempotent) and write the node state file.
     Apply {
         #[arg(long)]
         json: bool,
@@ -228,6 +235,28 @@ fn json<T: serde::Serialize>(v: &T) -> Result<String> {
 }
 
 impl Paths {
+    /// The root sysfs is read under (see `plexus_agent::hostroot`).
+    fn host_root(&self) -> Result<PathBuf> {
+        let root = hostroot::resolve(self.host_root.as_deref(), self.sysfs_root.as_deref())?;
+        if let Some(sys) = self
+            .sysfs_root
+            .as_deref()
+            .filter(|_| self.host_root.is_none())
+        {
+            // The old flag's fixtures held sys/ one level down: fail, never
+            // silently discover nothing.
+            if !sys.join("class/net").is_dir() {
+                bail!(
+                    "--sysfs-root {}: no class/net under it, so it is not a sysfs mount; \
+                     use --host-root (PLEXUS_HOST_ROOT) for the directory holding sys/",
+                    sys.display()
+                );
+            }
+            tracing::warn!(sysfs_root = %sys.display(), host_root = %root.display(),
+                "--sysfs-root (PLEXUS_SYSFS_ROOT) is deprecated; use --host-root (PLEXUS_HOST_ROOT)");
+        }
+        Ok(root)
+    }
     fn netns(&self) -> Option<PathBuf> {
         self.netns.as_deref().map(netns_path)
     }
@@ -286,14 +315,14 @@ impl Paths {
             ready_file: f.ready_file.clone(),
         })
     }
-    fn reconcile(&self) -> ReconcileConfig {
-        ReconcileConfig {
+    fn reconcile(&self) -> Result<ReconcileConfig> {
+        Ok(ReconcileConfig {
             vnic: self.vnic_config(),
-            sysfs_root: self.sysfs_root.clone(),
+            host_root: self.host_root()?,
             state_path: self.state_file.clone(),
             host_device_dir: self.host_device_dir.clone(),
             meta_cache_dir: self.meta_cache_dir.clone(),
-        }
+        })
     }
     /// MACs host-device reports inside live pods.
     fn in_pod_macs(&self) -> BTreeSet<String> {
@@ -305,10 +334,50 @@ impl Paths {
     }
 }
 
+/// `vnic apply`: configure, then write the state file as `run` does.
+fn cmd_vnic_apply(paths: &Paths, as_json: bool) -> Result<()> {
+    let cfg = paths.reconcile()?;
+    let imds = OciImds::new(paths.imds());
+    let ops = paths.netlink()?;
+    let r = reconcile::apply_once(&cfg, &imds, &ops, &Metrics::new())?;
+    let written = r.state.as_ref().ok().copied();
+    if as_json {
+        emit(&json(&serde_json::json!({
+            "plan": r.plan,
+            "applied": r.applied.applied.len(),
+            "failed": r.applied.failed.iter().map(|(a, e)| serde_json::json!({"action": a, "error": e})).collect::<Vec<_>>(),
+            "state_file": {
+                "path": cfg.state_path,
+                "written": written,
+                "error": r.state.as_ref().err().map(ToString::to_string),
+            },
+        }))?);
+    } else {
+        emit(&r.plan.render_table());
+        emit(&format!(
+            "applied {} action(s), {} failed",
+            r.applied.applied.len(),
+            r.applied.failed.len()
+        ));
+        emit(&format!(
+            "state file {}: {}",
+            cfg.state_path.display(),
+            match &r.state {
+                Ok(true) => "written".to_string(),
+                Ok(false) => "unchanged".to_string(),
+                Err(e) => format!("write failed: {e}"),
+            }
+        ));
+    }
+    r.applied.into_result()?;
+    r.state.context("writing the node state file")?;
+    Ok(())
+}
+
 fn cmd_vnic(paths: &Paths, cmd: &VnicCmd) -> Result<()> {
     let (mode, as_json) = match cmd {
         VnicCmd::Plan { json } => (Mode::Plan, *json),
-        VnicCmd::Apply { json } => (Mode::Apply, *json),
+        VnicCmd::Apply { json } => return cmd_vnic_apply(paths, *json),
         VnicCmd::Deconfigure { json } => (Mode::Deconfigure, *json),
     };
     let imds = OciImds::new(paths.imds());
@@ -396,7 +465,7 @@ fn cmd_status(paths: &Paths, as_json: bool) -> Result<()> {
         host_device_dir: paths.host_device_dir.clone(),
         plexus_dir: paths.meta_cache_dir.clone(),
     };
-    let inv = inventory::build(&paths.sysfs_root, &imds, &caches, previous.as_ref())?;
+    let inv = inventory::build(&paths.host_root()?, &imds, &caches, previous.as_ref())?;
     emit(&if as_json {
         status::render_json(&inv)
     } else {
@@ -418,7 +487,7 @@ fn cmd_run(paths: &Paths, f: &RunFlags) -> Result<()> {
         Some(f.metrics_addr.parse().context("--metrics-addr")?)
     };
     let cfg = DaemonConfig {
-        reconcile: paths.reconcile(),
+        reconcile: paths.reconcile()?,
         imds: paths.imds(),
         netns: paths.netns(),
         install,

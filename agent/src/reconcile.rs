@@ -6,13 +6,18 @@
 //! host VNIC configuration ([`crate::vnic`]), recomputes the device plugin's
 //! VF list and rewrites the node state file when its content changed.
 //! A pass whose IMDS read fails changes nothing and is retried next tick.
+//!
+//! [`apply_once`] is the one-shot `plexus-agent vnic apply`: the same VNIC
+//! step and the same inventory → state-file step, without repair or device
+//! plugin, so a node configured once (cloud-init, the tutorial's Task 1)
+//! also has the state file the `vnic` IPAM plugin reads.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use plexus_imds::node_state::NodeState;
-use plexus_imds::MetadataSource;
+use plexus_imds::{MetadataSource, Vnic};
 use plexus_sysfs::Discovery;
 
 use crate::deviceplugin::VfDevice;
@@ -27,7 +32,8 @@ use crate::vnic::{self, ApplyReport, NetOps, Plan, VnicConfig};
 #[derive(Debug, Clone)]
 pub struct ReconcileConfig {
     pub vnic: VnicConfig,
-    pub sysfs_root: PathBuf,
+    /// Filesystem root holding `sys/` (`/`, or `/host` in the DaemonSet).
+    pub host_root: PathBuf,
     pub state_path: PathBuf,
     pub host_device_dir: PathBuf,
     pub meta_cache_dir: PathBuf,
@@ -107,16 +113,45 @@ pub fn vf_devices(
         .collect()
 }
 
-/// The IOMMU group of a PCI function under `sysfs_root`.
-pub fn iommu_group_of(sysfs_root: &Path, pci: &str) -> Option<String> {
-    let link = std::fs::read_link(
-        sysfs_root
-            .join("bus/pci/devices")
-            .join(pci)
-            .join("iommu_group"),
-    )
-    .ok()?;
-    link.file_name().map(|n| n.to_string_lossy().into_owned())
+/// The IOMMU group of a PCI function under `host_root` (`<root>/sys/...`).
+pub fn iommu_group_of(host_root: &Path, pci: &str) -> Option<String> {
+    plexus_sysfs::pci::iommu_group(host_root, &pci.parse().ok()?)
+}
+
+/// The previous state file, or `None` (an unreadable one is replaced).
+fn previous_state(path: &Path) -> Option<NodeState> {
+    NodeState::read(path).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "ignoring unreadable node state file");
+        None
+    })
+}
+
+/// Sysfs discovery (empty, with a warning, when sysfs is unreadable) joined
+/// with the VNICs, the CNI caches' pod claims and the previous state.
+fn inventory_of(
+    cfg: &ReconcileConfig,
+    vnics: &[Vnic],
+    previous: Option<&NodeState>,
+) -> (Discovery, Inventory) {
+    let discovery = match plexus_sysfs::discover(&cfg.host_root) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e, root = %cfg.host_root.display(), "sysfs discovery failed");
+            Discovery {
+                functions: Vec::new(),
+            }
+        }
+    };
+    let caches = CniCacheLocations {
+        host_device_dir: cfg.host_device_dir.clone(),
+        plexus_dir: cfg.meta_cache_dir.clone(),
+    };
+    let claims = caches.pod_claims().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "reading CNI caches");
+        Vec::new()
+    });
+    let inv = inventory::join(&discovery, vnics, &claims, previous);
+    (discovery, inv)
 }
 
 /// Side effects one pass needs, passed in (real ones built in `main`).
@@ -139,13 +174,7 @@ pub fn reconcile_once(
     seams: &Seams<'_>,
 ) -> Result<PassReport, ReconcileError> {
     let vnics = seams.metadata.vnics().map_err(vnic::VnicError::from)?;
-    let previous = match NodeState::read(&cfg.state_path) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::warn!(error = %e, "ignoring unreadable node state file");
-            None
-        }
-    };
+    let previous = previous_state(&cfg.state_path);
     let hd = read_records(&cfg.host_device_dir);
     let meta = read_records(&cfg.meta_cache_dir);
     let mut report = PassReport::default();
@@ -163,24 +192,7 @@ pub fn reconcile_once(
     }
 
     // 2. Inventory (after repair: names are right, collected records gone).
-    let discovery = match plexus_sysfs::discover(&cfg.sysfs_root) {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::warn!(error = %e, root = %cfg.sysfs_root.display(), "sysfs discovery failed");
-            Discovery {
-                functions: Vec::new(),
-            }
-        }
-    };
-    let caches = CniCacheLocations {
-        host_device_dir: cfg.host_device_dir.clone(),
-        plexus_dir: cfg.meta_cache_dir.clone(),
-    };
-    let claims = caches.pod_claims().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "reading CNI caches");
-        Vec::new()
-    });
-    let inv = inventory::join(&discovery, &vnics, &claims, previous.as_ref());
+    let (discovery, inv) = inventory_of(cfg, &vnics, previous.as_ref());
 
     // 3. Host configuration of the secondary VNICs present on the host.
     let current = seams.net.current(&cfg.vnic)?;
@@ -194,13 +206,47 @@ pub fn reconcile_once(
     report.applied = vnic::apply(seams.net, &report.plan);
 
     // 4. Devices for the plugin, VF counts, node state.
-    let root = cfg.sysfs_root.clone();
+    let root = cfg.host_root.clone();
     report.devices = vf_devices(&inv, &discovery, &|pci| iommu_group_of(&root, pci));
     report.counts = inv.counts();
     report.state_written =
         crate::state::persist(&cfg.state_path, &inv, SystemTime::now(), seams.metrics)?;
     report.inventory = Some(inv);
     Ok(report)
+}
+
+/// What the one-shot `vnic apply` did.
+#[derive(Debug)]
+pub struct ApplyOnceReport {
+    pub plan: Plan,
+    pub applied: ApplyReport,
+    /// Whether the state file was rewritten; a failed write leaves the
+    /// applied host configuration in place and is reported by the caller.
+    pub state: Result<bool, plexus_imds::StateError>,
+    pub inventory: Inventory,
+}
+
+/// `plexus-agent vnic apply`: IMDS → VNIC plan/apply (as `vnic plan` shows
+/// it) → inventory → state file, the last two exactly as in a pass. IMDS is
+/// read first: when it is down nothing is touched and nothing is written.
+pub fn apply_once(
+    cfg: &ReconcileConfig,
+    metadata: &dyn MetadataSource,
+    net: &dyn NetOps,
+    metrics: &Metrics,
+) -> Result<ApplyOnceReport, ReconcileError> {
+    let vnics = metadata.vnics().map_err(vnic::VnicError::from)?;
+    let previous = previous_state(&cfg.state_path);
+    let in_pod = in_pod_macs(&read_records(&cfg.host_device_dir));
+    let (plan, applied) = vnic::run_with(vnic::Mode::Apply, &cfg.vnic, &vnics, net, &in_pod)?;
+    let (_, inventory) = inventory_of(cfg, &vnics, previous.as_ref());
+    let state = crate::state::persist(&cfg.state_path, &inventory, SystemTime::now(), metrics);
+    Ok(ApplyOnceReport {
+        plan,
+        applied,
+        state,
+        inventory,
+    })
 }
 
 #[cfg(test)]

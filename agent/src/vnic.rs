@@ -935,10 +935,21 @@ pub fn run(
     in_pod_macs: &BTreeSet<String>,
 ) -> Result<(Plan, ApplyReport), VnicError> {
     let vnics = metadata.vnics()?;
+    run_with(mode, cfg, &vnics, ops, in_pod_macs)
+}
+
+/// [`run`] on VNICs the caller already fetched.
+pub fn run_with(
+    mode: Mode,
+    cfg: &VnicConfig,
+    vnics: &[Vnic],
+    ops: &dyn NetOps,
+    in_pod_macs: &BTreeSet<String>,
+) -> Result<(Plan, ApplyReport), VnicError> {
     let current = ops.current(cfg)?;
     let p = match mode {
-        Mode::Deconfigure => plan_deconfigure(cfg, &vnics, &current),
-        Mode::Plan | Mode::Apply => plan(cfg, &vnics, &current, in_pod_macs),
+        Mode::Deconfigure => plan_deconfigure(cfg, vnics, &current),
+        Mode::Plan | Mode::Apply => plan(cfg, vnics, &current, in_pod_macs),
     };
     let report = match mode {
         Mode::Plan => ApplyReport::default(),

@@ -75,7 +75,32 @@ fn vnic_plan_apply_deconfigure_in_netns() {
     let (ns, _vf) = node();
     let fake = FakeImds::start(vnics()).unwrap();
     let url = fake.url();
-    let base = ["--imds-url", url.as_str(), "--netns", ns.name()];
+    // The node's files in a temp root: sysfs describing vf1 as a VF, the
+    // state file `apply` writes, empty CNI caches.
+    let tmp = tempfile::tempdir().unwrap();
+    let sys = FakeSysfs::new(tmp.path()).unwrap();
+    sys.add_function(
+        &FunctionSpec::new("0000:00:05.0", 0x15b3, 0x101e)
+            .driver("mlx5_core")
+            .netdev("vf1", Some("02:00:17:dd:00:02")),
+    )
+    .unwrap();
+    let p = |s: &str| tmp.path().join(s).to_string_lossy().into_owned();
+    let (root, state, hd, meta) = (p(""), p("run/plexus/state.json"), p("hd"), p("meta"));
+    let base = [
+        "--imds-url",
+        url.as_str(),
+        "--netns",
+        ns.name(),
+        "--host-root",
+        &root,
+        "--state-file",
+        &state,
+        "--host-device-dir",
+        &hd,
+        "--meta-cache-dir",
+        &meta,
+    ];
     let with =
         |rest: &[&str]| -> Vec<String> { base.iter().chain(rest).map(|s| s.to_string()).collect() };
     let run = |rest: &[&str]| {
@@ -87,12 +112,30 @@ fn vnic_plan_apply_deconfigure_in_netns() {
     assert!(!plan["plan"]["actions"].as_array().unwrap().is_empty());
     assert!(v4(&ns, "vf1").is_empty(), "plan changed something");
 
+    assert!(!Path::new(&state).exists(), "plan wrote the state file");
     let table = ok(run(&["vnic", "apply"]));
     assert!(
         table.contains("rule add pref 1000 from 203.0.113.93/32 lookup 101"),
         "{table}"
     );
+    assert!(
+        table.contains(&format!("state file {state}: written")),
+        "{table}"
+    );
     assert_eq!(v4(&ns, "vf1")[0]["local"], "203.0.113.93");
+    // `apply` alone leaves the vnic IPAM plugin its state file.
+    let st: Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    let one = st["vnics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["vnic_id"] == "ocid1.vnic.one")
+        .unwrap_or_else(|| panic!("{st}"));
+    assert_eq!(one["pci"], "0000:00:05.0", "{st}");
+    assert_eq!(one["ifname"], "vf1", "{st}");
+    assert_eq!(one["ip"], "203.0.113.93", "{st}");
+    let json: Value = serde_json::from_str(&ok(run(&["vnic", "apply", "--json"]))).unwrap();
+    assert_eq!(json["state_file"]["written"], false, "{json}");
     let again = ok(run(&["vnic", "plan"]));
     assert!(again.contains("no changes"), "{again}");
 
@@ -108,14 +151,122 @@ fn vnic_apply_with_imds_down_fails_clearly() {
         .local_addr()
         .unwrap();
     let url = format!("http://{addr}");
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state.json").to_string_lossy().into_owned();
     let out = agent(
-        &["--imds-url", &url, "--netns", ns.name(), "vnic", "apply"],
+        &[
+            "--imds-url",
+            &url,
+            "--netns",
+            ns.name(),
+            "--state-file",
+            &state,
+            "vnic",
+            "apply",
+        ],
         &[],
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("metadata"), "{err}");
     assert!(v4(&ns, "vf1").is_empty());
+    assert!(!Path::new(&state).exists());
+}
+
+fn status_json(args: &[&str], imds: &FakeImds, tmp: &Path) -> Output {
+    let p = |s: &str| tmp.join(s).to_string_lossy().into_owned();
+    let mut a = vec![
+        "--imds-url".to_string(),
+        imds.url(),
+        "--state-file".into(),
+        p("state.json"),
+        "--host-device-dir".into(),
+        p("hd"),
+        "--meta-cache-dir".into(),
+        p("meta"),
+    ];
+    a.extend(args.iter().map(|s| s.to_string()));
+    a.extend(["status".into(), "--json".into()]);
+    agent(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[])
+}
+
+fn pcis(out: Output) -> Vec<String> {
+    let v: Value = serde_json::from_str(&ok(out)).unwrap();
+    v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["pci"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// With no root flag the agent reads the machine's own `/sys` the way the
+/// sysfs crate does from `/`: the same functions (before `--host-root`, the
+/// default `/sys` made it read `/sys/sys/...` and find none).
+#[test]
+fn default_root_reads_this_machines_sysfs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let imds = FakeImds::start(vnics()).unwrap();
+    let want: Vec<String> = plexus_sysfs::discover(Path::new("/"))
+        .unwrap()
+        .functions
+        .iter()
+        .map(|f| f.pci.to_string())
+        .collect();
+    assert_eq!(pcis(status_json(&[], &imds, tmp.path())), want);
+}
+
+/// `--sysfs-root` (deprecated) still works when it names a mount point
+/// called `sys`; anything else is an error naming `--host-root`.
+#[test]
+fn deprecated_sysfs_root_is_accepted_only_when_unambiguous() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tmp.path().join("host");
+    let sys = FakeSysfs::new(&host).unwrap();
+    sys.add_function(
+        &FunctionSpec::new("0000:00:05.0", 0x15b3, 0x101e)
+            .driver("mlx5_core")
+            .netdev("ens5", Some("02:00:17:dd:00:02")),
+    )
+    .unwrap();
+    let imds = FakeImds::start(vnics()).unwrap();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let (h, hs) = (s(&host), s(&host.join("sys")));
+    let found = vec!["0000:00:05.0".to_string()];
+    assert_eq!(
+        pcis(status_json(&["--host-root", &h], &imds, tmp.path())),
+        found
+    );
+    let out = status_json(&["--sysfs-root", &hs], &imds, tmp.path());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("deprecated"),
+        "no deprecation warning"
+    );
+    assert_eq!(pcis(out), found);
+    assert_eq!(
+        pcis(status_json(
+            &["--host-root", &h, "--sysfs-root", &hs],
+            &imds,
+            tmp.path()
+        )),
+        found
+    );
+    for bad in [
+        vec!["--sysfs-root", h.as_str()],
+        vec!["--host-root", "/", "--sysfs-root", hs.as_str()],
+    ] {
+        let out = status_json(&bad, &imds, tmp.path());
+        assert!(!out.status.success(), "{bad:?} accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--host-root"), "{bad:?}: {err}");
+    }
+    // A `sys` dir that is not a sysfs (the old fixtures' shape: the tree one
+    // level further down) fails instead of discovering nothing.
+    let old_shape = tmp.path().join("old/sys");
+    FakeSysfs::new(&old_shape).unwrap();
+    let out = status_json(&["--sysfs-root", &s(&old_shape)], &imds, tmp.path());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a sysfs mount"));
 }
 
 #[test]
@@ -222,7 +373,7 @@ fn run_reconciles_serves_devices_and_stops_on_sigterm() {
             &fake.url(),
             "--netns",
             ns.name(),
-            "--sysfs-root",
+            "--host-root",
             &p(sys.root()),
             "--state-file",
             &p(&state),
@@ -268,7 +419,7 @@ fn run_reconciles_serves_devices_and_stops_on_sigterm() {
         &[
             "--imds-url",
             &fake.url(),
-            "--sysfs-root",
+            "--host-root",
             &p(sys.root()),
             "--state-file",
             &p(&state),
@@ -390,7 +541,7 @@ fn run_install_watch_follows_primary_and_token() {
             &fake.url(),
             "--netns",
             ns.name(),
-            "--sysfs-root",
+            "--host-root",
             &p("sys"),
             "--state-file",
             &p("run/state.json"),

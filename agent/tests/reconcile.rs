@@ -1,5 +1,5 @@
-//! One reconcile pass with fakes only (no root): in-memory netlink, scripted
-//! metadata, fake sysfs, temp CNI caches.
+//! One reconcile pass, and the one-shot `vnic apply`, with fakes only (no
+//! root): in-memory netlink, scripted metadata, fake sysfs, temp CNI caches.
 
 #![allow(clippy::unwrap_used)]
 
@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::path::Path;
 
 use plexus_agent::metrics::Metrics;
-use plexus_agent::reconcile::{reconcile_once, ReconcileConfig, ReconcileError, Seams};
+use plexus_agent::reconcile::{apply_once, reconcile_once, ReconcileConfig, ReconcileError, Seams};
 use plexus_agent::repair::{HostLink, RepairOps};
 use plexus_agent::vnic::testing::FakeNet;
 use plexus_agent::vnic::{Current, Link, VnicConfig};
@@ -46,8 +46,10 @@ impl RepairOps for FakeRepair {
     }
 }
 
+/// The node's filesystem root is `<root>/host` (as in the DaemonSet):
+/// sysfs at `<root>/host/sys`.
 fn setup(root: &Path) -> (ReconcileConfig, FakeNet) {
-    let sys = FakeSysfs::new(&root.join("sys")).unwrap();
+    let sys = FakeSysfs::new(&root.join("host")).unwrap();
     sys.add_function(
         &FunctionSpec::new("0000:00:03.0", 0x1af4, 0x1000)
             .driver("virtio-pci")
@@ -60,9 +62,10 @@ fn setup(root: &Path) -> (ReconcileConfig, FakeNet) {
             .netdev("ens5", Some("02:00:17:ee:00:02")),
     )
     .unwrap();
+    sys.set_iommu_group("0000:00:05.0", 7).unwrap();
     let cfg = ReconcileConfig {
         vnic: VnicConfig::default(),
-        sysfs_root: root.join("sys"),
+        host_root: root.join("host"),
         state_path: root.join("run/state.json"),
         host_device_dir: root.join("hd"),
         meta_cache_dir: root.join("meta"),
@@ -109,9 +112,9 @@ fn pass_configures_publishes_devices_and_state_then_settles() {
     let devs: Vec<_> = r
         .devices
         .iter()
-        .map(|d| (d.pci.as_str(), d.healthy))
+        .map(|d| (d.pci.as_str(), d.healthy, d.iommu_group.as_deref()))
         .collect();
-    assert_eq!(devs, vec![("0000:00:05.0", true)]);
+    assert_eq!(devs, vec![("0000:00:05.0", true, Some("7"))]);
     assert_eq!(r.counts.host, 1);
     let st = plexus_imds::node_state::NodeState::read(&cfg.state_path)
         .unwrap()
@@ -183,4 +186,67 @@ fn stranded_vf_is_renamed_before_configuration() {
         *stranded.renamed.borrow(),
         vec![("net1".to_string(), "ens5".to_string())]
     );
+}
+
+#[test]
+fn vnic_apply_configures_and_writes_the_state_file_like_a_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, net) = setup(tmp.path());
+    let md = StaticMetadata::new(vnics(), None);
+    let metrics = Metrics::new();
+    let r = apply_once(&cfg, &md, &net, &metrics).unwrap();
+    assert!(r.applied.failed.is_empty());
+    assert_eq!(r.applied.applied.len(), 7, "{:?}", r.plan.actions);
+    assert!(r.state.unwrap());
+    let st = plexus_imds::node_state::NodeState::read(&cfg.state_path)
+        .unwrap()
+        .unwrap();
+    let one = st.find_by_pci("0000:00:05.0").unwrap();
+    assert_eq!(one.ip.to_string(), "203.0.113.93");
+    assert_eq!(one.ifname.as_deref(), Some("ens5"));
+    assert!(!one.is_primary);
+    assert_eq!(st.vnics.len(), 2);
+
+    // The same file a pass writes: the pass that follows finds nothing to do.
+    let again = apply_once(&cfg, &md, &net, &metrics).unwrap();
+    assert!(again.plan.is_empty());
+    assert!(!again.state.unwrap());
+    let repair = FakeRepair::default();
+    let seams = Seams {
+        metadata: &md,
+        metrics: &metrics,
+        net: &net,
+        repair: &repair,
+    };
+    let pass = reconcile_once(&cfg, &seams).unwrap();
+    assert!(pass.plan.is_empty());
+    assert!(!pass.state_written);
+}
+
+#[test]
+fn vnic_apply_with_imds_down_changes_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (cfg, net) = setup(tmp.path());
+    let before = net.snapshot();
+    let err = apply_once(&cfg, &StaticMetadata::failing(503), &net, &Metrics::new()).unwrap_err();
+    assert!(matches!(err, ReconcileError::Vnic(_)), "{err}");
+    assert_eq!(net.snapshot(), before);
+    assert!(!cfg.state_path.exists());
+}
+
+#[test]
+fn vnic_apply_reports_a_failed_state_write_after_configuring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut cfg, net) = setup(tmp.path());
+    let blocker = tmp.path().join("blocker");
+    std::fs::write(&blocker, "").unwrap();
+    cfg.state_path = blocker.join("state.json");
+    let md = StaticMetadata::new(vnics(), None);
+    let metrics = Metrics::new();
+    let r = apply_once(&cfg, &md, &net, &metrics).unwrap();
+    assert_eq!(r.applied.applied.len(), 7);
+    assert!(r.state.is_err());
+    assert!(metrics
+        .render()
+        .contains("plexus_state_file_write_errors_total 1\n"));
 }

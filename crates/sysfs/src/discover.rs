@@ -135,7 +135,7 @@ impl Discovery {
 }
 
 fn sys(root: &Path, rel: &str) -> PathBuf {
-    root.join("sys").join(rel)
+    pci::sysfs_of_root(root).join(rel)
 }
 
 /// A trimmed sysfs attribute; `None` when missing or unreadable (some
@@ -160,7 +160,9 @@ fn link_addr(path: &Path) -> Option<PciAddr> {
         .ok()
 }
 
-/// Scans `root/sys` for network PCI functions.
+/// Scans `root/sys` for network PCI functions; `root` is a filesystem root
+/// (`/`, or `/host` where the host's `/sys` is mounted at `/host/sys`), not
+/// the sysfs mount itself: see [`pci::sysfs_of_root`].
 pub fn discover(root: &Path) -> Result<Discovery, PciError> {
     let dir = sys(root, "bus/pci/devices");
     let entries = match std::fs::read_dir(&dir) {

@@ -107,7 +107,29 @@ impl<'de> serde::Deserialize<'de> for PciAddr {
 }
 
 fn sys(root: &Path, rel: &str) -> PathBuf {
-    root.join("sys").join(rel)
+    sysfs_of_root(root).join(rel)
+}
+
+/// Where sysfs is under `root`: `root/sys`. The one convention of this
+/// crate and of every flag or config naming a root (the agent's
+/// `--host-root`, the `vnic` plugin's `sysfsRoot`): a filesystem root, `/`
+/// on the host, `/host` in the DaemonSet (host `/sys` mounted at
+/// `/host/sys`), a temp dir in tests.
+pub fn sysfs_of_root(root: &Path) -> PathBuf {
+    root.join("sys")
+}
+
+/// The root a sysfs mount point belongs to: `/sys` -> `/`, `/host/sys` ->
+/// `/host`, `sys` -> `.`. `None` unless the last component is `sys`: only
+/// then do [`sysfs_of_root`] and the kernel's relative symlinks agree.
+pub fn root_of_sysfs_mount(mount: &Path) -> Option<PathBuf> {
+    if mount.file_name()? != "sys" {
+        return None;
+    }
+    Some(match mount.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    })
 }
 
 fn device_dir(root: &Path, addr: &PciAddr) -> PathBuf {
@@ -196,6 +218,14 @@ pub fn driver_of_pci(root: &Path, addr: &PciAddr) -> Result<Option<String>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(PciError::Io { path: link, source }),
     }
+}
+
+/// The IOMMU group of a PCI function (`<dev>/iommu_group` ->
+/// `.../kernel/iommu_groups/<n>`), which names `/dev/vfio/<n>` for a
+/// vfio-bound VF; `None` without an IOMMU.
+pub fn iommu_group(root: &Path, addr: &PciAddr) -> Option<String> {
+    let link = std::fs::read_link(device_dir(root, addr).join("iommu_group")).ok()?;
+    Some(link.file_name()?.to_str()?.to_string())
 }
 
 /// Whether `driver` hands the device to userspace (vfio-pci, uio).
@@ -349,6 +379,37 @@ mod tests {
             pci_of_netdev(r, "nope"),
             Err(PciError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn root_convention_round_trips() {
+        for (mount, root) in [
+            ("/sys", "/"),
+            ("/host/sys", "/host"),
+            ("/host/sys/", "/host"),
+            ("sys", "."),
+        ] {
+            let r = root_of_sysfs_mount(Path::new(mount)).unwrap();
+            assert_eq!(r, Path::new(root), "{mount}");
+            assert_eq!(sysfs_of_root(&r), Path::new(root).join("sys"), "{mount}");
+        }
+        for other in ["/", "/host", "/sysfs", "/sys/bus", ""] {
+            assert_eq!(root_of_sysfs_mount(Path::new(other)), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn iommu_group_from_link() {
+        let t = fixture();
+        let r = t.path();
+        symlink(
+            "../../../kernel/iommu_groups/12",
+            r.join("sys/devices/pci0000:00/0000:00:05.0/iommu_group"),
+        )
+        .unwrap();
+        assert_eq!(iommu_group(r, &addr("0000:00:05.0")).as_deref(), Some("12"));
+        assert_eq!(iommu_group(r, &addr("0000:00:04.0")), None);
+        assert_eq!(iommu_group(r, &addr("0000:00:09.0")), None);
     }
 
     #[test]

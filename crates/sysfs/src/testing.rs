@@ -114,7 +114,7 @@ impl FakeSysfs {
         })
     }
 
-    /// The root to pass to discovery functions.
+    /// The root to pass to discovery functions (the dir holding `sys/`).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -172,6 +172,16 @@ impl FakeSysfs {
             )?;
         }
         Ok(())
+    }
+
+    /// Puts function `pci` in IOMMU group `group` (the `iommu_group` link).
+    pub fn set_iommu_group(&self, pci: &str, group: u32) -> io::Result<()> {
+        let groups = self.root.join("sys/kernel/iommu_groups");
+        fs::create_dir_all(groups.join(group.to_string()))?;
+        symlink(
+            format!("../../../kernel/iommu_groups/{group}"),
+            self.dev_dir(pci).join("iommu_group"),
+        )
     }
 
     /// Adds a virtual netdev (lo, veth …) with no `device` link.
