@@ -234,6 +234,23 @@ impl Handle {
         )
     }
 
+    /// Adds a route beside any others for the same destination:
+    /// `NLM_F_CREATE` without `NLM_F_EXCL`, as vishvananda/netlink's
+    /// `RouteAddEcmp` (what containernetworking/plugins' IPAM code uses). The
+    /// kernel then refuses ([`crate::Error::Exists`]) only a route it already
+    /// has: IPv4, same type, scope, protocol, metric and next hop; IPv6, same
+    /// metric and next hop. A route that differs in any of these (e.g. a
+    /// `proto boot` route next to the kernel's connected route) is added as a
+    /// second route for the prefix.
+    pub fn create_route(&self, route: &Route) -> Result<()> {
+        self.ack(
+            RouteNetlinkMessage::NewRoute(route.to_message()),
+            NLM_F_CREATE,
+            "add",
+            || route.describe(),
+        )
+    }
+
     /// Adds or replaces a route (`ip route replace`).
     pub fn replace_route(&self, route: &Route) -> Result<()> {
         self.ack(
