@@ -331,6 +331,57 @@ fn add_del_matches_reference(
     );
 }
 
+/// Route gateways, as the reference installs them: a route's own `gw` is
+/// used as given and `0.0.0.0` means on-link, even when the address has a
+/// real gateway; a missing `gw` takes the address gateway; a route to the
+/// address's own subnet goes in beside the kernel's connected route (the
+/// tutorial's case). Same result, same pod routes.
+#[rstest]
+fn route_gateways_match_reference(
+    #[values("0.3.1", "1.0.0")] version: &str,
+    #[values("tutorial", "real-gateway")] case: &str,
+) {
+    require_root();
+    let mut conf = config(version, Selector::Device, "ens5", false);
+    let (ipam, expected) = match case {
+        "tutorial" => (
+            json!({"type": "static",
+                "addresses": [{"address": "198.51.100.21/24", "gateway": "0.0.0.0"}],
+                "routes": [{"dst": "198.51.100.0/24", "gw": "0.0.0.0"}]}),
+            json!([
+                "198.51.100.0/24 via - dev net1 proto boot scope universe",
+                "198.51.100.0/24 via - dev net1 proto kernel scope link",
+            ]),
+        ),
+        _ => (
+            json!({"type": "static",
+            "addresses": [{"address": "198.51.100.21/24", "gateway": "198.51.100.1"}],
+            "routes": [
+                {"dst": "203.0.113.0/24", "gw": "0.0.0.0"},
+                {"dst": "203.0.113.128/25"},
+                {"dst": "198.51.100.0/24", "gw": "198.51.100.254"}
+            ]}),
+            json!([
+                "198.51.100.0/24 via - dev net1 proto kernel scope link",
+                "198.51.100.0/24 via 198.51.100.254 dev net1 proto boot scope universe",
+                "203.0.113.0/24 via - dev net1 proto boot scope universe",
+                "203.0.113.128/25 via 198.51.100.1 dev net1 proto boot scope universe",
+            ]),
+        ),
+    };
+    conf["ipam"] = ipam;
+    let reference = add_del(Impl::Reference, &conf);
+    let ours = add_del(Impl::Ours, &conf);
+    assert_eq!(
+        ours.result,
+        without_empty_dns(&reference.result, &ours.result),
+        "ADD result ({version}, {case})"
+    );
+    assert_eq!(ours.result["routes"], conf["ipam"]["routes"]);
+    assert_eq!(ours.pod["routes"], reference.pod["routes"], "pod routes");
+    assert_eq!(ours.pod["routes"], expected, "pod routes ({case})");
+}
+
 /// Intended difference: a repeated DEL. The reference fails (code 999, the
 /// link is gone from the pod); we succeed, as the CNI spec asks of DEL.
 #[rstest]

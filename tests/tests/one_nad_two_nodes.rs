@@ -610,20 +610,14 @@ fn tutorial_per_node_nads_work_like_the_reference() {
                 v4_addrs(&node.pod, "net1"),
                 vec![format!("{}/24", node.spec.ip)]
             );
-            // Pod routes: the kernel's connected route carries the subnet.
-            // Difference, asserted as one: the reference also leaves the
-            // configured route behind as a second, universe-scope route with
-            // no next hop (its 0.0.0.0 gateway is dropped); ours treats a
-            // 0.0.0.0 gateway as on-link, which is the connected route
-            // itself (EEXIST, first wins). Forwarding is the same: on-link.
-            let connected = format!("{SUBNET} via - dev net1 proto kernel scope link");
-            let expected = match imp {
-                Impl::Reference => vec![
-                    format!("{SUBNET} via - dev net1 proto boot scope universe"),
-                    connected,
-                ],
-                Impl::Ours => vec![connected],
-            };
+            // Pod routes, the same in both: the kernel's connected route,
+            // and beside it the configured route, on-link (its 0.0.0.0
+            // gateway means no next hop) with the universe scope and boot
+            // protocol netlink gives a route by default.
+            let expected = vec![
+                format!("{SUBNET} via - dev net1 proto boot scope universe"),
+                format!("{SUBNET} via - dev net1 proto kernel scope link"),
+            ];
             assert_eq!(v4_routes(&node.pod), expected, "{imp:?} {label}");
             let got = plexus_testkit::net::ip_json(
                 Some(&node.pod),

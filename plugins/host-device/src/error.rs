@@ -39,6 +39,9 @@ pub enum Error {
         #[source]
         source: plexus_netlink::Error,
     },
+    /// A configured route clashes with a different one already in the pod.
+    #[error("add route {route}: the pod already has a different route for it")]
+    RouteConflict { route: String },
     /// sysfs lookup failed.
     #[error(transparent)]
     Pci(#[from] PciError),

@@ -424,11 +424,29 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
                 .map_err(Error::netlink(format!("add address {a}")))?;
         }
         // The link came up with the move: routes through a gateway need it.
+        // Routes go in beside any others for their prefix, as the
+        // reference's: the tutorial's `<subnet> gw 0.0.0.0` becomes a second
+        // route next to the kernel's connected one.
         for r in &routes {
-            match net.add_route(Side::Pod, r) {
-                // The kernel already made it (the subnet route): first wins.
-                Err(e) if e.is_exists() => {}
-                other => other.map_err(Error::netlink(format!("add route to {}", r.dst)))?,
+            match net.create_route(Side::Pod, r) {
+                Ok(()) => {}
+                // The kernel refuses only a route it already has (listed
+                // twice, or by both `useInterfaceNetwork` and IPAM); keep it
+                // if it is exactly the one asked for, else fail (rollback).
+                Err(e) if e.is_exists() => {
+                    let have = net
+                        .routes(Side::Pod, index)
+                        .map_err(Error::netlink("list pod routes"))?;
+                    if !have.iter().any(|h| plan::same_route(r, h)) {
+                        return Err(Error::RouteConflict {
+                            route: plan::describe_route(r),
+                        });
+                    }
+                }
+                Err(e) => {
+                    let during = format!("add route {}", plan::describe_route(r));
+                    return Err(Error::netlink(during)(e));
+                }
             }
         }
         Ok(())

@@ -49,7 +49,13 @@ pub trait Net {
     /// Sets (`Some`) or clears (`None`) the alias.
     fn set_alias(&self, side: Side, index: u32, alias: Option<&str>) -> NetResult<()>;
     fn add_address(&self, side: Side, index: u32, addr: &IpNet) -> NetResult<()>;
+    /// Adds a route; `Exists` if one for the same prefix, table and metric
+    /// is there (`NLM_F_EXCL`).
     fn add_route(&self, side: Side, route: &Route) -> NetResult<()>;
+    /// Adds a route beside others for the same prefix, as the reference
+    /// does; `Exists` only for a route the kernel considers identical (see
+    /// `plexus_netlink::Handle::create_route`).
+    fn create_route(&self, side: Side, route: &Route) -> NetResult<()>;
 }
 
 /// Opens a [`Net`] for one invocation.
@@ -194,5 +200,9 @@ impl Net for KernelNet {
 
     fn add_route(&self, side: Side, route: &Route) -> NetResult<()> {
         self.h(side)?.add_route(route)
+    }
+
+    fn create_route(&self, side: Side, route: &Route) -> NetResult<()> {
+        self.h(side)?.create_route(route)
     }
 }

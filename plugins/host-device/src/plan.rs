@@ -1,8 +1,6 @@
 //! Pure planning: what to record about the host device, what to configure in
 //! the pod, what to report. No kernel access here.
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
 use plexus_cni::result::{Interface, IpConfig, Route as CniRoute};
 use plexus_cni::CniResult;
@@ -96,21 +94,23 @@ pub fn interface_network(host: &HostState) -> CniResult {
     }
 }
 
-/// A gateway of `0.0.0.0`/`::` (as in the tutorial's NAD) means on-link.
-fn real_gateway(gw: Option<IpAddr>) -> Option<IpAddr> {
-    gw.filter(|g| !g.is_unspecified())
-}
-
-/// Addresses and routes to configure on pod link `index`. A route without a
-/// gateway takes the first gateway of its family, as the reference does; a
-/// route with none at all is on-link (scope link, like `ip route`).
+/// Addresses and routes to configure on pod link `index`, the way the
+/// reference's `ipam.ConfigureIface` does:
+///
+/// - A route's own `gw` is used as given, `0.0.0.0`/`::` included; only a
+///   route without `gw` takes the family's address gateway, which is the
+///   first `ips[].gateway` of that family, again `0.0.0.0`/`::` included.
+/// - A gateway of `0.0.0.0`/`::` means on-link: no `RTA_GATEWAY` (the kernel
+///   ignores a zero IPv4 gateway; it refuses `::` as an IPv6 one).
+/// - Scope universe unless the route says otherwise (1.1.0 `scope`), on-link
+///   or not: the reference leaves it at netlink's default.
 pub fn pod_config(result: &CniResult, index: u32) -> (Vec<IpNet>, Vec<Route>) {
     let addrs = result.ips.iter().map(|ip| ip.address).collect();
-    let first_gw = |v4: bool| {
+    let address_gw = |v4: bool| {
         result
             .ips
             .iter()
-            .filter_map(|ip| real_gateway(ip.gateway))
+            .filter_map(|ip| ip.gateway)
             .find(|g| g.is_ipv4() == v4)
     };
     let routes = result
@@ -118,21 +118,54 @@ pub fn pod_config(result: &CniResult, index: u32) -> (Vec<IpNet>, Vec<Route>) {
         .iter()
         .map(|r| {
             let mut route = Route::new(r.dst);
-            route.gateway = real_gateway(r.gw).or_else(|| first_gw(r.dst.addr().is_ipv4()));
+            route.gateway =
+                r.gw.or_else(|| address_gw(r.dst.addr().is_ipv4()))
+                    .filter(|g| !g.is_unspecified());
             route.oif = Some(index);
             route.table = r.table.unwrap_or(RT_TABLE_MAIN);
             route.priority = r.priority;
             route.mtu = r.mtu;
             route.advmss = r.advmss;
-            route.scope = match (r.scope, route.gateway) {
-                (Some(s), _) => Scope::from(s),
-                (None, None) => Scope::Link,
-                (None, Some(_)) => Scope::Universe,
-            };
+            route.scope = r.scope.map_or(Scope::Universe, Scope::from);
             route
         })
         .collect();
     (addrs, routes)
+}
+
+/// Whether `have`, as the kernel lists it, is the route `want` asked for:
+/// destination, table, device, gateway, type, protocol, metric (the
+/// kernel's default when none was given), MTU and advmss; scope for IPv4
+/// only (the kernel reports every IPv6 route as universe).
+pub fn same_route(want: &Route, have: &Route) -> bool {
+    let v4 = want.dst.addr().is_ipv4();
+    // IPv4 routes default to metric 0, IPv6 ones to 1024 (IP6_RT_PRIO_USER).
+    let metric = |r: &Route| r.priority.unwrap_or(if v4 { 0 } else { 1024 });
+    have.dst.trunc() == want.dst.trunc()
+        && have.table == want.table
+        && have.oif == want.oif
+        && have.gateway == want.gateway
+        && have.kind == want.kind
+        && have.protocol == want.protocol
+        && metric(have) == metric(want)
+        && have.mtu == want.mtu
+        && have.advmss == want.advmss
+        && (!v4 || have.scope == want.scope)
+}
+
+/// A route for messages: `dst [via gw] [table t] [metric m]`.
+pub fn describe_route(r: &Route) -> String {
+    let mut s = r.dst.to_string();
+    if let Some(g) = r.gateway {
+        s.push_str(&format!(" via {g}"));
+    }
+    if r.table != RT_TABLE_MAIN {
+        s.push_str(&format!(" table {}", r.table));
+    }
+    if let Some(p) = r.priority {
+        s.push_str(&format!(" metric {p}"));
+    }
+    s
 }
 
 /// Routes to re-create on the host after DEL (`useInterfaceNetwork`).
@@ -264,30 +297,149 @@ mod tests {
         assert_eq!(r.routes[0].priority, Some(10));
     }
 
-    #[test]
-    fn pod_config_defaults_gateways_like_the_reference() {
+    fn ipam(ips: &[(&str, Option<&str>)], routes: &[(&str, Option<&str>)]) -> CniResult {
         let mut res = CniResult::default();
-        res.ips.push(IpConfig {
-            interface: None,
-            address: net("198.51.100.7/24"),
-            gateway: Some("198.51.100.1".parse().unwrap()),
-        });
-        res.routes.push(CniRoute::new(net("0.0.0.0/0"), None));
-        res.routes.push(CniRoute::new(
-            net("203.0.113.0/24"),
-            Some("0.0.0.0".parse().unwrap()),
-        ));
-        res.routes.push(CniRoute::new(net("2001:db8::/32"), None));
+        for (a, g) in ips {
+            res.ips.push(IpConfig {
+                interface: None,
+                address: net(a),
+                gateway: g.map(|g| g.parse().unwrap()),
+            });
+        }
+        for (d, g) in routes {
+            res.routes
+                .push(CniRoute::new(net(d), g.map(|g| g.parse().unwrap())));
+        }
+        res
+    }
+
+    fn gateways(routes: &[Route]) -> Vec<Option<String>> {
+        routes
+            .iter()
+            .map(|r| r.gateway.map(|g| g.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn pod_config_missing_gw_takes_the_address_gateway_explicit_gw_is_kept() {
+        let res = ipam(
+            &[("198.51.100.7/24", Some("198.51.100.1"))],
+            &[
+                ("0.0.0.0/0", None),
+                ("203.0.113.0/24", Some("0.0.0.0")),
+                ("203.0.113.128/25", Some("198.51.100.254")),
+                ("2001:db8::/32", None),
+                ("2001:db8:1::/48", Some("::")),
+            ],
+        );
         let (addrs, routes) = pod_config(&res, 9);
         assert_eq!(addrs, [net("198.51.100.7/24")]);
-        assert_eq!(routes[0].gateway, Some("198.51.100.1".parse().unwrap()));
+        assert_eq!(
+            gateways(&routes),
+            [
+                Some("198.51.100.1".into()),
+                None, // explicit 0.0.0.0: on-link, not the address gateway
+                Some("198.51.100.254".into()),
+                None, // no IPv6 gateway anywhere: on-link
+                None, // explicit ::: on-link
+            ]
+        );
+        // Scope universe throughout, as the reference leaves it.
+        assert!(routes.iter().all(|r| r.scope == Scope::Universe
+            && r.protocol == plexus_netlink::RTPROT_BOOT
+            && r.oif == Some(9)
+            && r.table == RT_TABLE_MAIN));
+    }
+
+    #[test]
+    fn pod_config_tutorial_nad_is_on_link_universe() {
+        // The tutorial: gateway 0.0.0.0 on the address and on the route.
+        let res = ipam(
+            &[("198.51.100.93/24", Some("0.0.0.0"))],
+            &[("198.51.100.0/24", Some("0.0.0.0")), ("0.0.0.0/0", None)],
+        );
+        let (_, routes) = pod_config(&res, 3);
+        assert_eq!(gateways(&routes), [None, None]);
         assert_eq!(routes[0].scope, Scope::Universe);
-        assert_eq!(routes[1].gateway, Some("198.51.100.1".parse().unwrap()));
-        assert_eq!(routes[2].gateway, None, "no v6 gateway: on-link");
-        assert_eq!(routes[2].scope, Scope::Link);
-        assert!(routes
-            .iter()
-            .all(|r| r.oif == Some(9) && r.table == RT_TABLE_MAIN));
+    }
+
+    #[test]
+    fn pod_config_address_gateway_is_the_first_of_its_family_even_0_0_0_0() {
+        // The reference takes the first IPv4 address gateway, 0.0.0.0 or
+        // not, and ignores addresses without one.
+        let res = ipam(
+            &[
+                ("203.0.113.7/24", None),
+                ("198.51.100.7/24", Some("0.0.0.0")),
+                ("198.51.100.8/24", Some("198.51.100.1")),
+                ("2001:db8::7/64", Some("2001:db8::1")),
+            ],
+            &[("0.0.0.0/0", None), ("::/0", None)],
+        );
+        let (_, routes) = pod_config(&res, 3);
+        assert_eq!(gateways(&routes), [None, Some("2001:db8::1".into())]);
+
+        let res = ipam(
+            &[
+                ("203.0.113.7/24", None),
+                ("198.51.100.8/24", Some("198.51.100.1")),
+            ],
+            &[("0.0.0.0/0", None)],
+        );
+        let (_, routes) = pod_config(&res, 3);
+        assert_eq!(gateways(&routes), [Some("198.51.100.1".into())]);
+    }
+
+    #[test]
+    fn pod_config_keeps_explicit_1_1_fields() {
+        let mut res = ipam(&[("198.51.100.7/24", None)], &[]);
+        let mut r = CniRoute::new(net("203.0.113.0/24"), None);
+        r.scope = Some(253);
+        r.table = Some(100);
+        r.priority = Some(50);
+        r.mtu = Some(1400);
+        res.routes.push(r);
+        let (_, routes) = pod_config(&res, 3);
+        let r = &routes[0];
+        assert_eq!((r.scope, r.table, r.priority), (Scope::Link, 100, Some(50)));
+        assert_eq!(r.mtu, Some(1400));
+    }
+
+    #[test]
+    fn same_route_compares_what_was_asked_with_kernel_defaults() {
+        let (_, want) = pod_config(
+            &ipam(&[("198.51.100.7/24", None)], &[("203.0.113.0/24", None)]),
+            3,
+        );
+        let want = &want[0];
+        assert!(same_route(want, want));
+        let mut have = want.clone();
+        have.priority = Some(0);
+        assert!(same_route(want, &have), "IPv4 default metric 0");
+        let mut other = have.clone();
+        other.gateway = Some("198.51.100.1".parse().unwrap());
+        assert!(!same_route(want, &other));
+        let mut other = have.clone();
+        other.protocol = RTPROT_KERNEL;
+        other.scope = Scope::Link;
+        assert!(!same_route(want, &other), "the connected route is another");
+        let mut other = have;
+        other.mtu = Some(1400);
+        assert!(!same_route(want, &other));
+
+        let (_, want6) = pod_config(
+            &ipam(&[("2001:db8::7/64", None)], &[("2001:db8:1::/48", None)]),
+            3,
+        );
+        let mut have6 = want6[0].clone();
+        have6.priority = Some(1024);
+        have6.scope = Scope::Universe;
+        assert!(same_route(&want6[0], &have6), "IPv6 default metric 1024");
+        assert_eq!(
+            describe_route(&other),
+            "203.0.113.0/24 metric 0",
+            "describe names the route"
+        );
     }
 
     #[test]

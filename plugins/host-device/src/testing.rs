@@ -1,13 +1,14 @@
 //! An in-memory kernel for handler tests: a host and a pod namespace with
-//! links, addresses and routes, and the kernel's move semantics (addresses
-//! and routes flushed, the device arrives down, a name clash either fails
-//! atomically or strands the device under its old name).
+//! links, addresses and routes (with the kernel's connected IPv4 route per
+//! address), and the kernel's move semantics (addresses and routes flushed,
+//! the device arrives down, a name clash either fails atomically or strands
+//! the device under its old name).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use ipnet::IpNet;
-use plexus_netlink::{Address, Error, Link, LinkMove, Route, Scope};
+use plexus_netlink::{Address, Error, Link, LinkMove, Route, Scope, RTPROT_KERNEL};
 
 use crate::net::{Net, NetOpener, NetResult, Side};
 
@@ -30,6 +31,8 @@ pub struct World {
     pub alive: Vec<String>,
     /// Operation names (`"add_address"`, `"move_link"`...) that fail with EPERM.
     pub fail: Vec<&'static str>,
+    /// Operation names that fail with EEXIST, whatever is there.
+    pub fail_exists: Vec<&'static str>,
     next_index: u32,
 }
 
@@ -119,6 +122,9 @@ pub struct FakeNet {
 
 impl FakeNet {
     fn check(&self, op: &'static str) -> NetResult<()> {
+        if self.world.borrow().fail_exists.contains(&op) {
+            return Err(exists("fake"));
+        }
         if self.world.borrow().fail.contains(&op) {
             return Err(Error::Kernel {
                 op,
@@ -316,6 +322,17 @@ impl Net for FakeNet {
                 return Err(exists(&addr.to_string()));
             }
             l.addrs.push(*addr);
+            // The kernel's connected route (IPv4, link up, shorter than /32).
+            if let IpNet::V4(v4) = addr {
+                if l.link.up && v4.prefix_len() < 32 {
+                    let mut r = Route::new(IpNet::V4(v4.trunc()));
+                    r.oif = Some(index);
+                    r.scope = Scope::Link;
+                    r.protocol = RTPROT_KERNEL;
+                    r.prefsrc = Some(addr.addr());
+                    l.routes.push(r);
+                }
+            }
             Ok(())
         })
     }
@@ -323,10 +340,22 @@ impl Net for FakeNet {
     fn add_route(&self, side: Side, route: &Route) -> NetResult<()> {
         let index = route.oif.unwrap_or_default();
         self.with("add_route", side, index, |l| {
-            if l.routes
-                .iter()
-                .any(|r| r.dst == route.dst && r.table == route.table)
-            {
+            // NLM_F_EXCL: any route for the same prefix, table and metric.
+            if l.routes.iter().any(|r| {
+                r.dst == route.dst && r.table == route.table && r.priority == route.priority
+            }) {
+                return Err(exists(&route.dst.to_string()));
+            }
+            l.routes.push(route.clone());
+            Ok(())
+        })
+    }
+
+    fn create_route(&self, side: Side, route: &Route) -> NetResult<()> {
+        let index = route.oif.unwrap_or_default();
+        self.with("create_route", side, index, |l| {
+            // Without NLM_F_EXCL: only an identical route is refused.
+            if l.routes.contains(route) {
                 return Err(exists(&route.dst.to_string()));
             }
             l.routes.push(route.clone());

@@ -315,6 +315,56 @@ fn failed_route_rolls_back_device_and_state() {
     rig.assert_restored();
 }
 
+/// The tutorial's routes on the real kernel: `gw` 0.0.0.0 on the address's
+/// own subnet gives a second, on-link route beside the connected one (as
+/// the reference's `RouteAddEcmp` does); a route listed twice is added once.
+#[test]
+fn zero_gw_subnet_route_sits_beside_the_connected_route() {
+    let rig = Rig::new();
+    let conf = rig.conf(
+        "0.3.1",
+        json!({"ipam": {"type": "static",
+            "addresses": [{"address": "198.51.100.7/24", "gateway": "0.0.0.0"}],
+            "routes": [{"dst": "198.51.100.0/24", "gw": "0.0.0.0"},
+                       {"dst": "203.0.113.0/24", "gw": "0.0.0.0"},
+                       {"dst": "203.0.113.0/24"}]}}),
+    );
+    let out = ok_json(&rig.add(&conf));
+    assert_eq!(
+        out["routes"][0],
+        json!({"dst": "198.51.100.0/24", "gw": "0.0.0.0"})
+    );
+    let routes = rig.pod.routes();
+    let mut got: Vec<String> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["dev"] == "net1" && !r["dst"].as_str().unwrap().starts_with("fe80"))
+        .filter(|r| r["table"].is_null() || r["table"] == "main")
+        .map(|r| {
+            format!(
+                "{} {} {} {}",
+                r["dst"].as_str().unwrap(),
+                r["gateway"].as_str().unwrap_or("-"),
+                r["protocol"].as_str().unwrap_or("boot"),
+                r["scope"].as_str().unwrap_or("universe"),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "198.51.100.0/24 - boot universe",
+            "198.51.100.0/24 - kernel link",
+            "203.0.113.0/24 - boot universe",
+        ],
+        "{routes}"
+    );
+    ok_json(&rig.del(&conf));
+    rig.assert_restored();
+}
+
 #[test]
 fn ifname_clash_in_pod_keeps_device_on_host() {
     let rig = Rig::new();
