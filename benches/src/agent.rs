@@ -184,7 +184,7 @@ pub fn measure(agent_bin: &Path) -> Result<AgentRss> {
     let path = |p: &Path| p.to_string_lossy().into_owned();
     let mut cmd = Command::new(agent_bin);
     cmd.args(["--imds-url", &imds.url(), "--netns", ns.name()])
-        .args(["--sysfs-root", &path(sys.root())])
+        .args(["--host-root", &path(sys.root())])
         .args(["--state-file", &path(&state)])
         .args(["--host-device-dir", &path(&dir("hd"))])
         .args(["--meta-cache-dir", &path(&dir("meta"))])
