@@ -21,12 +21,13 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use plexus_cni::fsutil::{replace_atomic, write_atomic, AtomicWrite};
 use serde_json::{json, Map, Value};
 
 /// The binaries the image ships and the host runtime executes.
@@ -284,24 +285,17 @@ impl Installer {
                 return Ok(false);
             }
         }
-        let werr = |source| InstallError::Write {
-            path: dst.clone(),
+        let mut from = fs::File::open(src).map_err(|source| InstallError::Write {
+            path: src.to_path_buf(),
             source,
-        };
-        let tmp = self
-            .cfg
-            .cni_bin_dir
-            .join(format!(".{name}.plexus-tmp-{}", std::process::id()));
-        let result = (|| {
-            fs::copy(src, &tmp)?;
-            fs::set_permissions(&tmp, fs::Permissions::from_mode(mode & 0o7777))?;
-            fs::File::open(&tmp)?.sync_all()?;
-            fs::rename(&tmp, &dst)
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(werr(e));
-        }
+        })?;
+        // io::copy between files is copy_file_range, as fs::copy.
+        replace_atomic(&dst, durable(mode), |f| io::copy(&mut from, f).map(drop)).map_err(
+            |source| InstallError::Write {
+                path: dst.clone(),
+                source,
+            },
+        )?;
         if let (Ok(m), Ok(v)) = (fs::metadata(&dst), self.verified.lock()) {
             let mut v = v;
             v.insert(name.to_string(), stamp(&src_meta, &m));
@@ -468,6 +462,17 @@ fn check_dir_writable(what: &'static str, dir: &Path) -> Result<(), InstallError
     })
 }
 
+/// How the installer replaces files: in place (the directory exists), with
+/// exact permissions, fsynced so a node crash never leaves a torn binary or
+/// config for the kubelet to run.
+fn durable(mode: u32) -> AtomicWrite {
+    AtomicWrite {
+        sync: true,
+        mode: Some(mode & 0o7777),
+        create_dir: None,
+    }
+}
+
 /// Atomically replaces `path` with `bytes` (temp file in the same dir, fsync,
 /// rename) unless it already holds exactly those bytes and that mode.
 /// Returns whether it wrote.
@@ -478,27 +483,10 @@ pub fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, In
             return Ok(false);
         }
     }
-    let werr = |source| InstallError::Write {
+    write_atomic(path, bytes, durable(mode)).map_err(|source| InstallError::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.plexus-tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(werr(e));
-    }
+    })?;
     Ok(true)
 }
 

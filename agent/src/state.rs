@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 pub use plexus_imds::node_state::{
-    rfc3339_utc, write_file_atomic, NodeState, VnicState, DEFAULT_STATE_PATH, SCHEMA_VERSION,
+    rfc3339_utc, NodeState, VnicState, DEFAULT_STATE_PATH, SCHEMA_VERSION,
 };
 pub use plexus_imds::StateError;
 

@@ -1,7 +1,8 @@
 //! The CNI specification for Plexus plugins: network configuration and
 //! runtimeConfig types, `CNI_ARGS`, results for every spec version (0.1.0 to
 //! 1.1.0) with conversion both ways, error codes, VERSION negotiation, the
-//! plugin skeleton (env + stdin → command → stdout) and delegate execution.
+//! plugin skeleton (env + stdin → command → stdout), delegate execution, and
+//! the atomic file write every plugin and the agent share ([`fsutil`]).
 //!
 //! Everything is pure data and functions except [`skel::run`] (process
 //! env/stdio) and [`exec::ProcessExec`] (spawns plugins); handlers take an
@@ -12,6 +13,7 @@ pub mod args;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod fsutil;
 mod nullable;
 pub mod result;
 pub mod skel;

@@ -6,18 +6,18 @@
 //! re-exports it as `plexus_agent::state`.
 //!
 //! Contract: JSON at [`DEFAULT_STATE_PATH`], `version` = [`SCHEMA_VERSION`],
-//! replaced atomically (temp file in the same directory, fsync, rename, fsync
+//! replaced atomically and durably (`plexus_cni::fsutil`: temp file in the
+//! same directory, fsync, rename, fsync
 //! of the directory) so a reader sees the old or the new file, never a torn
 //! one. Readers reject versions they do not know instead of guessing.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
+use plexus_cni::fsutil::{write_atomic, AtomicWrite};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
@@ -158,46 +158,17 @@ impl NodeState {
             path: path.to_path_buf(),
             source,
         })?;
-        write_file_atomic(path, &json)
+        // Durable: the plugin reads this file after a node reboot too.
+        let how = AtomicWrite {
+            sync: true,
+            mode: None,
+            create_dir: Some(0o755),
+        };
+        write_atomic(path, &json, how).map_err(|source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
-}
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `data` to `path` via a temp file in the same directory + fsync +
-/// rename + directory fsync, so readers and crashes never see a partial file.
-pub fn write_file_atomic(path: &Path, data: &[u8]) -> Result<(), StateError> {
-    let io_err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| StateError::Io { path: p, source }
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "state".to_string());
-    let tmp = dir.join(format!(
-        ".{file_name}.{}.{}.tmp",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        f.write_all(data).map_err(io_err(&tmp))?;
-        f.sync_all().map_err(io_err(&tmp))?;
-        fs::rename(&tmp, path).map_err(io_err(path))?;
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&dir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Formats `t` as `YYYY-MM-DDTHH:MM:SSZ` (UTC) without a date crate.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use nix::fcntl::{Flock, FlockArg};
+use plexus_cni::fsutil::{write_atomic, AtomicWrite};
 use plexus_sysfs::pci::PciAddr;
 use serde::{Deserialize, Serialize};
 
@@ -96,25 +97,21 @@ impl Store {
         std::fs::create_dir_all(&self.dir).map_err(Error::io(&self.dir))
     }
 
-    /// Writes the record atomically (temp file + rename).
+    /// Writes the record atomically (temp file + rename; not fsynced, like
+    /// the plexus cache: it has to outlive the process, not the node).
     pub fn save(&self, r: &Record) -> Result<(), Error> {
         self.ensure_dir()?;
         let path = self.path(&r.container_id, &r.ifname);
-        let tmp = self.dir.join(format!(
-            ".{}-{}.{}.tmp",
-            r.container_id,
-            r.ifname,
-            std::process::id()
-        ));
         let bytes = serde_json::to_vec_pretty(r).map_err(|e| Error::Io {
             path: path.clone(),
             source: e.into(),
         })?;
-        std::fs::write(&tmp, bytes).map_err(Error::io(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::Io { path, source: e }
-        })
+        let how = AtomicWrite {
+            sync: false,
+            mode: None,
+            create_dir: None,
+        };
+        write_atomic(&path, &bytes, how).map_err(Error::io(&path))
     }
 
     /// The record of an attachment, if any. An unreadable record counts as

@@ -1,0 +1,150 @@
+//! Atomic file replacement, shared by the plugins' caches, the node state
+//! file and the agent's installer: the bytes go to a temp file in the same
+//! directory, which is then renamed over the target, so a reader sees the old
+//! or the new content, never a torn file.
+//!
+//! Whether the write must also survive a node crash (fsync of the file and
+//! its directory) is each caller's explicit choice ([`AtomicWrite::sync`]):
+//! the agent's state and installed binaries do, the plugins' per-ADD caches
+//! deliberately do not.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// How [`write_atomic`] / [`replace_atomic`] write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AtomicWrite {
+    /// fsync the file before the rename and the directory after it, so the
+    /// new content survives a node crash, not only the writing process.
+    pub sync: bool,
+    /// Permission bits of the new file (exact, not masked by the umask);
+    /// `None` leaves the process default.
+    pub mode: Option<u32>,
+    /// Create the parent directory (recursively, with these bits before the
+    /// umask) when missing; `None` expects it to exist.
+    pub create_dir: Option<u32>,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Replaces `path` with `bytes` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8], how: AtomicWrite) -> io::Result<()> {
+    replace_atomic(path, how, |f| f.write_all(bytes))
+}
+
+/// Replaces `path` atomically with what `fill` writes into the temp file.
+/// On any failure the temp file is removed and `path` is left untouched.
+pub fn replace_atomic(
+    path: &Path,
+    how: AtomicWrite,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if let Some(dir_mode) = how.create_dir {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(dir_mode)
+            .create(&dir)?;
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Hidden and unique per process and call, so directory scanners skip it
+    // and concurrent writers never share one.
+    let tmp = dir.join(format!(
+        ".{file_name}.{}.{}.tmp",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        if let Some(mode) = how.mode {
+            opts.mode(mode & 0o7777);
+        }
+        let mut f = opts.open(&tmp)?;
+        fill(&mut f)?;
+        if let Some(mode) = how.mode {
+            f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))?;
+        }
+        if how.sync {
+            f.sync_all()?;
+        }
+        drop(f);
+        fs::rename(&tmp, path)?;
+        if how.sync {
+            File::open(&dir)?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: AtomicWrite = AtomicWrite {
+        sync: false,
+        mode: None,
+        create_dir: Some(0o755),
+    };
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn replaces_and_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("sub/a.json");
+        write_atomic(&p, b"one", FAST).unwrap();
+        write_atomic(&p, b"two", AtomicWrite { sync: true, ..FAST }).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(names(&d.path().join("sub")), ["a.json"]);
+    }
+
+    #[test]
+    fn mode_is_exact_regardless_of_umask() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("bin");
+        let how = AtomicWrite {
+            mode: Some(0o755),
+            ..FAST
+        };
+        write_atomic(&p, b"x", how).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
+    }
+
+    #[test]
+    fn missing_dir_without_create_fails_and_cleans_up() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("missing/a");
+        let how = AtomicWrite {
+            create_dir: None,
+            ..FAST
+        };
+        assert!(write_atomic(&p, b"x", how).is_err());
+        let failed = replace_atomic(&d.path().join("b"), FAST, |_| Err(io::Error::other("boom")));
+        assert!(failed.is_err());
+        assert!(names(d.path()).is_empty());
+    }
+}
