@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use plexus_cni::timefmt::{rfc3339, rfc3339_micro};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -183,44 +184,6 @@ impl Event {
             "reportingInstance": "",
         })
     }
-}
-
-/// Formats seconds since the epoch as `YYYY-MM-DDTHH:MM:SSZ` (Kubernetes `Time`).
-pub fn rfc3339(secs: u64) -> String {
-    let (y, mo, d, h, mi, s) = civil(secs);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
-
-/// Formats a duration since the epoch as Kubernetes `MicroTime`.
-pub fn rfc3339_micro(since: Duration) -> String {
-    let (y, mo, d, h, mi, s) = civil(since.as_secs());
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:06}Z",
-        since.subsec_micros()
-    )
-}
-
-/// Civil date from Unix seconds (Howard Hinnant's days-from-civil inverse).
-fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        y,
-        m,
-        d,
-        (rem / 3600) as u32,
-        ((rem % 3600) / 60) as u32,
-        (rem % 60) as u32,
-    )
 }
 
 /// Errors from the pod API, grouped by what the caller should do.

@@ -27,6 +27,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
+use plexus_cni::timefmt::rfc3339;
 use serde_json::{json, Map, Value};
 
 /// The service-account user requests are attributed to in 403 messages.
@@ -1838,27 +1839,6 @@ fn now_rfc3339() -> String {
         .unwrap_or(Duration::ZERO)
         .as_secs();
     rfc3339(secs)
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds (civil-from-days).
-fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
 }
 
 /// Reads a seed file: a JSON array of objects, or a `{"items": [...]}` list.
