@@ -14,13 +14,14 @@
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
+
+use crate::serve::ServerThread;
 use serde_json::Value;
 
 /// The HTML body OCI's front end sends with a 429 (observed in practice).
@@ -73,8 +74,7 @@ fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 pub struct FakeImds {
     addr: SocketAddr,
     shared: Shared,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl FakeImds {
@@ -92,7 +92,6 @@ impl FakeImds {
     /// namespace it was created in, so a test can bind inside its namespace
     /// and hand the listener over.
     pub fn start_with_listener(listener: TcpListener, vnics: Value) -> std::io::Result<Self> {
-        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared: Shared = Arc::new(Mutex::new(State {
             vnics,
@@ -101,33 +100,15 @@ impl FakeImds {
             latency: Duration::ZERO,
             log: Vec::new(),
         }));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app_state = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("fake-imds-{addr}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    let app =
-                        Router::new().fallback(move |m, u, h| handle(app_state.clone(), m, u, h));
-                    // Dropping the runtime afterwards cancels open connections,
-                    // so a client holding a keep-alive socket cannot block Drop.
-                    tokio::select! {
-                        _ = axum::serve(listener, app) => {}
-                        _ = stop_rx => {}
-                    }
-                });
-            })?;
+        let server = ServerThread::spawn(format!("fake-imds-{addr}"), listener, move |l| {
+            let app = Router::new().fallback(move |m, u, h| handle(app_state.clone(), m, u, h));
+            axum::serve(l, app)
+        })?;
         Ok(Self {
             addr,
             shared,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -170,17 +151,6 @@ impl FakeImds {
     /// Number of requests seen so far.
     pub fn request_count(&self) -> usize {
         lock(&self.shared).log.len()
-    }
-}
-
-impl Drop for FakeImds {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

@@ -20,13 +20,14 @@ use std::hash::{BuildHasher, Hasher};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::Response;
 use axum::Router;
+
+use crate::serve::ServerThread;
 use plexus_cni::timefmt::rfc3339;
 use serde_json::{json, Map, Value};
 
@@ -126,8 +127,7 @@ pub struct Options {
 pub struct FakeApiServer {
     addr: SocketAddr,
     shared: Shared,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    _server: ServerThread,
 }
 
 impl FakeApiServer {
@@ -139,34 +139,16 @@ impl FakeApiServer {
     /// Serves on `127.0.0.1:<free port>` with `options`.
     pub fn start_with(options: Options) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
-        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = new_state(options).map_err(std::io::Error::other)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app_state = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("fake-kube-{addr}"))
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
-                        return;
-                    };
-                    // Dropping the runtime afterwards cancels open keep-alive
-                    // connections, so Drop never waits on a client.
-                    tokio::select! {
-                        _ = serve_shared(listener, app_state) => {}
-                        _ = stop_rx => {}
-                    }
-                });
-            })?;
+        let server = ServerThread::spawn(format!("fake-kube-{addr}"), listener, move |l| {
+            serve_shared(l, app_state)
+        })?;
         Ok(Self {
             addr,
             shared,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            _server: server,
         })
     }
 
@@ -278,17 +260,6 @@ impl FakeApiServer {
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(_, v)| v.clone())
             .collect()
-    }
-}
-
-impl Drop for FakeApiServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 

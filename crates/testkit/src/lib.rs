@@ -7,3 +7,4 @@ pub mod imds;
 pub mod kube;
 pub mod net;
 pub mod podresources;
+mod serve;
