@@ -188,17 +188,9 @@ impl FakePodResources {
         container: &str,
         devices: &[(&str, &[&str])],
     ) {
-        let devices = devices
-            .iter()
-            .map(|(resource, ids)| pr::ContainerDevices {
-                resource_name: (*resource).to_string(),
-                device_ids: ids.iter().map(|s| (*s).to_string()).collect(),
-                topology: None,
-            })
-            .collect();
         let c = pr::ContainerResources {
             name: container.to_string(),
-            devices,
+            devices: container_devices(devices),
             ..Default::default()
         };
         let mut s = lock(&self.state);
@@ -219,14 +211,7 @@ impl FakePodResources {
 
     /// Sets what `GetAllocatableResources` reports.
     pub fn set_allocatable(&self, devices: &[(&str, &[&str])]) {
-        lock(&self.state).allocatable = devices
-            .iter()
-            .map(|(resource, ids)| pr::ContainerDevices {
-                resource_name: (*resource).to_string(),
-                device_ids: ids.iter().map(|s| (*s).to_string()).collect(),
-                topology: None,
-            })
-            .collect();
+        lock(&self.state).allocatable = container_devices(devices);
     }
 
     /// Makes `Get` answer Unimplemented, like a kubelet with the
@@ -239,6 +224,18 @@ impl FakePodResources {
     pub fn calls(&self) -> Vec<String> {
         lock(&self.state).calls.clone()
     }
+}
+
+/// `(resource_name, device_ids)` pairs as the kubelet reports them.
+fn container_devices(devices: &[(&str, &[&str])]) -> Vec<pr::ContainerDevices> {
+    devices
+        .iter()
+        .map(|(resource, ids)| pr::ContainerDevices {
+            resource_name: (*resource).to_string(),
+            device_ids: ids.iter().map(|s| (*s).to_string()).collect(),
+            topology: None,
+        })
+        .collect()
 }
 
 #[derive(Default)]
