@@ -32,71 +32,37 @@ pub struct Dns {
     pub options: Vec<String>,
 }
 
-/// `device-info.pci`.
+/// `device-info.pci`: every key optional, named in kebab-case.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
 pub struct PciDevice {
-    #[serde(
-        rename = "pci-address",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub pci_address: String,
-    #[serde(
-        rename = "vhost-net",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub vhost_net: String,
-    #[serde(
-        rename = "rdma-device",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub rdma_device: String,
-    #[serde(
-        rename = "pf-pci-address",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub pf_pci_address: String,
-    #[serde(
-        rename = "representor-device",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub representor_device: String,
 }
 
-/// `device-info.vdpa`.
+/// `device-info.vdpa`: every key optional, named in kebab-case.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
 pub struct VdpaDevice {
-    #[serde(
-        rename = "parent-device",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub parent_device: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub driver: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub path: String,
-    #[serde(
-        rename = "pci-address",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub pci_address: String,
-    #[serde(
-        rename = "pf-pci-address",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub pf_pci_address: String,
-    #[serde(
-        rename = "representor-device",
-        default,
-        skip_serializing_if = "String::is_empty"
-    )]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub representor_device: String,
 }
 
