@@ -180,16 +180,7 @@ fn route_state(routes: &Value) -> Value {
         .flatten()
         // IPv6 link-local routes come from the kernel's address generation.
         .filter(|r| !r["dst"].as_str().unwrap_or("").starts_with("fe80"))
-        .map(|r| {
-            format!(
-                "{} via {} dev {} proto {} scope {}",
-                r["dst"].as_str().unwrap_or("?"),
-                r["gateway"].as_str().unwrap_or("-"),
-                r["dev"].as_str().unwrap_or("?"),
-                r["protocol"].as_str().unwrap_or("boot"),
-                r["scope"].as_str().unwrap_or("universe"),
-            )
-        })
+        .map(plexus_testkit::net::route_line)
         .collect();
     out.sort();
     json!(out)

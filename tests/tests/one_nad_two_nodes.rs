@@ -325,16 +325,7 @@ fn v4_routes(ns: &TestNs) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|r| {
-            format!(
-                "{} via {} dev {} proto {} scope {}",
-                r["dst"].as_str().unwrap_or("?"),
-                r["gateway"].as_str().unwrap_or("-"),
-                r["dev"].as_str().unwrap_or("?"),
-                r["protocol"].as_str().unwrap_or("boot"),
-                r["scope"].as_str().unwrap_or("universe"),
-            )
-        })
+        .map(plexus_testkit::net::route_line)
         .collect();
     out.sort();
     out

@@ -383,6 +383,20 @@ impl Drop for Veth {
     }
 }
 
+/// One route of `ip -j route show` as `dst via gw dev d proto p scope s`,
+/// with `ip`'s own defaults for absent fields, so tests compare route tables
+/// as sortable lines.
+pub fn route_line(r: &Value) -> String {
+    format!(
+        "{} via {} dev {} proto {} scope {}",
+        r["dst"].as_str().unwrap_or("?"),
+        r["gateway"].as_str().unwrap_or("-"),
+        r["dev"].as_str().unwrap_or("?"),
+        r["protocol"].as_str().unwrap_or("boot"),
+        r["scope"].as_str().unwrap_or("universe"),
+    )
+}
+
 /// Runs `ip -j <args>` in `ns` (or the current namespace) and parses the JSON.
 /// An empty answer (e.g. no routes) is an empty array.
 pub fn ip_json(ns: Option<&TestNs>, args: &[&str]) -> Value {
