@@ -506,15 +506,7 @@ fn one_nad_from_the_api_through_plexus() {
         );
         let net1 = node.pod.link("net1").expect("net1 in the pod");
         assert_eq!(net1["address"], node.spec.mac, "node {label}");
-        let pod = api
-            .get_object(&format!("/api/v1/namespaces/default/pods/{name}"))
-            .unwrap();
-        let status: Value = serde_json::from_str(
-            pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
+        let status = api.network_status("default", name).unwrap();
         let entry = status
             .as_array()
             .and_then(|s| s.iter().find(|e| e["interface"] == "net1"))

@@ -245,6 +245,14 @@ impl FakeApiServer {
         lock(&self.shared).objects.get(key).cloned()
     }
 
+    /// The parsed `k8s.v1.cni.cncf.io/network-status` annotation of pod
+    /// `namespace/name`, if the pod exists and carries one.
+    pub fn network_status(&self, namespace: &str, name: &str) -> Option<Value> {
+        let pod = self.get_object(&format!("/api/v1/namespaces/{namespace}/pods/{name}"))?;
+        let text = pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"].as_str()?;
+        serde_json::from_str(text).ok()
+    }
+
     /// Removes the object at an API path; returns it if it existed.
     pub fn delete_object(&self, path: &str) -> Option<Value> {
         lock(&self.shared)

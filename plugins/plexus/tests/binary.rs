@@ -209,15 +209,7 @@ fn add_then_del_exact_api_requests() {
             ]
         );
         assert_eq!(events, 2, "one AddedInterface event per network");
-        let pod = api
-            .get_object(&format!("/api/v1/namespaces/{NS}/pods/{POD}"))
-            .unwrap();
-        let status: Value = serde_json::from_str(
-            pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
-                .as_str()
-                .unwrap(),
-        )
-        .unwrap();
+        let status = api.network_status(NS, POD).unwrap();
         assert_eq!(status[1]["name"], "default/sriov-a");
         assert_eq!(status[1]["interface"], "net1");
         assert_eq!(
@@ -448,15 +440,7 @@ fn device_id_from_the_kubelet_socket() {
     let att = &entry["attachments"][1];
     assert_eq!(att["deviceId"], "0000:00:04.0");
     assert_eq!(att["conf"]["plugins"][0]["pciBusID"], "0000:00:04.0");
-    let pod = api
-        .get_object(&format!("/api/v1/namespaces/{NS}/pods/{POD}"))
-        .unwrap();
-    let status: Value = serde_json::from_str(
-        pod["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]
-            .as_str()
-            .unwrap(),
-    )
-    .unwrap();
+    let status = api.network_status(NS, POD).unwrap();
     assert_eq!(
         status[1]["device-info"]["pci"]["pci-address"],
         "0000:00:04.0"
