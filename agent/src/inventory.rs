@@ -151,27 +151,10 @@ struct MetaPod {
 }
 
 fn json_files(dir: &Path) -> Result<Vec<PathBuf>, InventoryError> {
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(source) => {
-            return Err(InventoryError::Cache {
-                path: dir.to_path_buf(),
-                source,
-            })
-        }
-    };
-    let mut files: Vec<PathBuf> = rd
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "json")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+    plexus_cni::fsutil::json_files(dir).map_err(|source| InventoryError::Cache {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {

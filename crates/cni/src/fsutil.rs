@@ -90,6 +90,28 @@ pub fn replace_atomic(
     result
 }
 
+/// The `*.json` files of a record directory (a cache or state dir written
+/// with [`write_atomic`]), sorted, without hidden names so a temp file
+/// being written is never read as a record. A missing directory has none.
+pub fn json_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +139,23 @@ mod tests {
         write_atomic(&p, b"two", AtomicWrite { sync: true, ..FAST }).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(names(&d.path().join("sub")), ["a.json"]);
+    }
+
+    #[test]
+    fn json_files_skip_temp_and_other_files() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(json_files(&d.path().join("missing")).unwrap().is_empty());
+        for name in [
+            "b.json",
+            "a.json",
+            ".a.json.1.0.tmp",
+            ".hidden.json",
+            "lock",
+        ] {
+            fs::write(d.path().join(name), b"{}").unwrap();
+        }
+        let found = json_files(d.path()).unwrap();
+        assert_eq!(found, [d.path().join("a.json"), d.path().join("b.json")]);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use nix::fcntl::{Flock, FlockArg};
-use plexus_cni::fsutil::{write_atomic, AtomicWrite};
+use plexus_cni::fsutil::{json_files, write_atomic, AtomicWrite};
 use plexus_sysfs::pci::PciAddr;
 use serde::{Deserialize, Serialize};
 
@@ -136,33 +136,14 @@ impl Store {
 
     /// Every readable record.
     pub fn list(&self) -> Result<Vec<Record>, Error> {
-        let rd = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(Error::Io {
-                    path: self.dir.clone(),
-                    source: e,
-                })
-            }
-        };
-        let mut out = Vec::new();
-        for entry in rd.flatten() {
-            let p = entry.path();
-            let is_record = p.extension().is_some_and(|e| e == "json")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if is_record {
-                if let Some(r) = std::fs::read(&p)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                {
-                    out.push(r);
-                }
-            }
-        }
-        Ok(out)
+        let files = json_files(&self.dir).map_err(Error::io(&self.dir))?;
+        Ok(files
+            .iter()
+            .filter_map(|p| {
+                let bytes = std::fs::read(p).ok()?;
+                serde_json::from_slice(&bytes).ok()
+            })
+            .collect())
     }
 
     /// Takes the exclusive lock for device `key` (PCI address, MAC or name),

@@ -181,28 +181,9 @@ impl CacheStore for FsCacheStore {
     }
 
     fn list(&self) -> Result<Vec<CacheEntry>, PlexusError> {
-        let rd = match std::fs::read_dir(&self.dir) {
-            Ok(rd) => rd,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => {
-                return Err(PlexusError::Io(format!(
-                    "cannot list {}: {e}",
-                    self.dir.display()
-                )))
-            }
-        };
+        let names = fsutil::json_files(&self.dir)
+            .map_err(|e| PlexusError::Io(format!("cannot list {}: {e}", self.dir.display())))?;
         let mut out = Vec::new();
-        let mut names: Vec<PathBuf> = rd
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| {
-                p.extension().is_some_and(|x| x == "json")
-                    && !p
-                        .file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect();
-        names.sort();
         for p in names {
             if let Ok(bytes) = std::fs::read(&p) {
                 if let Ok(entry) = serde_json::from_slice::<CacheEntry>(&bytes) {
