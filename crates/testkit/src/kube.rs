@@ -855,7 +855,7 @@ async fn handle(
             }
         }
         (
-            &Method::PUT,
+            &Method::PUT | &Method::PATCH,
             Target::Item {
                 res,
                 ns,
@@ -869,24 +869,11 @@ async fn handle(
                 name: &name,
                 status,
             };
-            update(&mut s, item, &body)
-        }
-        (
-            &Method::PATCH,
-            Target::Item {
-                res,
-                ns,
-                name,
-                status,
-            },
-        ) => {
-            let item = ItemRef {
-                res,
-                ns: &ns,
-                name: &name,
-                status,
-            };
-            patch(&mut s, item, ctype, query, &body)
+            if method == Method::PUT {
+                update(&mut s, item, &body)
+            } else {
+                patch(&mut s, item, ctype, query, &body)
+            }
         }
         (
             &Method::DELETE,
