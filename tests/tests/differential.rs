@@ -162,15 +162,7 @@ fn link_state(link: &Value) -> Value {
 }
 
 fn addr_state(addrs: &Value) -> Value {
-    let mut out: Vec<String> = addrs
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["family"] == "inet")
-        .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or("?"), a["prefixlen"]))
-        .collect();
-    out.sort();
-    json!(out)
+    json!(plexus_testkit::net::v4_addr_lines(addrs))
 }
 
 fn route_state(routes: &Value) -> Value {

@@ -307,16 +307,7 @@ impl Node {
 
 /// IPv4 addresses of `dev` in `ns`, as `a.b.c.d/len`, sorted.
 fn v4_addrs(ns: &TestNs, dev: &str) -> Vec<String> {
-    let mut out: Vec<String> = ns
-        .addrs(dev)
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|a| a["family"] == "inet")
-        .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or("?"), a["prefixlen"]))
-        .collect();
-    out.sort();
-    out
+    plexus_testkit::net::v4_addr_lines(&ns.addrs(dev))
 }
 
 /// IPv4 routes of the main table, as `dst via gw dev d proto p scope s`.

@@ -383,6 +383,19 @@ impl Drop for Veth {
     }
 }
 
+/// The IPv4 addresses of `ip -j addr show` as `a.b.c.d/len`, sorted.
+pub fn v4_addr_lines(addrs: &Value) -> Vec<String> {
+    let mut out: Vec<String> = addrs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["family"] == "inet")
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap_or("?"), a["prefixlen"]))
+        .collect();
+    out.sort();
+    out
+}
+
 /// One route of `ip -j route show` as `dst via gw dev d proto p scope s`,
 /// with `ip`'s own defaults for absent fields, so tests compare route tables
 /// as sortable lines.
