@@ -189,11 +189,17 @@ fn row(label: &str, times: &[CycleTimes]) -> CycleRow {
     let pick = |f: fn(&CycleTimes) -> std::time::Duration| {
         Summary::of(&times.iter().map(f).collect::<Vec<_>>())
     };
+    let ms = |f: fn(&CycleTimes) -> std::time::Duration| -> Vec<f64> {
+        times.iter().map(|t| f(t).as_secs_f64() * 1e3).collect()
+    };
     CycleRow {
         label: label.to_owned(),
         add: pick(|t| t.add),
         del: pick(|t| t.del),
         cycle: pick(|t| t.total()),
+        cpu: pick(|t| t.cpu),
+        cycle_ms: ms(|t| t.total()),
+        cpu_ms: ms(|t| t.cpu),
     }
 }
 

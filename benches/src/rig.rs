@@ -25,11 +25,14 @@ pub fn nad_config(device: &str, data_dir: &Path) -> String {
     )
 }
 
-/// One plugin ADD+DEL cycle's wall times.
+/// One ADD+DEL cycle's wall times, and the CPU (user+sys) it took: of the
+/// plugin processes and the children they reaped for a plugin cycle, of the
+/// bench thread around its netlink requests for the floor.
 #[derive(Debug, Clone, Copy)]
 pub struct CycleTimes {
     pub add: Duration,
     pub del: Duration,
+    pub cpu: Duration,
 }
 
 impl CycleTimes {
@@ -160,11 +163,15 @@ impl Rig {
     /// Must be called with the thread inside the node namespace.
     pub fn plugin_cycle(&self, plugin_dir: &Path) -> Result<CycleTimes> {
         self.reset()?;
+        // Nothing else is reaped meanwhile: the children's CPU delta is the
+        // two plugin processes and the IPAM children they waited for.
+        let cpu = crate::stats::children_cpu();
         let add = checked(self.call(plugin_dir, "ADD").run(), "ADD", plugin_dir)?;
         let del = checked(self.call(plugin_dir, "DEL").run(), "DEL", plugin_dir)?;
         Ok(CycleTimes {
             add: add.elapsed,
             del: del.elapsed,
+            cpu: crate::stats::children_cpu().saturating_sub(cpu),
         })
     }
 
@@ -172,6 +179,7 @@ impl Rig {
     /// one netlink request each way (plus what the variant adds).
     pub fn floor_cycle(&self, variant: FloorVariant) -> Result<CycleTimes> {
         let index = self.reset()?;
+        let cpu_add = crate::stats::thread_cpu();
         let start = Instant::now();
         match variant {
             FloorVariant::Move | FloorVariant::MoveWithRename => {}
@@ -181,16 +189,20 @@ impl Rig {
         let rename = (variant == FloorVariant::MoveWithRename).then_some(IFNAME);
         self.node_nl.move_to_netns(index, &self.pod_fd, rename)?;
         let add = start.elapsed();
+        let cpu_add = crate::stats::thread_cpu().saturating_sub(cpu_add);
         // Untimed: the ifindex is kept unless taken in the target, which a
         // fresh pod namespace cannot do, but look it up to be sure.
         let in_pod = self.pod_nl.link_by_name(rename.unwrap_or(&self.vf))?;
         let back = (variant == FloorVariant::MoveWithRename).then_some(self.vf.as_str());
+        let cpu_del = crate::stats::thread_cpu();
         let start = Instant::now();
         self.pod_nl
             .move_to_netns(in_pod.index, &self.node_fd, back)?;
+        let del = start.elapsed();
         Ok(CycleTimes {
             add,
-            del: start.elapsed(),
+            del,
+            cpu: cpu_add + crate::stats::thread_cpu().saturating_sub(cpu_del),
         })
     }
 }
