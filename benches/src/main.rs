@@ -102,6 +102,9 @@ fn main() -> Result<()> {
         .into_iter()
         .flat_map(|d| PLUGINS.map(|p| d.join(p)))
         .collect();
+    if wants(Section::Cycles) {
+        needed.push(mover());
+    }
     if wants(Section::Vnic) {
         needed.extend(["vnic", "static"].map(|p| ours.join(p)));
     }
@@ -203,18 +206,29 @@ fn row(label: &str, times: &[CycleTimes]) -> CycleRow {
     }
 }
 
-/// Ours, the reference and the floor, one cycle of each per round, the
-/// order rotated every round so no series always follows the same one.
+/// The floor as a program (`plexus-bench-move`), next to this binary.
+fn mover() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("plexus-bench-move")))
+        .unwrap_or_else(|| bin_dir().join("plexus-bench-move"))
+}
+
+/// Ours, the reference, the in-process floor and the floor as a program,
+/// one cycle of each per round, the order rotated every round so no series
+/// always follows the same one.
 fn measure_cycles(rig: &Rig, args: &Args, ours: &Path) -> Result<Vec<CycleRow>> {
-    let mut series: [Vec<CycleTimes>; 3] = Default::default();
+    let mut series: [Vec<CycleTimes>; 4] = Default::default();
     let total = args.warmup + args.cycles;
+    let mover = mover();
     for round in 0..total {
-        for k in 0..3 {
-            let which = (round + k) % 3;
+        for k in 0..4 {
+            let which = (round + k) % 4;
             let t = match which {
                 0 => rig.plugin_cycle(ours)?,
                 1 => rig.plugin_cycle(&args.reference)?,
-                _ => rig.floor_cycle(FloorVariant::Move)?,
+                2 => rig.floor_cycle(FloorVariant::Move)?,
+                _ => rig.program_floor_cycle(&mover)?,
             };
             if round >= args.warmup {
                 series[which].push(t);
@@ -229,6 +243,7 @@ fn measure_cycles(rig: &Rig, args: &Args, ours: &Path) -> Result<Vec<CycleRow>> 
             &series[1],
         ),
         row("kernel floor: move in + back", &series[2]),
+        row("kernel floor as a program: 2 starts", &series[3]),
     ])
 }
 
@@ -364,7 +379,7 @@ fn progress(what: &str, done: usize, total: usize) {
 
 /// Builds everything the default run needs.
 const BUILD: &str = "cargo build --release --bin host-device --bin static --bin vnic \
-                     --bin plexus-agent --bin plexus-bench";
+                     --bin plexus-agent --bin plexus-bench --bin plexus-bench-move";
 
 /// The exact command line, to be quoted in BENCHMARKS.md.
 fn reproduce_command() -> String {

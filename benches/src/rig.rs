@@ -175,6 +175,28 @@ impl Rig {
         })
     }
 
+    /// The kernel floor as a program: `plexus-bench-move` spawned once to
+    /// move the VF into the pod and once to move it back, one netlink
+    /// request each, through the plugins' spawn harness; CPU as for a
+    /// plugin cycle (`RUSAGE_CHILDREN`). Same process starts as a plugin.
+    pub fn program_floor_cycle(&self, mover: &Path) -> Result<CycleTimes> {
+        let index = self.reset()?;
+        let call = |command: &str| {
+            CniCall::new(mover, command)
+                .netns(self.pod.path())
+                .args(format!("IFINDEX={index}"))
+        };
+        let dir = mover.parent().unwrap_or(mover);
+        let cpu = crate::stats::children_cpu();
+        let add = checked(call("ADD").run(), "move in", dir)?;
+        let del = checked(call("DEL").run(), "move back", dir)?;
+        Ok(CycleTimes {
+            add: add.elapsed,
+            del: del.elapsed,
+            cpu: crate::stats::children_cpu().saturating_sub(cpu),
+        })
+    }
+
     /// The kernel floor: the same device moved into the pod and back with
     /// one netlink request each way (plus what the variant adds).
     pub fn floor_cycle(&self, variant: FloorVariant) -> Result<CycleTimes> {
