@@ -377,14 +377,14 @@ fn progress(what: &str, done: usize, total: usize) {
     }
 }
 
-/// Builds everything the default run needs.
-const BUILD: &str = "cargo build --release --bin host-device --bin static --bin vnic \
-                     --bin plexus-agent --bin plexus-bench --bin plexus-bench-move";
+/// Builds everything the default run needs, the way the image is built
+/// (static-pie; see the script).
+const BUILD: &str = "scripts/build-release.sh";
 
 /// The exact command line, to be quoted in BENCHMARKS.md.
 fn reproduce_command() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut cmd = format!("{BUILD} && sudo target/release/plexus-bench");
+    let mut cmd = format!("{BUILD} && sudo target/x86_64-unknown-linux-gnu/release/plexus-bench");
     for a in args {
         cmd.push(' ');
         cmd.push_str(&a);
