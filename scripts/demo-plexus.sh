@@ -67,6 +67,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
 
 TAG="pxp$$"
 NS_VCN="$TAG-vcn"
@@ -158,25 +160,12 @@ need_tools() {
     fi
 }
 
-find_cargo() {
-    if command -v cargo >/dev/null; then
-        command -v cargo
-    elif [ -n "${SUDO_USER:-}" ] && [ -x "$(eval echo "~$SUDO_USER")/.cargo/bin/cargo" ]; then
-        echo "$(eval echo "~$SUDO_USER")/.cargo/bin/cargo"
-    else
-        echo "cargo not found: install Rust or set PLEXUS_DEMO_BIN_DIR" >&2
-        exit 1
-    fi
-}
-
 select_bins() {
     if [ -n "${PLEXUS_DEMO_BIN_DIR:-}" ]; then
         BIN=$PLEXUS_DEMO_BIN_DIR
     else
         step "building Plexus (release profile)"
-        "$(find_cargo)" build --release -q -p plexus -p plexus-host-device -p plexus-static \
-            -p plexus-vnic -p plexus-agent -p plexus-testkit --bins
-        BIN="$REPO/target/release"
+        BIN=$(build_demo_bins)
     fi
     local b
     for b in plexus host-device static vnic plexus-agent fake-imds fake-kube-apiserver; do

@@ -20,7 +20,7 @@
 #                                   instead of ours, for comparison
 #   PLEXUS_DEMO_PLUGIN_DIR=<dir>    explicit plugin directory (skips the build)
 #   PLEXUS_DEMO_TUTORIAL_ONLY=1     stop after part 1
-# Builds our plugins with `cargo build --release` (host-device, static).
+# Builds our binaries once with `cargo build --release` (both parts use them).
 # Part 2 (scripts/demo-plexus.sh, run next with our plugins): the same
 # scenario the Plexus way: plexus-agent configures the VNICs from a fake IMDS,
 # the meta plugin reads one NAD from a fake API server, vnic IPAM gives each
@@ -30,6 +30,9 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
+# shellcheck source=scripts/lib.sh
+. "$REPO/scripts/lib.sh"
+BUILT_HERE=""
 
 # Namespace names carry the pid so concurrent runs never collide.
 TAG="pxd$$"
@@ -83,31 +86,9 @@ need_root() {
 }
 
 install_deps() {
-    # The project's installer covers both parts of the demo.
+    # The project's one installer covers both parts of the demo (iproute2,
+    # iputils-ping, containernetworking-plugins, nftables, curl, ...).
     "$REPO/scripts/deps.sh"
-    local missing=()
-    command -v ip >/dev/null || missing+=(iproute2)
-    command -v ping >/dev/null || missing+=(iputils-ping)
-    if [ "${PLEXUS_DEMO_PLUGINS:-ours}" = reference ] && [ ! -x /usr/lib/cni/host-device ]; then
-        missing+=(containernetworking-plugins)
-    fi
-    if [ ${#missing[@]} -gt 0 ]; then
-        step "installing ${missing[*]}"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
-    fi
-}
-
-find_cargo() {
-    # Under sudo, root's PATH usually lacks the invoking user's toolchain.
-    if command -v cargo >/dev/null; then
-        command -v cargo
-    elif [ -n "${SUDO_USER:-}" ] && [ -x "$(eval echo "~$SUDO_USER")/.cargo/bin/cargo" ]; then
-        echo "$(eval echo "~$SUDO_USER")/.cargo/bin/cargo"
-    else
-        echo "cargo not found: install Rust (https://rustup.rs) or set PLEXUS_DEMO_PLUGIN_DIR" >&2
-        exit 1
-    fi
 }
 
 select_plugins() {
@@ -116,9 +97,9 @@ select_plugins() {
     elif [ "${PLEXUS_DEMO_PLUGINS:-ours}" = reference ]; then
         PLUGIN_DIR=/usr/lib/cni
     else
-        step "building our plugins (release profile)"
-        "$(find_cargo)" build --release --bin host-device --bin static
-        PLUGIN_DIR="$REPO/target/release"
+        step "building Plexus (release profile; part 2 reuses the build)"
+        PLUGIN_DIR=$(build_demo_bins)
+        BUILT_HERE=1
     fi
     local p
     for p in host-device static; do
@@ -282,6 +263,9 @@ main() {
         trap - EXIT
         cleanup
         printf '\n\033[1m######## Part 2: the tutorial the Plexus way (scripts/demo-plexus.sh) ########\033[0m\n'
+        if [ -n "$BUILT_HERE" ]; then
+            export PLEXUS_DEMO_BIN_DIR="$PLUGIN_DIR"
+        fi
         exec "$REPO/scripts/demo-plexus.sh"
     fi
 }
