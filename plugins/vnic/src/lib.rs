@@ -28,6 +28,7 @@ use ipnet::IpNet;
 use plexus_cni::result::{IpConfig, Route};
 use plexus_cni::skel::{CmdArgs, Plugin};
 use plexus_cni::{CniError, CniResult, NetConf};
+use plexus_host_device::config::{Config as HostDeviceConfig, Selector as HostDeviceSelector};
 use plexus_imds::node_state::{NodeState, VnicState, DEFAULT_STATE_PATH};
 use plexus_imds::{ClientConfig, ImdsError, MetadataSource, OciImds, RetryPolicy, StateError};
 use plexus_netlink::Handle;
@@ -171,19 +172,6 @@ pub enum Selector {
     Pci(String),
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeviceKeys {
-    #[serde(default)]
-    device: String,
-    #[serde(default)]
-    hwaddr: String,
-    #[serde(default)]
-    kernelpath: String,
-    #[serde(default, rename = "pciBusID")]
-    pci_bus_id: String,
-}
-
 /// The parsed stdin: IPAM settings plus the device selector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -195,32 +183,25 @@ pub struct Request {
     pub selector: Selector,
 }
 
-/// Parses stdin. host-device's precedence: `device`, then `hwaddr`, then
-/// `kernelpath`, then `pciBusID`, which `runtimeConfig.deviceID` fills when
-/// set (a device plugin's PCI address).
+/// Parses stdin. The device is chosen by host-device's own config parser,
+/// so both plugins always agree on which device is meant (an allocated
+/// `deviceID` wins over `device`, then `hwaddr`, `kernelpath`, `pciBusID`).
 pub fn parse_request(stdin: &[u8]) -> Result<Request, CniError> {
-    let conf = NetConf::parse(stdin)?;
+    let hd = HostDeviceConfig::load(stdin).map_err(CniError::from)?;
+    let conf = hd.net;
     let ipam_value = conf
         .ipam
         .clone()
         .ok_or_else(|| VnicError::Config("missing \"ipam\"".into()).to_cni())?;
     let ipam: IpamConfig = serde_json::from_value(ipam_value)
         .map_err(|e| VnicError::Config(e.to_string()).to_cni())?;
-    let keys: DeviceKeys = serde_json::from_slice(stdin)
-        .map_err(|e| CniError::decode(format!("failed to load netconf: {e}")))?;
-    let runtime_id = conf.runtime()?.device_id.unwrap_or_default();
-    let selector = if !keys.device.is_empty() {
-        Selector::Name(keys.device)
-    } else if !keys.hwaddr.is_empty() {
-        Selector::Mac(keys.hwaddr)
-    } else if !keys.kernelpath.is_empty() {
-        Selector::KernelPath(keys.kernelpath)
-    } else if !runtime_id.is_empty() {
-        Selector::Pci(runtime_id)
-    } else if !keys.pci_bus_id.is_empty() {
-        Selector::Pci(keys.pci_bus_id)
-    } else {
-        return Err(VnicError::NoDeviceSelector.to_cni());
+    let selector = match hd.selector {
+        HostDeviceSelector::DeviceId(a) | HostDeviceSelector::PciBusId(a) => {
+            Selector::Pci(a.to_string())
+        }
+        HostDeviceSelector::Name(n) => Selector::Name(n),
+        HostDeviceSelector::Mac(m) => Selector::Mac(m.to_string()),
+        HostDeviceSelector::KernelPath(p) => Selector::KernelPath(p),
     };
     Ok(Request {
         conf,
@@ -592,11 +573,25 @@ mod tests {
     fn selector_follows_host_device_precedence() {
         let all = json!({"device": "ens5", "hwaddr": "aa:bb:cc:dd:ee:ff", "kernelpath": "/sys/devices/x/0000:00:05.0",
                          "pciBusID": "0000:00:06.0", "runtimeConfig": {"deviceID": "0000:00:07.0"}});
-        assert_eq!(req(all).unwrap().selector, Selector::Name("ens5".into()));
+        // An allocated deviceID wins over `device`, as in host-device.
+        assert_eq!(
+            req(all).unwrap().selector,
+            Selector::Pci("0000:00:07.0".into())
+        );
+        // Top-level deviceID (as Multus/plexus inject it) wins too.
+        let s = req(json!({"device": "ens5", "deviceID": "0000:00:08.0"}))
+            .unwrap()
+            .selector;
+        assert_eq!(s, Selector::Pci("0000:00:08.0".into()));
+        let s = req(json!({"device": "ens5", "hwaddr": "aa:bb:cc:dd:ee:ff"}))
+            .unwrap()
+            .selector;
+        assert_eq!(s, Selector::Name("ens5".into()));
         let s = req(json!({"hwaddr": "AA:BB:CC:DD:EE:FF", "pciBusID": "0000:00:06.0"}))
             .unwrap()
             .selector;
-        assert_eq!(s, Selector::Mac("AA:BB:CC:DD:EE:FF".into()));
+        // host-device normalises the MAC; matching is case-insensitive.
+        assert_eq!(s, Selector::Mac("aa:bb:cc:dd:ee:ff".into()));
         let s =
             req(json!({"pciBusID": "0000:00:06.0", "runtimeConfig": {"deviceID": "0000:00:07.0"}}))
                 .unwrap()
