@@ -12,7 +12,14 @@
 //!    which [`Installer::sync`] keeps equal to the projected service-account
 //!    token (Multus copies the token into the kubeconfig once and it expires,
 //!    multus #852);
-//! 4. write the readiness indicator once everything above is in place.
+//! 4. write the readiness indicator once everything above is in place
+//!    ([`Installer::begin`] removes it first, so a restarted agent is not
+//!    Ready before it has installed).
+//!
+//! A binary the node already had under one of our names (`host-device` and
+//! `static` ship with the reference plugins) is kept in `plexus.d/orig/`
+//! before it is first replaced, and `plexus.d/installed.json` lists the
+//! binaries we own; `crate::uninstall` puts the originals back.
 //!
 //! [`Installer::sync`] is idempotent and is re-run by the watch loop in
 //! `plexus-agent run`; it rewrites a file only when its content changes.
@@ -27,22 +34,26 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use plexus_cni::fsutil::{replace_atomic, write_atomic, AtomicWrite};
-use serde_json::{json, Map, Value};
+use plexus_cni::fsutil::replace_atomic;
+use serde_json::json;
+
+pub use crate::metaconf::{
+    is_own_conf, render_kubeconfig, render_meta_conf, select_primary, Primary, META_NETWORK_NAME,
+    META_PLUGIN_TYPE,
+};
+pub use crate::nodefs::write_if_changed;
+use crate::nodefs::{check_dir_writable, durable, files_equal, pretty, read};
 
 /// The binaries the image ships and the host runtime executes.
 pub const DEFAULT_BINARIES: [&str; 4] = ["plexus", "host-device", "static", "vnic"];
 /// Sorts before every other config so the runtime picks the meta plugin.
 pub const DEFAULT_CONF_NAME: &str = "00-plexus.conflist";
-/// The `type` of the meta plugin; used to recognise our own output.
-pub const META_PLUGIN_TYPE: &str = "plexus";
-/// The network name the runtime sees for the wrapped default network.
-pub const META_NETWORK_NAME: &str = "plexus-cni-network";
-
 /// Errors of the install step; each names the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    #[error("{what} {path} does not exist or is not a directory")]
+    #[error(
+        "{what} {path} does not exist or is not a directory (is the host directory mounted there?)"
+    )]
     MissingDir { what: &'static str, path: PathBuf },
     #[error("{what} {path} is not writable: {source}")]
     NotWritable {
@@ -50,12 +61,14 @@ pub enum InstallError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("binary {path} to install is missing: {source}")]
+    #[error(
+        "binary {path} to install is missing (--source-bin-dir, PLEXUS_SOURCE_BIN_DIR): {source}"
+    )]
     MissingBinary {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("no primary CNI config (.conf/.conflist other than ours) in {dir}")]
+    #[error("no primary CNI config (.conf/.conflist other than ours) in {dir}: install the cluster network first")]
     NoPrimary { dir: PathBuf },
     #[error("primary CNI config {path} has no cniVersion")]
     NoCniVersion { path: PathBuf },
@@ -96,6 +109,9 @@ pub struct InstallConfig {
     pub primary_readiness_file: Option<PathBuf>,
     /// Written by the agent once install finished (DaemonSet readiness probe).
     pub ready_file: PathBuf,
+    /// The kubelet's PodResources socket as the host sees it (follows the
+    /// kubelet root), written into our conflist for the meta plugin.
+    pub pod_resources_socket: PathBuf,
 }
 
 impl InstallConfig {
@@ -106,13 +122,26 @@ impl InstallConfig {
     fn host_aux_dir(&self) -> PathBuf {
         self.host_cni_conf_dir.join("plexus.d")
     }
+    /// Where the node's own binary of a name we replaced is kept.
+    pub fn orig_dir(&self) -> PathBuf {
+        self.aux_dir().join("orig")
+    }
+    /// The list of binaries we own (JSON array of names).
+    pub fn record_path(&self) -> PathBuf {
+        self.aux_dir().join("installed.json")
+    }
+    /// Our conflist.
+    pub fn conf_path(&self) -> PathBuf {
+        self.cni_conf_dir.join(&self.conf_name)
+    }
 }
 
-/// The config chosen as the node's default network.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Primary {
-    pub file_name: String,
-    pub conf: Value,
+/// Names listed in `installed.json`; empty when it is missing or unreadable.
+pub fn read_record(cfg: &InstallConfig) -> Vec<String> {
+    fs::read(cfg.record_path())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// What one [`Installer::sync`] changed; empty when the node was already up to date.
@@ -132,109 +161,6 @@ impl SyncReport {
             || self.kubeconfig_written
             || self.token_refreshed
     }
-}
-
-/// True when `conf` is a config of the meta plugin itself, single or list.
-pub fn is_own_conf(conf: &Value) -> bool {
-    let is_meta = |v: &Value| v.get("type").and_then(Value::as_str) == Some(META_PLUGIN_TYPE);
-    is_meta(conf)
-        || conf
-            .get("plugins")
-            .and_then(Value::as_array)
-            .is_some_and(|ps| ps.iter().any(is_meta))
-}
-
-/// Pure: choose the primary among `(file name, content)` pairs of the conf
-/// dir. Lexical order like libcni; ours is skipped by name and by content;
-/// files that are not JSON are skipped (the runtime would skip them too).
-pub fn select_primary(entries: &[(String, Vec<u8>)], own_name: &str) -> Option<Primary> {
-    let mut sorted: Vec<&(String, Vec<u8>)> = entries
-        .iter()
-        .filter(|(name, _)| name.ends_with(".conf") || name.ends_with(".conflist"))
-        .filter(|(name, _)| name != own_name && !name.starts_with("00-plexus"))
-        .collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    sorted.into_iter().find_map(|(name, bytes)| {
-        let conf: Value = serde_json::from_slice(bytes).ok()?;
-        if !conf.is_object() || is_own_conf(&conf) {
-            return None;
-        }
-        Some(Primary {
-            file_name: name.clone(),
-            conf,
-        })
-    })
-}
-
-/// Capabilities the runtime must pass to the meta plugin: the union of those
-/// the primary's plugins declare, so e.g. `portMappings` still reaches Flannel's
-/// portmap through us.
-fn union_capabilities(primary: &Value) -> Map<String, Value> {
-    let mut caps = Map::new();
-    let plugins: Vec<&Value> = match primary.get("plugins").and_then(Value::as_array) {
-        Some(ps) => ps.iter().collect(),
-        None => vec![primary],
-    };
-    for p in plugins {
-        if let Some(c) = p.get("capabilities").and_then(Value::as_object) {
-            for (k, v) in c {
-                if v.as_bool() == Some(true) {
-                    caps.insert(k.clone(), Value::Bool(true));
-                }
-            }
-        }
-    }
-    caps
-}
-
-/// Pure: the meta plugin's conflist wrapping `primary`.
-pub fn render_meta_conf(
-    primary: &Primary,
-    kubeconfig_host_path: &Path,
-    readiness: Option<&Path>,
-) -> Result<Value, InstallError> {
-    let version = primary
-        .conf
-        .get("cniVersion")
-        .and_then(Value::as_str)
-        .ok_or_else(|| InstallError::NoCniVersion {
-            path: PathBuf::from(&primary.file_name),
-        })?;
-    let mut plugin = Map::new();
-    plugin.insert("type".into(), json!(META_PLUGIN_TYPE));
-    let caps = union_capabilities(&primary.conf);
-    if !caps.is_empty() {
-        plugin.insert("capabilities".into(), Value::Object(caps));
-    }
-    plugin.insert(
-        "kubeconfig".into(),
-        json!(kubeconfig_host_path.to_string_lossy()),
-    );
-    if let Some(r) = readiness {
-        plugin.insert("readinessindicatorfile".into(), json!(r.to_string_lossy()));
-    }
-    plugin.insert("delegates".into(), json!([primary.conf.clone()]));
-    Ok(json!({
-        "cniVersion": version,
-        "name": META_NETWORK_NAME,
-        "plugins": [Value::Object(plugin)],
-    }))
-}
-
-/// Pure: a kubeconfig naming the token by file, so the plugin always reads
-/// the current token instead of a copy frozen at install time.
-pub fn render_kubeconfig(api_server: &str, ca_host_path: &Path, token_host_path: &Path) -> Value {
-    json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {
-            "server": api_server,
-            "certificate-authority": ca_host_path.to_string_lossy(),
-        }}],
-        "users": [{"name": "plexus", "user": {"tokenFile": token_host_path.to_string_lossy()}}],
-        "contexts": [{"name": "plexus", "context": {"cluster": "local", "user": "plexus"}}],
-        "current-context": "plexus",
-    })
 }
 
 /// Size and mtime of a source and its installed copy, as last verified equal.
@@ -285,6 +211,7 @@ impl Installer {
                 return Ok(false);
             }
         }
+        self.own_binary(name, &dst)?;
         let mut from = fs::File::open(src).map_err(|source| InstallError::Write {
             path: src.to_path_buf(),
             source,
@@ -303,16 +230,69 @@ impl Installer {
         Ok(true)
     }
 
+    /// Before we first replace `dst`: keep the node's own file of that name
+    /// (unless kept already), then list the name as ours. In that order, so
+    /// a crash in between never loses the original nor claims it as ours.
+    fn own_binary(&self, name: &str, dst: &Path) -> Result<(), InstallError> {
+        let mut owned = read_record(&self.cfg);
+        if owned.iter().any(|n| n == name) {
+            return Ok(());
+        }
+        let write_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| InstallError::Write { path, source }
+        };
+        let keep = self.cfg.orig_dir().join(name);
+        if dst.exists() && !keep.exists() {
+            let orig = self.cfg.orig_dir();
+            fs::create_dir_all(&orig).map_err(write_err(&orig))?;
+            let mode = fs::metadata(dst)
+                .map_err(write_err(dst))?
+                .permissions()
+                .mode();
+            let mut from = fs::File::open(dst).map_err(write_err(dst))?;
+            replace_atomic(&keep, durable(mode), |f| io::copy(&mut from, f).map(drop))
+                .map_err(write_err(&keep))?;
+        }
+        owned.push(name.to_string());
+        owned.sort();
+        let aux = self.cfg.aux_dir();
+        fs::create_dir_all(&aux).map_err(write_err(&aux))?;
+        write_if_changed(&self.cfg.record_path(), &pretty(&json!(owned)), 0o644)?;
+        Ok(())
+    }
+
     pub fn config(&self) -> &InstallConfig {
         &self.cfg
     }
 
-    /// Brings the node to the desired state; see the module docs.
-    pub fn sync(&self) -> Result<SyncReport, InstallError> {
+    /// Start of an agent: the readiness file goes first, so the DaemonSet
+    /// pod is not Ready until this agent has installed (a leftover file of a
+    /// previous agent would make it look Ready at once).
+    pub fn begin(&self) -> Result<(), InstallError> {
+        match fs::remove_file(&self.cfg.ready_file) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(InstallError::Write {
+                path: self.cfg.ready_file.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Every check of [`Installer::sync`] that does not depend on the
+    /// primary config: mounted, writable dirs and readable source binaries,
+    /// token and CA. `run` calls it before changing anything.
+    pub fn preflight(&self) -> Result<Vec<(String, PathBuf, u32)>, InstallError> {
         let cfg = &self.cfg;
-        // Preflight: everything that can fail before anything is written.
-        check_dir_writable("CNI bin dir", &cfg.cni_bin_dir)?;
-        check_dir_writable("CNI conf dir", &cfg.cni_conf_dir)?;
+        check_dir_writable(
+            "CNI bin dir (--cni-bin-dir, PLEXUS_CNI_BIN_DIR)",
+            &cfg.cni_bin_dir,
+        )?;
+        check_dir_writable(
+            "CNI conf dir (--cni-conf-dir, PLEXUS_CNI_CONF_DIR)",
+            &cfg.cni_conf_dir,
+        )?;
         let mut binaries = Vec::new();
         for name in &cfg.binaries {
             let src = cfg.source_bin_dir.join(name);
@@ -325,6 +305,16 @@ impl Installer {
                 })?;
             binaries.push((name.clone(), src, meta.permissions().mode()));
         }
+        read(&cfg.token_source)?;
+        read(&cfg.ca_source)?;
+        Ok(binaries)
+    }
+
+    /// Brings the node to the desired state; see the module docs.
+    pub fn sync(&self) -> Result<SyncReport, InstallError> {
+        let cfg = &self.cfg;
+        // Preflight: everything that can fail before anything is written.
+        let binaries = self.preflight()?;
         let primary = self.read_primary()?;
         let token = read(&cfg.token_source)?;
         let ca = read(&cfg.ca_source)?;
@@ -334,6 +324,7 @@ impl Installer {
             &primary,
             &host_aux.join("plexus.kubeconfig"),
             cfg.primary_readiness_file.as_deref(),
+            &cfg.pod_resources_socket,
         )?;
         let kubeconfig = render_kubeconfig(
             &cfg.api_server,
@@ -403,150 +394,5 @@ impl Installer {
         }
         select_primary(&entries, &self.cfg.conf_name)
             .ok_or_else(|| InstallError::NoPrimary { dir: dir.clone() })
-    }
-}
-
-/// Compares two files in 64 KiB chunks.
-fn files_equal(a: &Path, b: &Path) -> bool {
-    use std::io::Read;
-    let (Ok(mut fa), Ok(mut fb)) = (fs::File::open(a), fs::File::open(b)) else {
-        return false;
-    };
-    match (fa.metadata(), fb.metadata()) {
-        (Ok(ma), Ok(mb)) if ma.len() == mb.len() => {}
-        _ => return false,
-    }
-    let mut ba = vec![0u8; 64 * 1024];
-    let mut bb = vec![0u8; 64 * 1024];
-    loop {
-        let Ok(n) = fa.read(&mut ba) else {
-            return false;
-        };
-        if n == 0 {
-            return true;
-        }
-        if fb.read_exact(&mut bb[..n]).is_err() || ba[..n] != bb[..n] {
-            return false;
-        }
-    }
-}
-
-fn pretty(v: &Value) -> Vec<u8> {
-    let mut s = serde_json::to_vec_pretty(v).unwrap_or_default();
-    s.push(b'\n');
-    s
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, InstallError> {
-    fs::read(path).map_err(|source| InstallError::Read {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
-fn check_dir_writable(what: &'static str, dir: &Path) -> Result<(), InstallError> {
-    if !dir.is_dir() {
-        return Err(InstallError::MissingDir {
-            what,
-            path: dir.to_path_buf(),
-        });
-    }
-    // Permission bits do not stop root; only an actual write tells.
-    let probe = dir.join(format!(".plexus-probe-{}", std::process::id()));
-    let res = fs::File::create(&probe);
-    let _ = fs::remove_file(&probe);
-    res.map(|_| ()).map_err(|source| InstallError::NotWritable {
-        what,
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-/// How the installer replaces files: in place (the directory exists), with
-/// exact permissions, fsynced so a node crash never leaves a torn binary or
-/// config for the kubelet to run.
-fn durable(mode: u32) -> AtomicWrite {
-    AtomicWrite {
-        sync: true,
-        mode: Some(mode & 0o7777),
-        create_dir: None,
-    }
-}
-
-/// Atomically replaces `path` with `bytes` (temp file in the same dir, fsync,
-/// rename) unless it already holds exactly those bytes and that mode.
-/// Returns whether it wrote.
-pub fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, InstallError> {
-    let mode = mode & 0o7777;
-    if let (Ok(old), Ok(meta)) = (fs::read(path), fs::metadata(path)) {
-        if old == bytes && meta.permissions().mode() & 0o7777 == mode {
-            return Ok(false);
-        }
-    }
-    write_atomic(path, bytes, durable(mode)).map_err(|source| InstallError::Write {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(name: &str, v: Value) -> (String, Vec<u8>) {
-        (name.to_string(), serde_json::to_vec(&v).unwrap())
-    }
-
-    #[test]
-    fn select_skips_own_by_name_and_content_and_sorts() {
-        let entries = vec![
-            entry(
-                "10-flannel.conflist",
-                json!({"cniVersion":"0.3.1","plugins":[{"type":"flannel"}]}),
-            ),
-            entry(
-                "00-plexus.conflist",
-                json!({"cniVersion":"0.3.1","plugins":[{"type":"plexus"}]}),
-            ),
-            entry(
-                "01-renamed.conf",
-                json!({"cniVersion":"0.3.1","type":"plexus"}),
-            ),
-            entry("05-broken.conf", json!("not an object")),
-            entry(
-                "99-bridge.conf",
-                json!({"cniVersion":"1.0.0","type":"bridge"}),
-            ),
-            ("03-junk.conf".into(), b"{not json".to_vec()),
-            entry("02-readme.txt", json!({"cniVersion":"0.3.1","type":"x"})),
-        ];
-        let p = select_primary(&entries, DEFAULT_CONF_NAME).unwrap();
-        assert_eq!(p.file_name, "10-flannel.conflist");
-    }
-
-    #[test]
-    fn capabilities_are_the_union_of_true_ones() {
-        let conf = json!({"cniVersion":"0.3.1","plugins":[
-            {"type":"flannel"},
-            {"type":"portmap","capabilities":{"portMappings":true}},
-            {"type":"bandwidth","capabilities":{"bandwidth":true,"x":false}}]});
-        let caps = union_capabilities(&conf);
-        assert_eq!(
-            Value::Object(caps),
-            json!({"portMappings":true,"bandwidth":true})
-        );
-    }
-
-    #[test]
-    fn missing_cni_version_is_an_error() {
-        let p = Primary {
-            file_name: "10-x.conf".into(),
-            conf: json!({"type":"bridge"}),
-        };
-        assert!(matches!(
-            render_meta_conf(&p, Path::new("/k"), None),
-            Err(InstallError::NoCniVersion { .. })
-        ));
     }
 }

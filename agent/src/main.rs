@@ -22,6 +22,7 @@ use plexus_agent::repair::{
     HOST_DEVICE_STATE_DIR, META_CACHE_DIR,
 };
 use plexus_agent::status;
+use plexus_agent::uninstall::{self, Verdict};
 use plexus_agent::vnic::{self, netns_path, Mode, NetlinkOps, VnicConfig};
 use plexus_imds::node_state::{NodeState, DEFAULT_STATE_PATH};
 use plexus_imds::{ClientConfig, OciImds, DEFAULT_BASE_URL};
@@ -82,6 +83,15 @@ struct Paths {
     /// The meta plugin's cache dir.
     #[arg(long, env = "PLEXUS_META_CACHE_DIR", default_value = META_CACHE_DIR, global = true)]
     meta_cache_dir: PathBuf,
+    /// The kubelet's root dir; the device-plugin dir and the PodResources
+    /// socket follow from it (mounted at the same path in the DaemonSet).
+    #[arg(
+        long,
+        env = "PLEXUS_KUBELET_ROOT",
+        default_value = "/var/lib/kubelet",
+        global = true
+    )]
+    kubelet_root: PathBuf,
     /// Network namespace (name under /run/netns or a path) to act in
     /// instead of the current one.
     #[arg(long, env = "PLEXUS_NETNS", global = true)]
@@ -139,6 +149,21 @@ struct InstallFlags {
     /// Written when install completed (DaemonSet readiness probe).
     #[arg(long, env = "PLEXUS_READY_FILE", default_value = "/run/plexus/ready")]
     ready_file: PathBuf,
+    /// PodResources socket as the host sees it [default: <kubelet-root>/pod-resources/kubelet.sock].
+    #[arg(long, env = "PLEXUS_POD_RESOURCES_SOCKET")]
+    pod_resources_socket: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct UninstallFlags {
+    #[command(flatten)]
+    install: InstallFlags,
+    #[arg(long)]
+    json: bool,
+    /// After uninstalling, write this file and wait for SIGTERM (a
+    /// DaemonSet pod must keep running; the file is its readiness).
+    #[arg(long, env = "PLEXUS_UNINSTALL_DONE_FILE")]
+    wait_with_done_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -147,6 +172,9 @@ enum Cmd {
     Install(InstallFlags),
     /// Run the agent: install watch, reconcile loop, device plugin, metrics.
     Run(RunFlags),
+    /// Remove Plexus from this node: conflist, binaries, kubeconfig, token,
+    /// ready file, VNIC configuration and state file.
+    Uninstall(UninstallFlags),
     /// Secondary VNIC host configuration.
     Vnic {
         #[command(subcommand)]
@@ -196,13 +224,15 @@ struct RunFlags {
     /// Seconds between install/token checks.
     #[arg(long, env = "PLEXUS_INSTALL_INTERVAL", default_value_t = 2)]
     install_interval: u64,
-    /// Device plugin dir (holds kubelet.sock).
-    #[arg(
-        long,
-        env = "PLEXUS_DEVICE_PLUGIN_DIR",
-        default_value = "/var/lib/kubelet/device-plugins"
-    )]
-    device_plugin_dir: PathBuf,
+    /// Device plugin dir (holds kubelet.sock) [default: <kubelet-root>/device-plugins].
+    #[arg(long, env = "PLEXUS_DEVICE_PLUGIN_DIR")]
+    device_plugin_dir: Option<PathBuf>,
+    /// Our DaemonSet's name and namespace: on SIGTERM the agent asks the
+    /// API for it and uninstalls only when it is being removed.
+    #[arg(long, env = "PLEXUS_DAEMONSET", requires = "namespace")]
+    daemonset: Option<String>,
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: Option<String>,
     /// Device-info root written at Allocate; empty disables.
     #[arg(
         long,
@@ -313,7 +343,25 @@ impl Paths {
             api_server,
             primary_readiness_file: f.readiness_indicator_file.clone(),
             ready_file: f.ready_file.clone(),
+            pod_resources_socket: f
+                .pod_resources_socket
+                .clone()
+                .unwrap_or_else(|| self.kubelet_root.join("pod-resources/kubelet.sock")),
         })
+    }
+    /// Takes Plexus off the node (see `plexus_agent::uninstall`).
+    fn remove_node(&self, install: &InstallConfig) -> Result<uninstall::NodeRemoval> {
+        let ops = self.netlink()?;
+        let imds = OciImds::new(self.imds());
+        let r = uninstall::remove_node(&uninstall::Removal {
+            install,
+            vnic: &self.vnic_config(),
+            state_path: &self.state_file,
+            ops: &ops,
+            metadata: &imds,
+        })?;
+        tracing::info!(?r, "uninstalled");
+        Ok(r)
     }
     fn reconcile(&self) -> Result<ReconcileConfig> {
         Ok(ReconcileConfig {
@@ -474,11 +522,59 @@ fn cmd_status(paths: &Paths, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+fn cmd_uninstall(paths: &Paths, f: &UninstallFlags) -> Result<()> {
+    let mut flags = f.install.clone();
+    // The uninstall makes no API call.
+    flags.api_server.get_or_insert_with(String::new);
+    let r = paths.remove_node(&paths.install(&flags)?)?;
+    if f.json {
+        emit(&json(&r)?);
+    }
+    let problems = r.problems();
+    if !problems.is_empty() {
+        bail!("uninstall incomplete: {}", problems.join("; "));
+    }
+    if let Some(done) = &f.wait_with_done_file {
+        std::fs::write(done, b"uninstalled\n").with_context(|| done.display().to_string())?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            signal(SignalKind::terminate())?.recv().await;
+            std::io::Result::Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+/// On SIGTERM: uninstall only when the API says our DaemonSet is going.
+fn after_stop(paths: &Paths, f: &RunFlags, install: &InstallConfig) -> Result<()> {
+    let (Some(name), Some(ns)) = (&f.daemonset, &f.namespace) else {
+        return Ok(());
+    };
+    let api = uninstall::owner_api(install);
+    match uninstall::decide(&api, ns, name) {
+        Verdict::Keep(why) => tracing::info!(%why, "stopping; node keeps Plexus"),
+        Verdict::Remove(why) => {
+            tracing::warn!(%why, "DaemonSet is being removed; uninstalling from this node");
+            let problems = paths.remove_node(install)?.problems();
+            if !problems.is_empty() {
+                bail!("uninstall incomplete: {}", problems.join("; "));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn cmd_run(paths: &Paths, f: &RunFlags) -> Result<()> {
     let install = if f.no_install {
         None
     } else {
         let inst = Installer::new(paths.install(&f.install)?);
+        // Nothing changes on a node the agent cannot see (mounts missing).
+        inst.preflight()?;
+        inst.begin()?;
         Some(inst)
     };
     let metrics_addr: Option<SocketAddr> = if f.metrics_addr.is_empty() {
@@ -490,9 +586,11 @@ fn cmd_run(paths: &Paths, f: &RunFlags) -> Result<()> {
         reconcile: paths.reconcile()?,
         imds: paths.imds(),
         netns: paths.netns(),
-        install,
+        install: install.clone(),
         device_plugin: (!f.no_device_plugin).then(|| {
-            let mut dp = DevicePluginConfig::new(&f.resource_name, &f.device_plugin_dir);
+            let dir = (f.device_plugin_dir.clone())
+                .unwrap_or_else(|| paths.kubelet_root.join("device-plugins"));
+            let mut dp = DevicePluginConfig::new(&f.resource_name, &dir);
             dp.devinfo_dir =
                 (!f.device_info_dir.is_empty()).then(|| PathBuf::from(&f.device_info_dir));
             dp
@@ -503,7 +601,10 @@ fn cmd_run(paths: &Paths, f: &RunFlags) -> Result<()> {
     };
     tracing::info!(?cfg, "starting");
     daemon::run(cfg, Arc::new(AtomicBool::new(false)))?;
-    Ok(())
+    match &install {
+        Some(inst) => after_stop(paths, f, inst.config()),
+        None => Ok(()),
+    }
 }
 
 fn main() -> Result<()> {
@@ -517,11 +618,15 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match &cli.cmd {
         Cmd::Install(f) => {
-            let r = Installer::new(cli.paths.install(f)?).sync()?;
+            let inst = Installer::new(cli.paths.install(f)?);
+            inst.preflight()?;
+            inst.begin()?;
+            let r = inst.sync()?;
             tracing::info!(?r, "installed");
             Ok(())
         }
         Cmd::Run(f) => cmd_run(&cli.paths, f),
+        Cmd::Uninstall(f) => cmd_uninstall(&cli.paths, f),
         Cmd::Vnic { cmd } => cmd_vnic(&cli.paths, cmd),
         Cmd::Status { json } => cmd_status(&cli.paths, *json),
         Cmd::Repair { json } => cmd_repair(&cli.paths, *json),

@@ -46,6 +46,7 @@ fn node() -> Node {
         api_server: "https://10.96.0.1:443".into(),
         primary_readiness_file: None,
         ready_file: root.join("run/ready"),
+        pod_resources_socket: PathBuf::from("/var/lib/kubelet/pod-resources/kubelet.sock"),
     };
     Node { _tmp: tmp, cfg }
 }

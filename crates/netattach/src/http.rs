@@ -106,6 +106,13 @@ impl HttpPodApi {
         &self.config
     }
 
+    /// GET of any API path, decoded as JSON, with the same errors and retries
+    /// as the pod calls (the agent asks for its own DaemonSet).
+    pub fn get_json(&self, path: &str) -> Result<serde_json::Value, ApiError> {
+        let body = self.request("GET", path, None, None)?;
+        serde_json::from_slice(&body).map_err(|e| ApiError::Decode(e.to_string()))
+    }
+
     fn agent(&self) -> Result<&ureq::Agent, ApiError> {
         self.agent
             .get_or_init(|| build_agent(&self.config, self.timeout))
@@ -370,6 +377,15 @@ pub fn pod_path(namespace: &str, name: &str) -> String {
 pub fn nad_path(namespace: &str, name: &str) -> String {
     format!(
         "/apis/k8s.cni.cncf.io/v1/namespaces/{}/network-attachment-definitions/{}",
+        segment(namespace),
+        segment(name)
+    )
+}
+
+/// `/apis/apps/v1/namespaces/{ns}/daemonsets/{name}`.
+pub fn daemonset_path(namespace: &str, name: &str) -> String {
+    format!(
+        "/apis/apps/v1/namespaces/{}/daemonsets/{}",
         segment(namespace),
         segment(name)
     )

@@ -1,6 +1,7 @@
 //! A fake Kubernetes API server for the few resources Plexus touches: pods
-//! (and `pods/status`), core and `events.k8s.io` events, and
-//! `NetworkAttachmentDefinition`s, plus minimal discovery and health paths.
+//! (and `pods/status`), core and `events.k8s.io` events,
+//! `NetworkAttachmentDefinition`s and `apps/v1` DaemonSets (the agent asks
+//! for its own on SIGTERM), plus minimal discovery and health paths.
 //!
 //! Fidelity first: real paths, verbs and Status bodies (`NotFound`,
 //! `AlreadyExists`, `Conflict` with the optimistic-lock and UID-precondition
@@ -354,7 +355,7 @@ struct Resource {
     unconditional_update: bool,
 }
 
-const RESOURCES: [Resource; 4] = [
+const RESOURCES: [Resource; 5] = [
     Resource {
         group: "",
         version: "v1",
@@ -394,6 +395,16 @@ const RESOURCES: [Resource; 4] = [
         has_status: false,
         builtin: false,
         unconditional_update: false,
+    },
+    Resource {
+        group: "apps",
+        version: "v1",
+        plural: "daemonsets",
+        kind: "DaemonSet",
+        list_kind: "DaemonSetList",
+        has_status: true,
+        builtin: true,
+        unconditional_update: true,
     },
 ];
 
@@ -883,7 +894,13 @@ async fn handle(
                 name,
                 status: false,
             },
-        ) => delete(&mut s, res, &ns, &name),
+        ) => {
+            if foreground(query, &body) && res.builtin {
+                delete_foreground(&mut s, res, &ns, &name)
+            } else {
+                delete(&mut s, res, &ns, &name)
+            }
+        }
         _ => method_not_allowed(),
     }
 }
@@ -1257,7 +1274,7 @@ fn discovery(path: &str) -> Option<Response> {
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
         }),
         "/apis" => {
-            let groups: Vec<Value> = ["events.k8s.io", "k8s.cni.cncf.io"]
+            let groups: Vec<Value> = ["apps", "events.k8s.io", "k8s.cni.cncf.io"]
                 .iter()
                 .map(|g| {
                     let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
@@ -1267,6 +1284,7 @@ fn discovery(path: &str) -> Option<Response> {
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         }
         "/api/v1" => resource_list("v1"),
+        "/apis/apps/v1" => resource_list("apps/v1"),
         "/apis/events.k8s.io/v1" => resource_list("events.k8s.io/v1"),
         "/apis/k8s.cni.cncf.io/v1" => resource_list("k8s.cni.cncf.io/v1"),
         _ => return None,
@@ -1606,9 +1624,10 @@ fn delete(s: &mut State, res: &Resource, ns: &str, name: &str) -> Response {
         return not_found(res, name);
     };
     s.resource_version += 1;
-    if res.builtin {
-        // Built-ins answer with the deleted object (pods would first get a
-        // deletionTimestamp; the fake deletes immediately).
+    // Core built-ins answer with the deleted object (pods would first get a
+    // deletionTimestamp; the fake deletes immediately); apps/v1 and CRDs
+    // with a Success Status.
+    if res.builtin && res.group != "apps" {
         json_response(200, &old)
     } else {
         let mut details = res.details(name);
@@ -1620,6 +1639,36 @@ fn delete(s: &mut State, res: &Resource, ns: &str, name: &str) -> Response {
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
         )
     }
+}
+
+/// `propagationPolicy=Foreground`, as a query parameter or in the
+/// `DeleteOptions` body (kubectl sends the body).
+fn foreground(query: &str, body: &[u8]) -> bool {
+    query
+        .split('&')
+        .any(|kv| kv == "propagationPolicy=Foreground")
+        || serde_json::from_slice::<Value>(body)
+            .is_ok_and(|o| o["propagationPolicy"] == "Foreground")
+}
+
+/// Foreground deletion of an owner: the object stays, with a
+/// `deletionTimestamp` and the `foregroundDeletion` finalizer, until the
+/// garbage collector has removed its dependents (the fake never finishes
+/// that; tests delete it again without the policy). 200 with the object.
+fn delete_foreground(s: &mut State, res: &Resource, ns: &str, name: &str) -> Response {
+    s.resource_version += 1;
+    let rv = s.resource_version.to_string();
+    let Some(obj) = s.objects.get_mut(&res.item_path(ns, name)) else {
+        return not_found(res, name);
+    };
+    let meta = &mut obj["metadata"];
+    if meta.get("deletionTimestamp").is_none() {
+        meta["deletionTimestamp"] = now_rfc3339().into();
+        meta["deletionGracePeriodSeconds"] = 0.into();
+        meta["finalizers"] = json!(["foregroundDeletion"]);
+        meta["resourceVersion"] = rv.into();
+    }
+    json_response(200, obj)
 }
 
 enum PatchKind {
