@@ -42,7 +42,7 @@ pub use crate::metaconf::{
     META_PLUGIN_TYPE,
 };
 pub use crate::nodefs::write_if_changed;
-use crate::nodefs::{check_dir_writable, durable, files_equal, pretty, read};
+use crate::nodefs::{check_dir_writable, durable, files_equal, pretty, read, BIN_DIR, CONF_DIR};
 
 /// The binaries the image ships and the host runtime executes.
 pub const DEFAULT_BINARIES: [&str; 4] = ["plexus", "host-device", "static", "vnic"];
@@ -51,13 +51,16 @@ pub const DEFAULT_CONF_NAME: &str = "00-plexus.conflist";
 /// Errors of the install step; each names the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    #[error(
-        "{what} {path} does not exist or is not a directory (is the host directory mounted there?)"
-    )]
-    MissingDir { what: &'static str, path: PathBuf },
-    #[error("{what} {path} is not writable: {source}")]
+    #[error("{what} {path} ({setting}) does not exist or is not a directory: is the host directory mounted there?")]
+    MissingDir {
+        what: &'static str,
+        setting: &'static str,
+        path: PathBuf,
+    },
+    #[error("{what} {path} ({setting}) is not writable: {source}")]
     NotWritable {
         what: &'static str,
+        setting: &'static str,
         path: PathBuf,
         source: std::io::Error,
     },
@@ -285,14 +288,8 @@ impl Installer {
     /// token and CA. `run` calls it before changing anything.
     pub fn preflight(&self) -> Result<Vec<(String, PathBuf, u32)>, InstallError> {
         let cfg = &self.cfg;
-        check_dir_writable(
-            "CNI bin dir (--cni-bin-dir, PLEXUS_CNI_BIN_DIR)",
-            &cfg.cni_bin_dir,
-        )?;
-        check_dir_writable(
-            "CNI conf dir (--cni-conf-dir, PLEXUS_CNI_CONF_DIR)",
-            &cfg.cni_conf_dir,
-        )?;
+        check_dir_writable(BIN_DIR, &cfg.cni_bin_dir)?;
+        check_dir_writable(CONF_DIR, &cfg.cni_conf_dir)?;
         let mut binaries = Vec::new();
         for name in &cfg.binaries {
             let src = cfg.source_bin_dir.join(name);

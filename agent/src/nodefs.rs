@@ -49,10 +49,19 @@ pub(crate) fn read(path: &Path) -> Result<Vec<u8>, InstallError> {
     })
 }
 
-pub(crate) fn check_dir_writable(what: &'static str, dir: &Path) -> Result<(), InstallError> {
+/// The host CNI bin dir: what it is called, and where it is set.
+pub(crate) const BIN_DIR: (&str, &str) = ("CNI bin dir", "--cni-bin-dir, PLEXUS_CNI_BIN_DIR");
+/// The host CNI conf dir: what it is called, and where it is set.
+pub(crate) const CONF_DIR: (&str, &str) = ("CNI conf dir", "--cni-conf-dir, PLEXUS_CNI_CONF_DIR");
+
+pub(crate) fn check_dir_writable(
+    (what, setting): (&'static str, &'static str),
+    dir: &Path,
+) -> Result<(), InstallError> {
     if !dir.is_dir() {
         return Err(InstallError::MissingDir {
             what,
+            setting,
             path: dir.to_path_buf(),
         });
     }
@@ -62,6 +71,7 @@ pub(crate) fn check_dir_writable(what: &'static str, dir: &Path) -> Result<(), I
     let _ = fs::remove_file(&probe);
     res.map(|_| ()).map_err(|source| InstallError::NotWritable {
         what,
+        setting,
         path: dir.to_path_buf(),
         source,
     })

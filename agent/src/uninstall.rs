@@ -31,7 +31,7 @@ use serde_json::Value;
 
 use crate::install::{read_record, InstallConfig, InstallError};
 use crate::metaconf::is_own_conf;
-use crate::nodefs::{check_dir_writable, durable};
+use crate::nodefs::{check_dir_writable, durable, BIN_DIR, CONF_DIR};
 use crate::vnic::{self, ApplyReport, Mode, NetOps, VnicConfig, VnicError};
 
 /// What [`remove_files`] did, path by path.
@@ -59,14 +59,8 @@ impl UninstallReport {
 /// the CNI dirs are not mounted (or not writable): an uninstall that cannot
 /// see the node's files must not report success.
 pub fn remove_files(cfg: &InstallConfig) -> Result<UninstallReport, InstallError> {
-    check_dir_writable(
-        "CNI conf dir (--cni-conf-dir, PLEXUS_CNI_CONF_DIR)",
-        &cfg.cni_conf_dir,
-    )?;
-    check_dir_writable(
-        "CNI bin dir (--cni-bin-dir, PLEXUS_CNI_BIN_DIR)",
-        &cfg.cni_bin_dir,
-    )?;
+    check_dir_writable(CONF_DIR, &cfg.cni_conf_dir)?;
+    check_dir_writable(BIN_DIR, &cfg.cni_bin_dir)?;
     let mut report = UninstallReport::default();
     let conf = cfg.conf_path();
     match fs::read(&conf) {
