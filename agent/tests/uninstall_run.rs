@@ -94,6 +94,10 @@ impl Node {
 
     /// Starts `run`, waits until it installed and configured the VF.
     fn start(&self, api: &str) -> Agent {
+        self.start_with(api, &["--no-device-plugin"])
+    }
+
+    fn start_with(&self, api: &str, extra: &[&str]) -> Agent {
         let p = |s: &str| self.path(s).to_string_lossy().into_owned();
         let root = self.path("host");
         let spawned = std::time::SystemTime::now();
@@ -112,7 +116,8 @@ impl Node {
             .args(["--token-file", &p("sa/token"), "--ca-file", &p("sa/ca.crt")])
             .args(["--ready-file", &p("run/ready"), "--api-server", api])
             .args(["--interval", "1", "--install-interval", "1"])
-            .args(["--no-device-plugin", "--metrics-addr", ""])
+            .args(["--metrics-addr", ""])
+            .args(extra)
             .args(["--daemonset", "plexus"])
             .env_clear()
             .env("POD_NAMESPACE", "kube-system")
@@ -302,4 +307,30 @@ fn foreground_deletion_and_a_deleted_service_account_clean_the_node() {
     assert!(ok, "{err}");
     assert!(err.contains("401"), "{err}");
     assert!(node.removed(), "node not clean: {err}");
+}
+
+/// One `--kubelet-root` (microk8s' here) places the device plugin's
+/// registration and the PodResources socket the meta plugin is told about.
+#[test]
+fn kubelet_root_places_device_plugin_and_pod_resources_socket() {
+    let node = Node::new();
+    let api = api();
+    let kubelet = plexus_testkit::podresources::FakeRegistration::start().unwrap();
+    let root = node.path("var/snap/microk8s/common/var/lib/kubelet");
+    fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink(kubelet.dir(), root.join("device-plugins")).unwrap();
+    let root_s = root.to_string_lossy().into_owned();
+    let agent = node.start_with(&api.url(), &["--kubelet-root", &root_s]);
+    let reqs = kubelet.wait_for_requests(1, Duration::from_secs(10));
+    assert_eq!(reqs[0].resource_name, "plexus.io/vf");
+    assert!(kubelet.dir().join(&reqs[0].endpoint).exists());
+    let conf: Value =
+        serde_json::from_slice(&fs::read(node.path("net.d/00-plexus.conflist")).unwrap()).unwrap();
+    assert_eq!(
+        conf["plugins"][0]["podResourcesSocket"],
+        format!("{root_s}/pod-resources/kubelet.sock").as_str()
+    );
+    let (ok, err) = agent.terminate();
+    assert!(ok, "{err}");
+    assert!(node.installed(), "a restart must keep the install: {err}");
 }
