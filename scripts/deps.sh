@@ -53,6 +53,10 @@ if [ "${1:-}" = "--check" ]; then
 fi
 
 if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null; then
+        echo "deps.sh: missing packages:$need; installing through sudo" >&2
+        exec sudo "$0" "$@"
+    fi
     echo "deps.sh: missing packages:$need (run as root to install)" >&2
     exit 1
 fi
