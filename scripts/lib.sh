@@ -15,7 +15,16 @@ fi
 # cargo-nextest from ~/.cargo/bin). One command form, `./scripts/x.sh`,
 # works for root and for a sudo user alike.
 as_root() {
-    [ "$(id -u)" = 0 ] && return 0
+    if [ "$(id -u)" = 0 ]; then
+        # A user's PATH (kept through sudo, or `su` without `-`) lacks the
+        # sbin directories, where Debian keeps sysctl.
+        local d
+        for d in /usr/local/sbin /usr/sbin /sbin; do
+            case ":$PATH:" in *":$d:"*) ;; *) PATH="$PATH:$d" ;; esac
+        done
+        export PATH
+        return 0
+    fi
     if ! command -v sudo >/dev/null; then
         echo "$(basename "$1") needs root (network namespaces): run it as root" >&2
         exit 1
