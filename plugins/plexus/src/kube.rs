@@ -13,6 +13,9 @@ use plexus_netattach::{ApiError, Event, NetworkAttachmentDefinition, Pod, PodApi
 use crate::config::PlexusConf;
 use crate::error::PlexusError;
 
+/// Component name on events, as `kubectl describe pod` shows it.
+pub const EVENT_COMPONENT: &str = "plexus";
+
 /// Builds the pod API client from the plexus config (kubeconfig, timeout).
 pub trait KubeConnect {
     fn connect(&self, conf: &PlexusConf) -> Result<Box<dyn PodApi + '_>, PlexusError>;
@@ -38,7 +41,7 @@ impl KubeConnect for HttpKube {
             plexus_netattach::http::HttpPodApi::new(config)
                 .with_timeout(conf.api_timeout)
                 .with_retry(plexus_netattach::http::RetryPolicy::none())
-                .with_event_component(crate::handlers::EVENT_COMPONENT),
+                .with_event_component(EVENT_COMPONENT),
         ))
     }
 }

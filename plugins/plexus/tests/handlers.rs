@@ -298,10 +298,15 @@ fn del_goes_on_past_failures_and_reports_the_real_ones(
     let (stdin, conf) = h.conf(version, json!({}));
     handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
     h.exec.clear();
+    // Code 3 is the spec's "nothing to clean up": not a failure.
     h.exec.fail(
         "hd-b",
         "DEL",
-        CniError::generic("failed to find \"net2\": Link not found"),
+        CniError::new(
+            CniError::UNKNOWN_CONTAINER,
+            "failed to find \"net2\": Link not found",
+            "",
+        ),
     );
     h.exec.fail("hd-a", "DEL", CniError::generic("EBUSY"));
     let err = handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).unwrap_err();
@@ -311,7 +316,43 @@ fn del_goes_on_past_failures_and_reports_the_real_ones(
         msg.contains("EBUSY") && !msg.contains("Link not found"),
         "{msg}"
     );
-    // Multus default (retryDeleteOnError=false): the entry is consumed.
+    // A real failure keeps the record the retried DEL needs (unlike Multus'
+    // default, see docs/plexus.md).
+    assert_eq!(h.cache.entries().len(), 1);
+}
+
+#[rstest]
+fn del_judges_gone_by_code_not_by_message(
+    #[values("0.3.1", "0.4.0", "1.0.0", "1.1.0")] version: &str,
+) {
+    let h = Harness::new();
+    h.add_pod(Some("net-a"));
+    h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
+    let (stdin, conf) = h.conf(version, json!({}));
+    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    // A third-party delegate's real failure that happens to say "not found"
+    // (or an exec ENOENT) must not pass as "already gone".
+    h.exec.fail(
+        "hd-a",
+        "DEL",
+        CniError::generic("failed to release VF: no such file or directory (not found)"),
+    );
+    let err = handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).unwrap_err();
+    assert!(err.to_string().contains("failed to release VF"), "{err}");
+    assert_eq!(h.cache.entries().len(), 1, "the record DEL needs is kept");
+    // A delegate binary gone missing (exec ENOENT) is no "already gone".
+    h.exec.clear_failures();
+    h.exec.remove("hd-a");
+    assert!(handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).is_err());
+    assert_eq!(h.cache.entries().len(), 1);
+    // Once the delegate recovers, the retried DEL replays the same record.
+    h.exec.clear();
+    h.exec.clear_failures();
+    handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).unwrap();
+    assert_eq!(
+        h.exec.summary(),
+        vec![s("DEL", "hd-a", "net1"), s("DEL", "cluster-cni", "eth0")]
+    );
     assert!(h.cache.entries().is_empty());
 }
 
