@@ -6,7 +6,7 @@
 use plexus_cni::{CmdArgs, CniError, CniResult};
 use plexus_netattach::api::PodRef;
 use plexus_netattach::{
-    encode_network_status, network_statuses_from_result, DeviceInfo, Event, NetworkStatus,
+    encode_network_status, network_statuses_from_cni_result, DeviceInfo, Event, NetworkStatus,
 };
 use serde_json::Value;
 use tracing::{debug, info, warn};
@@ -78,7 +78,7 @@ fn attach(
     pod: &PodIdentity,
     p: &Planned,
     filter: Option<(bool, bool)>,
-) -> Result<Value, PlexusError> {
+) -> Result<CniResult, PlexusError> {
     let att = &p.attachment;
     let delegate_err = |source: CniError| delegate_error(pod, "adding", att, source);
     if let (Some(resource), Some(device), Some(file)) =
@@ -157,12 +157,12 @@ fn final_result(conf: &PlexusConf, entry: &CacheEntry) -> Result<Value, PlexusEr
         .attachments
         .first()
         .ok_or_else(|| PlexusError::Config("no cluster network".into()))?;
-    let raw = master
+    let result = master
         .result
         .as_ref()
         .ok_or_else(|| PlexusError::Config("cluster network produced no result".into()))?;
-    CniResult::from_json_as(raw, Chain::new(&master.conf).version())
-        .and_then(|r| r.to_json(&conf.cni_version))
+    result
+        .to_json(&conf.cni_version)
         .map_err(|e| delegate_error(&entry.pod, "converting the result of", master, e))
 }
 
@@ -175,38 +175,17 @@ fn post_events(kube: &Kube<'_>, entry: &CacheEntry) {
         uid: pod.uid.clone(),
     };
     for att in &entry.attachments {
-        let ips = result_addresses(att.result.as_ref());
+        let ips: Vec<String> = att
+            .result
+            .iter()
+            .flat_map(|r| &r.ips)
+            .map(|ip| ip.address.to_string())
+            .collect();
         let ev = Event::added_interface(&att.ifname, &ips, &att.network);
         if let Err(e) = kube.event(&pref, &ev) {
             warn!(error = %e, "cannot post AddedInterface event");
         }
     }
-}
-
-/// Addresses with prefix from a result of any version (for events).
-fn result_addresses(result: Option<&Value>) -> Vec<String> {
-    let Some(r) = result else { return Vec::new() };
-    let mut out: Vec<String> = r
-        .get("ips")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|ip| {
-            ip.get("address")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .collect();
-    for legacy in ["ip4", "ip6"] {
-        if let Some(ip) = r
-            .get(legacy)
-            .and_then(|b| b.get("ip"))
-            .and_then(Value::as_str)
-        {
-            out.push(ip.to_string());
-        }
-    }
-    out
 }
 
 /// The network-status entries of every attachment, device-info included:
@@ -227,7 +206,7 @@ fn network_status(entry: &CacheEntry) -> Result<Vec<NetworkStatus>, PlexusError>
                     .map(|d| DeviceInfo::pci(d, None))
             });
         out.extend(
-            network_statuses_from_result(result, &att.network, att.is_default, info.as_ref())
+            network_statuses_from_cni_result(result, &att.network, att.is_default, info.as_ref())
                 .map_err(|e| PlexusError::Io(e.to_string()))?,
         );
     }
