@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod error;
+mod logging;
 pub mod net;
 pub mod plan;
 pub mod store;
@@ -28,6 +29,7 @@ use plexus_cni::{CmdArgs, CniError, CniResult, Plugin};
 use plexus_netlink::{Link, LinkMove};
 use plexus_sysfs::pci::{self, PciAddr};
 use serde_json::Value;
+use tracing::warn;
 
 use config::{Config, Selector};
 use error::Error;
@@ -112,7 +114,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
             Err(e) => {
                 self.rollback(&conf, args, &net, &record, &progress);
                 if let Err(re) = store.remove(&args.container_id, &args.ifname) {
-                    eprintln!("host-device: rollback: {re}");
+                    warn!(error = %re, "rollback: cannot remove the record");
                 }
                 Err(e)
             }
@@ -285,7 +287,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
             // Stale (or a retried ADD of this attachment): the device is on
             // the host, maybe under its pod name; put it back first.
             if let Err(e) = self.restore_on_host(net, &r) {
-                eprintln!("host-device: stale record {}: {e}", r.container_id);
+                warn!(container = %r.container_id, error = %e, "stale record: cannot restore the device");
             }
             store.remove(&r.container_id, &r.ifname)?;
             restored = true;
@@ -456,14 +458,14 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
     fn rollback(&self, conf: &Config, args: &CmdArgs, net: &O::Net, record: &Record, p: &Progress) {
         if p.moved {
             if let Err(e) = self.restore(net, record) {
-                eprintln!("host-device: rollback of {:?}: {e}", record.host.name);
+                warn!(device = %record.host.name, error = %e, "rollback: cannot restore the device");
             }
         }
         if p.ipam_ran {
             if let Some(ipam) = &conf.ipam_type {
                 let env = DelegateEnv::from(args);
                 if let Err(e) = exec::delegate_del(ipam, &args.stdin, &env, &self.exec) {
-                    eprintln!("host-device: rollback: IPAM DEL: {e}");
+                    warn!(error = %e, "rollback: IPAM DEL failed");
                 }
             }
         }
@@ -588,10 +590,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
     fn restore_on_host(&self, net: &O::Net, r: &Record) -> Result<(), Error> {
         let h = &r.host;
         let Some(link) = self.find_on_host(net, r)? else {
-            eprintln!(
-                "host-device: {:?} not found anywhere; nothing to restore",
-                h.name
-            );
+            warn!(device = %h.name, "not found anywhere; nothing to restore");
             return Ok(());
         };
         let err = |what: &str| Error::netlink(format!("restore {} of {:?}", what, h.name));
@@ -824,22 +823,27 @@ fn found_name(f: &Found) -> String {
 
 impl<O: NetOpener, E: Exec> Plugin for HostDevice<O, E> {
     fn add(&self, args: &CmdArgs) -> Result<Value, CniError> {
+        logging::init();
         self.cmd_add(args).map_err(CniError::from)
     }
 
     fn del(&self, args: &CmdArgs) -> Result<(), CniError> {
+        logging::init();
         self.cmd_del(args).map_err(CniError::from)
     }
 
     fn check(&self, args: &CmdArgs) -> Result<(), CniError> {
+        logging::init();
         self.cmd_check(args).map_err(CniError::from)
     }
 
     fn status(&self, args: &CmdArgs) -> Result<(), CniError> {
+        logging::init();
         self.cmd_status(args).map_err(CniError::from)
     }
 
     fn gc(&self, args: &CmdArgs) -> Result<(), CniError> {
+        logging::init();
         self.cmd_gc(args).map_err(CniError::from)
     }
 }
