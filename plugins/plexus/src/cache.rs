@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use plexus_cni::fsutil::{self, AtomicWrite};
-use plexus_cni::CniResult;
+use plexus_cni::{CniResult, NetConfList};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -41,7 +41,7 @@ pub struct Attachment {
     #[serde(default)]
     pub is_default: bool,
     /// The delegate conflist exactly as run (deviceID, args.cni injected).
-    pub conf: Value,
+    pub conf: NetConfList,
     /// `CNI_ARGS` given to the delegate.
     #[serde(default)]
     pub cni_args: String,
@@ -281,7 +281,10 @@ mod tests {
             attachments: vec![Attachment {
                 network: "default/sriov".into(),
                 ifname: "net1".into(),
-                conf: json!({"cniVersion":"1.0.0","name":"sriov","plugins":[{"type":"host-device"}]}),
+                conf: serde_json::from_value(
+                    json!({"cniVersion":"1.0.0","name":"sriov","plugins":[{"type":"host-device"}]}),
+                )
+                .unwrap(),
                 ..Attachment::default()
             }],
             ..CacheEntry::default()

@@ -15,7 +15,7 @@ use plexus_cni::config::{build_plugin_conf, inject_gc_attachments, GcAttachment}
 use plexus_cni::error::CniError;
 use plexus_cni::exec::{DelegateEnv, Exec};
 use plexus_cni::version::greater_than_or_equal;
-use plexus_cni::{CniResult, Command};
+use plexus_cni::{CniResult, Command, NetConfList};
 use serde_json::{Map, Value};
 
 /// Where and as what a delegate runs.
@@ -40,41 +40,30 @@ impl RunEnv {
     }
 }
 
-/// A delegate conflist: `{"cniVersion","name","plugins":[...]}`.
+/// A delegate conflist.
 #[derive(Debug, Clone, Copy)]
 pub struct Chain<'a> {
-    pub conf: &'a Value,
+    pub conf: &'a NetConfList,
 }
 
 impl<'a> Chain<'a> {
-    pub fn new(conf: &'a Value) -> Self {
+    pub fn new(conf: &'a NetConfList) -> Self {
         Self { conf }
     }
 
     pub fn version(&self) -> &str {
-        self.conf
-            .get("cniVersion")
-            .and_then(Value::as_str)
-            .unwrap_or(plexus_cni::version::DEFAULT_CONFIG_VERSION)
+        match self.conf.cni_version.as_str() {
+            "" => plexus_cni::version::DEFAULT_CONFIG_VERSION,
+            v => v,
+        }
     }
 
     pub fn name(&self) -> &str {
-        self.conf
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        &self.conf.name
     }
 
     fn plugins(&self) -> &'a [Value] {
-        self.conf
-            .get("plugins")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-    }
-
-    fn flag(&self, key: &str) -> bool {
-        self.conf.get(key).and_then(Value::as_bool).unwrap_or(false)
+        &self.conf.plugins
     }
 
     fn at_least(&self, v: &str) -> bool {
@@ -180,7 +169,7 @@ impl<'a> Chain<'a> {
         if !self.at_least("0.4.0") {
             return Ok(CheckOutcome::SkippedVersion);
         }
-        if self.flag("disableCheck") {
+        if self.conf.disable_check {
             return Ok(CheckOutcome::Disabled);
         }
         let Some(result) = result else {
@@ -235,7 +224,7 @@ impl<'a> Chain<'a> {
         env: &RunEnv,
         valid: &[GcAttachment],
     ) -> Result<bool, CniError> {
-        if !self.at_least("1.1.0") || self.flag("disableGC") {
+        if !self.at_least("1.1.0") || self.conf.disable_gc {
             return Ok(false);
         }
         let mut first_err = None;

@@ -5,8 +5,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use plexus_cni::config::GcAttachment;
-use plexus_cni::{CmdArgs, NetConf};
-use serde_json::Value;
+use plexus_cni::{CmdArgs, NetConf, NetConfList};
 use tracing::info;
 
 use crate::cache::CacheEntry;
@@ -20,7 +19,7 @@ use crate::handlers::{delegate_path, network_error, Deps};
 /// delegate's interface names) still valid.
 #[derive(Default)]
 struct Survivors {
-    networks: BTreeMap<String, (Value, Vec<GcAttachment>)>,
+    networks: BTreeMap<String, (NetConfList, Vec<GcAttachment>)>,
     default_networks: HashSet<String>,
 }
 
@@ -30,10 +29,7 @@ impl Survivors {
             if att.is_default {
                 self.default_networks.insert(att.network.clone());
             }
-            let slot = self
-                .networks
-                .entry(att.network.clone())
-                .or_insert_with(|| (Value::Null, Vec::new()));
+            let slot = self.networks.entry(att.network.clone()).or_default();
             slot.0 = att.conf.clone();
             if valid {
                 slot.1.push(GcAttachment {

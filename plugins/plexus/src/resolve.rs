@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use plexus_cni::args::CniArgs;
-use plexus_cni::CmdArgs;
+use plexus_cni::{CmdArgs, NetConfList};
 use plexus_netattach::{
     parse_networks_annotation, NadError, NetworkAttachmentDefinition, NetworkSelection,
     DEFAULT_NETWORK_ANNOTATION, NETWORKS_ANNOTATION,
@@ -33,7 +33,7 @@ const READINESS_POLL: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Network {
     pub name: String,
-    pub conf: Value,
+    pub conf: NetConfList,
 }
 
 /// One entry of the networks annotation with its conflist and the NAD's
@@ -41,7 +41,7 @@ pub struct Network {
 #[derive(Debug, Clone)]
 pub struct Selected {
     pub selection: NetworkSelection,
-    pub conf: Value,
+    pub conf: NetConfList,
     pub resource: Option<String>,
 }
 
@@ -85,13 +85,7 @@ pub fn resolve(
             &conf.auxiliary_cni_chain_name,
         )
         .map_err(PlexusError::Config)?;
-        if let Some(plugins) = cluster
-            .conf
-            .get_mut("plugins")
-            .and_then(Value::as_array_mut)
-        {
-            plugins.extend(aux);
-        }
+        cluster.conf.plugins.extend(aux);
     }
     let defaults = default_networks(conf, &pod, kube_opt)?;
     let selections = selections(&pod, annotations.as_ref())?
@@ -217,7 +211,10 @@ fn resolve_named(
     }
 }
 
-fn nad_conflist(conf: &PlexusConf, nad: &NetworkAttachmentDefinition) -> Result<Value, String> {
+fn nad_conflist(
+    conf: &PlexusConf,
+    nad: &NetworkAttachmentDefinition,
+) -> Result<NetConfList, String> {
     let raw = match nad.delegate_config() {
         Ok(v) => v,
         Err(NadError::EmptyConfig(_)) => find_conf_by_name(&conf.conf_dir, &nad.metadata.name)
