@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use plexus::config::PlexusConf;
 use plexus::handlers;
 use plexus_cni::{CniError, Command};
 use plexus_netattach::testing::Call as Api;
@@ -26,6 +27,16 @@ fn nad_conf(version: &str, plugin: &str, extra: Value) -> Value {
 
 fn s(a: &str, b: &str, c: &str) -> (String, String, String) {
     (a.into(), b.into(), c.into())
+}
+
+/// A pod with the NAD `net-a` (delegate `hd-a`) attached as container `c1`.
+fn added_with_net_a(version: &str) -> (Harness, Value, PlexusConf) {
+    let h = Harness::new();
+    h.add_pod(Some("net-a"));
+    h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
+    let (stdin, conf) = h.conf(version, json!({}));
+    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    (h, stdin, conf)
 }
 
 #[rstest]
@@ -229,11 +240,7 @@ fn failure_rolls_back_earlier_networks_and_names_the_failing_one(
 fn del_replays_the_cache_without_the_api(
     #[values("0.3.1", "0.4.0", "1.0.0", "1.1.0")] version: &str,
 ) {
-    let h = Harness::new();
-    h.add_pod(Some("net-a"));
-    h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
-    let (stdin, conf) = h.conf(version, json!({}));
-    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    let (h, stdin, conf) = added_with_net_a(version);
     h.exec.clear();
     let api_calls = h.kube.api.calls().len();
     let connects = *h.kube.connects.lock().unwrap();
@@ -325,11 +332,7 @@ fn del_goes_on_past_failures_and_reports_the_real_ones(
 fn del_judges_gone_by_code_not_by_message(
     #[values("0.3.1", "0.4.0", "1.0.0", "1.1.0")] version: &str,
 ) {
-    let h = Harness::new();
-    h.add_pod(Some("net-a"));
-    h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
-    let (stdin, conf) = h.conf(version, json!({}));
-    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    let (h, stdin, conf) = added_with_net_a(version);
     // A third-party delegate's real failure that happens to say "not found"
     // (or an exec ENOENT) must not pass as "already gone".
     h.exec.fail(
@@ -370,11 +373,7 @@ fn retry_delete_on_error_keeps_the_entry(#[values("0.3.1", "1.1.0")] version: &s
 
 #[rstest]
 fn check_checks_every_attachment(#[values("0.4.0", "1.0.0", "1.1.0")] version: &str) {
-    let h = Harness::new();
-    h.add_pod(Some("net-a"));
-    h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
-    let (stdin, conf) = h.conf(version, json!({}));
-    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    let (h, stdin, conf) = added_with_net_a(version);
     h.exec.clear();
     handlers::check(&args(Command::Check, "c1", &stdin), &conf, &h.deps()).unwrap();
     assert_eq!(
@@ -413,11 +412,7 @@ fn check_skips_delegates_below_0_4_0() {
 
 #[rstest]
 fn gc_removes_unlisted_attachments_and_forwards_gc(#[values("1.1.0")] version: &str) {
-    let h = Harness::new();
-    h.add_pod(Some("net-a"));
-    h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
-    let (stdin, conf) = h.conf(version, json!({}));
-    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    let (h, stdin, conf) = added_with_net_a(version);
     handlers::add(&args(Command::Add, "c2", &stdin), &conf, &h.deps()).unwrap();
     h.exec.clear();
     let mut gc_stdin = stdin.clone();
