@@ -35,7 +35,9 @@ fn added_with_net_a(version: &str) -> (Harness, Value, PlexusConf) {
     h.add_pod(Some("net-a"));
     h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
     let (stdin, conf) = h.conf(version, json!({}));
-    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    if let Err(e) = handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()) {
+        panic!("ADD: {e}");
+    }
     (h, stdin, conf)
 }
 
