@@ -15,14 +15,13 @@
 //! [`MetadataSource`] the cloud, [`PodLocationSource`] the CNI caches.
 //! [`join`] is pure.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use plexus_imds::node_state::{NodeState, VnicState};
-use plexus_imds::{normalize_mac, ImdsError, MetadataSource, Vnic};
+use plexus_imds::{ImdsError, MetadataSource, Vnic};
 use plexus_sysfs::{Binding, Discovery, PciAddr, PciError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::metrics::VfCounts;
 
@@ -91,111 +90,9 @@ impl PodLocationSource for StaticPodLocations {
     }
 }
 
-/// Reads the CNI caches on the node: host-device's records
-/// (`<hostDeviceDir>/<containerID>-<ifname>.json`: which device went where)
-/// joined by container ID with the meta plugin's cache (`<plexusDir>/*.json`:
-/// which pod a sandbox is). Unreadable or foreign files are skipped: a
-/// half-written cache must not stop the inventory.
-#[derive(Debug, Clone)]
-pub struct CniCacheLocations {
-    /// host-device data dir, default `/var/lib/cni/plexus-host-device`.
-    pub host_device_dir: PathBuf,
-    /// Meta plugin cache dir, default `/var/lib/cni/plexus`.
-    pub plexus_dir: PathBuf,
-}
-
-impl Default for CniCacheLocations {
-    fn default() -> Self {
-        Self {
-            host_device_dir: PathBuf::from("/var/lib/cni/plexus-host-device"),
-            plexus_dir: PathBuf::from("/var/lib/cni/plexus"),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct HostDeviceRecord {
-    container_id: String,
-    #[serde(default)]
-    ifname: String,
-    #[serde(default)]
-    netns: String,
-    host: HostDeviceHost,
-}
-
-#[derive(Deserialize)]
-struct HostDeviceHost {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    mac: Option<String>,
-    #[serde(default)]
-    pci: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MetaCacheEntry {
-    container_id: String,
-    #[serde(default)]
-    pod: MetaPod,
-}
-
-#[derive(Deserialize, Default)]
-struct MetaPod {
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    name: String,
-}
-
-fn json_files(dir: &Path) -> Result<Vec<PathBuf>, InventoryError> {
-    plexus_cni::fsutil::json_files(dir).map_err(|source| InventoryError::Cache {
-        path: dir.to_path_buf(),
-        source,
-    })
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
-    let bytes = std::fs::read(path).ok()?;
-    match serde_json::from_slice(&bytes) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            tracing::debug!(path = %path.display(), error = %e, "skipping unreadable CNI cache file");
-            None
-        }
-    }
-}
-
-impl PodLocationSource for CniCacheLocations {
+impl PodLocationSource for crate::caches::CniCacheLocations {
     fn pod_claims(&self) -> Result<Vec<PodClaim>, InventoryError> {
-        let pods: BTreeMap<String, String> = json_files(&self.plexus_dir)?
-            .iter()
-            .filter_map(|p| read_json::<MetaCacheEntry>(p))
-            .filter(|e| !e.pod.name.is_empty())
-            .map(|e| {
-                (
-                    e.container_id,
-                    format!("{}/{}", e.pod.namespace, e.pod.name),
-                )
-            })
-            .collect();
-        Ok(json_files(&self.host_device_dir)?
-            .iter()
-            .filter_map(|p| read_json::<HostDeviceRecord>(p))
-            .map(|r| PodClaim {
-                pci: r.host.pci.as_deref().and_then(|p| p.parse().ok()),
-                mac: r.host.mac.as_deref().map(normalize_mac),
-                host_ifname: Some(r.host.name).filter(|n| !n.is_empty()),
-                pod: PodRef {
-                    pod: pods.get(&r.container_id).cloned(),
-                    container_id: r.container_id,
-                    ifname: Some(r.ifname).filter(|n| !n.is_empty()),
-                    netns: Some(r.netns).filter(|n| !n.is_empty()),
-                },
-            })
-            .collect())
+        Ok(self.read()?.pod_claims())
     }
 }
 
@@ -838,7 +735,7 @@ mod tests {
             .to_string(),
         )
         .unwrap();
-        let src = CniCacheLocations {
+        let src = crate::caches::CniCacheLocations {
             host_device_dir: hd,
             plexus_dir: meta,
         };
@@ -848,7 +745,7 @@ mod tests {
         assert_eq!(claims[1].pci, Some(pci("0000:00:07.0")));
         assert_eq!(claims[1].pod.pod, None);
         assert_eq!(claims[1].host_ifname, None);
-        let missing = CniCacheLocations {
+        let missing = crate::caches::CniCacheLocations {
             host_device_dir: dir.path().join("nope"),
             plexus_dir: dir.path().join("nope2"),
         };

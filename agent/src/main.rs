@@ -10,17 +10,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use plexus_agent::caches::{CniCacheLocations, HOST_DEVICE_DIR, META_CACHE_DIR};
 use plexus_agent::daemon::{self, DaemonConfig};
 use plexus_agent::deviceplugin::{DevicePluginConfig, DEFAULT_RESOURCE};
 use plexus_agent::hostroot;
 use plexus_agent::install::{InstallConfig, Installer, DEFAULT_BINARIES, DEFAULT_CONF_NAME};
-use plexus_agent::inventory::{self, CniCacheLocations};
+use plexus_agent::inventory;
 use plexus_agent::metrics::Metrics;
 use plexus_agent::reconcile::{self, ReconcileConfig};
-use plexus_agent::repair::{
-    apply_repair, known_vfs, plan_repair, read_records, NetlinkRepair, RepairOps,
-    HOST_DEVICE_STATE_DIR, META_CACHE_DIR,
-};
+use plexus_agent::repair::{apply_repair, known_vfs, plan_repair, NetlinkRepair, RepairOps};
 use plexus_agent::status;
 use plexus_agent::vnic::{self, netns_path, Mode, NetlinkOps, VnicConfig};
 use plexus_imds::node_state::{NodeState, DEFAULT_STATE_PATH};
@@ -77,7 +75,7 @@ struct Paths {
     )]
     host_cni_conf_dir: PathBuf,
     /// host-device's per-attachment state files.
-    #[arg(long, env = "PLEXUS_HOST_DEVICE_DIR", default_value = HOST_DEVICE_STATE_DIR, global = true)]
+    #[arg(long, env = "PLEXUS_HOST_DEVICE_DIR", default_value = HOST_DEVICE_DIR, global = true)]
     host_device_dir: PathBuf,
     /// The meta plugin's cache dir.
     #[arg(long, env = "PLEXUS_META_CACHE_DIR", default_value = META_CACHE_DIR, global = true)]
@@ -324,13 +322,15 @@ impl Paths {
             meta_cache_dir: self.meta_cache_dir.clone(),
         })
     }
+    fn caches(&self) -> CniCacheLocations {
+        CniCacheLocations {
+            host_device_dir: self.host_device_dir.clone(),
+            plexus_dir: self.meta_cache_dir.clone(),
+        }
+    }
     /// MACs host-device reports inside live pods.
-    fn in_pod_macs(&self) -> BTreeSet<String> {
-        read_records(&self.host_device_dir)
-            .into_iter()
-            .filter(|r| r.netns_alive)
-            .filter_map(|r| r.mac)
-            .collect()
+    fn in_pod_macs(&self) -> Result<BTreeSet<String>> {
+        Ok(self.caches().read()?.in_pod_macs())
     }
 }
 
@@ -387,7 +387,7 @@ fn cmd_vnic(paths: &Paths, cmd: &VnicCmd) -> Result<()> {
         &paths.vnic_config(),
         &imds,
         &ops,
-        &paths.in_pod_macs(),
+        &paths.in_pod_macs()?,
     )?;
     if as_json {
         emit(&json(&serde_json::json!({
@@ -415,11 +415,12 @@ fn cmd_repair(paths: &Paths, as_json: bool) -> Result<()> {
     let state = NodeState::read(&paths.state_file).ok().flatten();
     let ops = paths.repair_ops()?;
     let links = ops.links().map_err(anyhow::Error::msg)?;
+    let caches = paths.caches().read()?;
     let plan = plan_repair(
         &links,
         &known_vfs(&vnics, state.as_ref()),
-        &read_records(&paths.host_device_dir),
-        &read_records(&paths.meta_cache_dir),
+        &caches.host_device_records(),
+        &caches.meta_records(),
     );
     let failed = apply_repair(&ops, &plan);
     // Renamed VFs get their host configuration back through the VNIC path.
@@ -429,7 +430,7 @@ fn cmd_repair(paths: &Paths, as_json: bool) -> Result<()> {
         &paths.vnic_config(),
         &imds,
         &net,
-        &paths.in_pod_macs(),
+        &caches.in_pod_macs(),
     )?;
     if as_json {
         emit(&json(&serde_json::json!({
@@ -461,11 +462,12 @@ fn cmd_repair(paths: &Paths, as_json: bool) -> Result<()> {
 fn cmd_status(paths: &Paths, as_json: bool) -> Result<()> {
     let imds = OciImds::new(paths.imds());
     let previous = NodeState::read(&paths.state_file).ok().flatten();
-    let caches = CniCacheLocations {
-        host_device_dir: paths.host_device_dir.clone(),
-        plexus_dir: paths.meta_cache_dir.clone(),
-    };
-    let inv = inventory::build(&paths.host_root()?, &imds, &caches, previous.as_ref())?;
+    let inv = inventory::build(
+        &paths.host_root()?,
+        &imds,
+        &paths.caches(),
+        previous.as_ref(),
+    )?;
     emit(&if as_json {
         status::render_json(&inv)
     } else {
