@@ -19,14 +19,11 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use plexus_imds::node_state::{NodeState, VnicState};
-use plexus_imds::{ImdsError, MetadataSource, Vnic};
+use plexus_imds::{ImdsError, MetadataSource, NodeNic};
 use plexus_sysfs::{Binding, Discovery, PciAddr, PciError};
 use serde::Serialize;
 
 use crate::metrics::VfCounts;
-
-/// MTU OCI uses for VNICs; recorded in the state file for the plugins.
-pub const OCI_VNIC_MTU: u32 = 9000;
 
 /// Errors building the inventory.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +130,7 @@ pub struct Entry {
     /// Current MTU when visible.
     pub mtu: Option<u32>,
     /// The matched VNIC.
-    pub vnic: Option<Vnic>,
+    pub vnic: Option<NodeNic>,
     /// The matched VNIC is the primary (first IMDS entry).
     pub is_primary: bool,
     /// Where it is.
@@ -228,7 +225,7 @@ impl std::fmt::Display for Issue {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UnmatchedVnic {
     /// The VNIC.
-    pub vnic: Vnic,
+    pub vnic: NodeNic,
     /// It is the primary VNIC.
     pub is_primary: bool,
 }
@@ -267,19 +264,18 @@ impl Inventory {
             .iter()
             .filter_map(|e| {
                 let v = e.vnic.as_ref()?;
-                Some(VnicState::from_vnic(
+                Some(VnicState::from_nic(
                     v,
                     e.is_primary,
                     e.ifname.clone(),
                     Some(e.pci.to_string()),
-                    Some(OCI_VNIC_MTU),
                 ))
             })
             .collect();
         vnics.extend(
-            self.unmatched_vnics.iter().map(|u| {
-                VnicState::from_vnic(&u.vnic, u.is_primary, None, None, Some(OCI_VNIC_MTU))
-            }),
+            self.unmatched_vnics
+                .iter()
+                .map(|u| VnicState::from_nic(&u.vnic, u.is_primary, None, None)),
         );
         NodeState::new(vnics, now)
     }
@@ -295,7 +291,7 @@ pub fn build(
     previous: Option<&NodeState>,
 ) -> Result<Inventory, InventoryError> {
     let discovery = plexus_sysfs::discover(host_root)?;
-    let vnics = metadata.vnics()?;
+    let vnics = metadata.nics()?;
     let claims = pods.pod_claims()?;
     Ok(join(&discovery, &vnics, &claims, previous))
 }
@@ -326,7 +322,7 @@ fn claim_for<'a>(
 /// The pure join of discovery, VNICs and pod claims.
 pub fn join(
     discovery: &Discovery,
-    vnics: &[Vnic],
+    vnics: &[NodeNic],
     claims: &[PodClaim],
     previous: Option<&NodeState>,
 ) -> Inventory {
@@ -376,7 +372,7 @@ pub fn join(
 
     let mut unmatched_vnics = Vec::new();
     for (i, vnic) in vnics.iter().enumerate() {
-        let mac = vnic.mac_lower();
+        let mac = vnic.mac.clone();
         let holders: Vec<usize> = entries
             .iter()
             .enumerate()
@@ -385,7 +381,7 @@ pub fn join(
             .collect();
         if holders.is_empty() {
             issues.push(Issue::VnicWithoutDevice {
-                vnic_id: vnic.vnic_id.clone(),
+                vnic_id: vnic.id.clone(),
                 mac,
             });
             unmatched_vnics.push(UnmatchedVnic {
@@ -406,7 +402,7 @@ pub fn join(
         if holders.len() > 1 {
             issues.push(Issue::SharedMac {
                 mac,
-                vnic_id: vnic.vnic_id.clone(),
+                vnic_id: vnic.id.clone(),
                 devices: holders.iter().map(|&idx| entries[idx].pci).collect(),
                 assigned: assigned.iter().map(|&idx| entries[idx].pci).collect(),
             });
@@ -438,6 +434,7 @@ pub fn join(
 #[cfg(test)]
 pub(crate) mod sample {
     use super::*;
+    use plexus_imds::Vnic;
     use plexus_sysfs::testing::{macs, oci_vm_node};
 
     /// MAC of the VF at 0000:00:08.0, now in a pod.
@@ -507,12 +504,17 @@ pub(crate) mod sample {
         }]
     }
 
+    /// [`vnics`] as the provider hands them to the agent.
+    pub fn nics() -> Vec<NodeNic> {
+        vnics().iter().map(NodeNic::from).collect()
+    }
+
     /// The generated OCI VM node joined with [`vnics`] and [`claims`].
     pub fn inventory() -> Inventory {
         let dir = tempfile::tempdir().unwrap();
         let node = oci_vm_node(dir.path()).unwrap();
         let d = plexus_sysfs::discover(node.root()).unwrap();
-        join(&d, &vnics(), &claims(), None)
+        join(&d, &nics(), &claims(), None)
     }
 }
 
@@ -541,12 +543,12 @@ mod tests {
         assert_eq!(primary.location, Location::Host);
         let single = entry(&inv, "0000:00:04.0");
         assert_eq!(
-            single.vnic.as_ref().unwrap().vnic_id,
+            single.vnic.as_ref().unwrap().id,
             "ocid1.vnic.oc1.phx.single"
         );
         for p in ["0000:00:05.0", "0000:00:06.0"] {
             assert_eq!(
-                entry(&inv, p).vnic.as_ref().unwrap().vnic_id,
+                entry(&inv, p).vnic.as_ref().unwrap().id,
                 "ocid1.vnic.oc1.phx.shared"
             );
         }
@@ -558,7 +560,7 @@ mod tests {
             matches!(&in_pod.location, Location::Pod(p) if p.pod.as_deref() == Some("default/web-1"))
         );
         assert_eq!(
-            in_pod.vnic.as_ref().unwrap().private_ip.to_string(),
+            in_pod.vnic.as_ref().unwrap().address.ip.to_string(),
             "198.51.100.40"
         );
         assert!(entry(&inv, "0000:3b:00.2").vnic.is_none());
@@ -603,13 +605,13 @@ mod tests {
         )
         .unwrap();
         let d = plexus_sysfs::discover(s.root()).unwrap();
-        let v = vec![vnic(
+        let v = vec![NodeNic::from(&vnic(
             "p",
             mac,
             "198.51.100.10",
             "198.51.100.0/24",
             "198.51.100.1",
-        )];
+        ))];
         let inv = join(&d, &v, &[], None);
         assert!(entry(&inv, "0000:00:04.0").vnic.is_some());
         assert!(entry(&inv, "0000:00:03.0").vnic.is_none());
@@ -640,7 +642,7 @@ mod tests {
         let node = oci_vm_node(dir.path()).unwrap();
         let before = join(
             &plexus_sysfs::discover(node.root()).unwrap(),
-            &vnics(),
+            &nics(),
             &[],
             None,
         );
@@ -648,7 +650,7 @@ mod tests {
         node.hide_netdev("ens4").unwrap();
         let after = join(
             &plexus_sysfs::discover(node.root()).unwrap(),
-            &vnics(),
+            &nics(),
             &[],
             Some(&state),
         );

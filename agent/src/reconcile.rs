@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use plexus_imds::node_state::NodeState;
-use plexus_imds::{MetadataSource, Vnic};
+use plexus_imds::{MetadataSource, NodeNic};
 use plexus_sysfs::Discovery;
 
 use crate::caches::{CniCacheLocations, CniCaches};
@@ -66,7 +66,7 @@ pub fn link_hints(inv: &Inventory) -> BTreeMap<String, BTreeSet<String>> {
     let mut hints: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in &inv.entries {
         if let (Some(v), Some(name), Location::Host) = (&e.vnic, &e.ifname, &e.location) {
-            hints.entry(v.mac_lower()).or_default().insert(name.clone());
+            hints.entry(v.mac.clone()).or_default().insert(name.clone());
         }
     }
     hints
@@ -135,7 +135,7 @@ impl ReconcileConfig {
 /// with the VNICs, the CNI caches' pod claims and the previous state.
 fn inventory_of(
     cfg: &ReconcileConfig,
-    vnics: &[Vnic],
+    vnics: &[NodeNic],
     caches: &CniCaches,
     previous: Option<&NodeState>,
 ) -> (Discovery, Inventory) {
@@ -171,7 +171,7 @@ pub fn reconcile_once(
     cfg: &ReconcileConfig,
     seams: &Seams<'_>,
 ) -> Result<PassReport, ReconcileError> {
-    let vnics = seams.metadata.vnics().map_err(vnic::VnicError::from)?;
+    let vnics = seams.metadata.nics().map_err(vnic::VnicError::from)?;
     let previous = previous_state(&cfg.state_path);
     let caches = cfg.caches();
     let mut report = PassReport::default();
@@ -230,7 +230,7 @@ pub fn apply_once(
     net: &dyn NetOps,
     metrics: &Metrics,
 ) -> Result<ApplyOnceReport, ReconcileError> {
-    let vnics = metadata.vnics().map_err(vnic::VnicError::from)?;
+    let vnics = metadata.nics().map_err(vnic::VnicError::from)?;
     let previous = previous_state(&cfg.state_path);
     let caches = cfg.caches();
     let in_pod = caches.in_pod_macs();

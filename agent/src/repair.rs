@@ -288,10 +288,10 @@ impl RepairOps for NetlinkRepair {
     }
 }
 
-/// Known secondary VFs from IMDS VNICs (primary excluded) and the names the
+/// Known secondary VFs from the node's NICs (primary excluded) and the names the
 /// node state file last recorded for them.
 pub fn known_vfs(
-    vnics: &[plexus_imds::Vnic],
+    vnics: &[plexus_imds::NodeNic],
     state: Option<&plexus_imds::node_state::NodeState>,
 ) -> Vec<KnownVf> {
     let names: BTreeMap<String, (Option<String>, Option<String>)> = state
@@ -306,7 +306,7 @@ pub fn known_vfs(
         .iter()
         .skip(1)
         .map(|v| {
-            let mac = v.mac_lower();
+            let mac = v.mac.clone();
             let (host_name, pci) = names.get(&mac).cloned().unwrap_or((None, None));
             KnownVf {
                 mac,

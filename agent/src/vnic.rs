@@ -28,7 +28,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
-use plexus_imds::{normalize_mac, Vnic};
+use plexus_imds::NodeNic;
 use serde::{Deserialize, Serialize};
 
 /// Upper bound of VNICs per instance we reserve tables for (OCI shapes
@@ -307,7 +307,7 @@ struct Desired {
 /// reported as [`VnicStatus::InPod`] rather than missing.
 pub fn plan(
     cfg: &VnicConfig,
-    vnics: &[Vnic],
+    vnics: &[NodeNic],
     current: &Current,
     in_pod_macs: &BTreeSet<String>,
 ) -> Plan {
@@ -320,7 +320,7 @@ pub fn plan(
 /// links is hinted it is configured; otherwise the VNIC stays ambiguous.
 pub fn plan_with_hints(
     cfg: &VnicConfig,
-    vnics: &[Vnic],
+    vnics: &[NodeNic],
     current: &Current,
     in_pod_macs: &BTreeSet<String>,
     link_hints: &BTreeMap<String, BTreeSet<String>>,
@@ -328,11 +328,11 @@ pub fn plan_with_hints(
     let mut reports = Vec::new();
     let mut desired: Vec<Desired> = Vec::new();
     let mut seen_ips = BTreeSet::new();
-    let primary_mac = vnics.first().map(|v| v.mac_lower());
+    let primary_mac = vnics.first().map(|v| v.mac.clone());
 
     for (i, v) in vnics.iter().enumerate() {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        let mac = v.mac_lower();
+        let mac = v.mac.clone();
         let mut links: Vec<&Link> = current.links.iter().filter(|l| l.mac == mac).collect();
         if links.len() > 1 {
             if let Some(hinted) = link_hints.get(&mac) {
@@ -348,9 +348,9 @@ pub fn plan_with_hints(
         }
         let mut report = VnicReport {
             index,
-            vnic_id: v.vnic_id.clone(),
+            vnic_id: v.id.clone(),
             mac: mac.clone(),
-            ip: v.private_ip,
+            ip: v.address.ip,
             link: links.first().map(|l| l.name.clone()),
             table: None,
             status: VnicStatus::Configured,
@@ -397,15 +397,15 @@ pub fn plan_with_hints(
         }
         let table = cfg.table_base + index;
         report.table = Some(table);
-        let addr = IpNet::new(v.private_ip, v.prefix_len()).unwrap_or(host_net(v.private_ip));
+        let addr = v.address.cidr();
         let mut routes = vec![Route {
             table,
-            dst: v.subnet_cidr_block.trunc(),
+            dst: v.address.subnet.trunc(),
             gateway: None,
             dev: link.name.clone(),
-            src: Some(v.private_ip),
+            src: Some(v.address.ip),
         }];
-        match v.virtual_router_ip {
+        match v.address.gateway {
             Some(gw) => routes.push(Route {
                 table,
                 dst: default_dst(),
@@ -415,10 +415,10 @@ pub fn plan_with_hints(
             }),
             None => report.status = VnicStatus::NoGateway,
         }
-        let rule = if seen_ips.insert(v.private_ip) {
+        let rule = if seen_ips.insert(v.address.ip) {
             Some(Rule {
                 priority: cfg.rule_priority,
-                src: Some(host_net(v.private_ip)),
+                src: Some(host_net(v.address.ip)),
                 dst: None,
                 table,
             })
@@ -513,7 +513,7 @@ pub fn plan_with_hints(
 /// every route in our tables, and each secondary VNIC's IMDS address on its
 /// link. MTU and link state are left as they are: we cannot know what they
 /// were before, and a down VF is worse than a 9000-byte one.
-pub fn plan_deconfigure(cfg: &VnicConfig, vnics: &[Vnic], current: &Current) -> Plan {
+pub fn plan_deconfigure(cfg: &VnicConfig, vnics: &[NodeNic], current: &Current) -> Plan {
     let mut p = plan(cfg, vnics, current, &BTreeSet::new());
     let mut actions = Vec::new();
     let mut rules: Vec<&Rule> = current
@@ -533,12 +533,10 @@ pub fn plan_deconfigure(cfg: &VnicConfig, vnics: &[Vnic], current: &Current) -> 
     routes.sort_by_key(|r| std::cmp::Reverse(r.gateway.is_some()));
     actions.extend(routes.into_iter().cloned().map(Action::DelRoute));
     for v in vnics.iter().skip(1) {
-        let mac = normalize_mac(&v.mac_addr);
-        let addr = IpNet::new(v.private_ip, v.prefix_len()).unwrap_or(host_net(v.private_ip));
-        for l in current.links.iter().filter(|l| l.mac == mac) {
-            if Some(&mac) != vnics.first().map(|p| p.mac_lower()).as_ref()
-                && l.addrs.contains(&addr)
-            {
+        let mac = &v.mac;
+        let addr = v.address.cidr();
+        for l in current.links.iter().filter(|l| l.mac == *mac) {
+            if Some(mac) != vnics.first().map(|p| &p.mac) && l.addrs.contains(&addr) {
                 actions.push(Action::DelAddr {
                     link: l.name.clone(),
                     addr,
@@ -934,7 +932,7 @@ pub fn run(
     ops: &dyn NetOps,
     in_pod_macs: &BTreeSet<String>,
 ) -> Result<(Plan, ApplyReport), VnicError> {
-    let vnics = metadata.vnics()?;
+    let vnics = metadata.nics()?;
     run_with(mode, cfg, &vnics, ops, in_pod_macs)
 }
 
@@ -942,7 +940,7 @@ pub fn run(
 pub fn run_with(
     mode: Mode,
     cfg: &VnicConfig,
-    vnics: &[Vnic],
+    vnics: &[NodeNic],
     ops: &dyn NetOps,
     in_pod_macs: &BTreeSet<String>,
 ) -> Result<(Plan, ApplyReport), VnicError> {

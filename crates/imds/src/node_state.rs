@@ -21,7 +21,8 @@ use plexus_cni::fsutil::{write_atomic, AtomicWrite};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
-use crate::types::{normalize_mac, Vnic};
+use crate::node::NodeNic;
+use crate::types::normalize_mac;
 
 /// Where the agent writes the state file on a node.
 pub const DEFAULT_STATE_PATH: &str = "/run/plexus/state.json";
@@ -70,26 +71,25 @@ pub struct VnicState {
 }
 
 impl VnicState {
-    /// Builds an entry from an IMDS VNIC and the device it matched, if any.
-    pub fn from_vnic(
-        vnic: &Vnic,
+    /// Builds an entry from a node NIC and the device it matched, if any.
+    pub fn from_nic(
+        nic: &NodeNic,
         is_primary: bool,
         ifname: Option<String>,
         pci: Option<String>,
-        mtu: Option<u32>,
     ) -> Self {
         Self {
             ifname,
             pci,
-            mac: vnic.mac_lower(),
-            vnic_id: vnic.vnic_id.clone(),
-            ip: vnic.private_ip,
-            prefix_len: vnic.prefix_len(),
-            subnet_cidr: vnic.subnet_cidr_block,
-            gateway: vnic.virtual_router_ip,
-            vlan_tag: vnic.vlan_tag,
-            nic_index: vnic.nic_index,
-            mtu,
+            mac: nic.mac.clone(),
+            vnic_id: nic.id.clone(),
+            ip: nic.address.ip,
+            prefix_len: nic.address.prefix_len(),
+            subnet_cidr: nic.address.subnet,
+            gateway: nic.address.gateway,
+            vlan_tag: nic.vlan,
+            nic_index: nic.nic_index,
+            mtu: nic.mtu,
             is_primary,
         }
     }

@@ -22,6 +22,7 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -30,7 +31,7 @@ use plexus_cni::skel::{CmdArgs, Plugin};
 use plexus_cni::{CniError, CniResult, NetConf};
 use plexus_host_device::config::{Config as HostDeviceConfig, Selector as HostDeviceSelector};
 use plexus_imds::node_state::{NodeState, VnicState, DEFAULT_STATE_PATH};
-use plexus_imds::{ClientConfig, ImdsError, MetadataSource, OciImds, RetryPolicy, StateError};
+use plexus_imds::{ClientConfig, ImdsError, MetadataSource, NoopObserver, RetryPolicy, StateError};
 use plexus_netlink::Handle;
 use plexus_netns::NetNs;
 use plexus_sysfs::discover::{mac_of_netdev, netdevs_with_mac};
@@ -362,17 +363,20 @@ pub struct OciConnector;
 
 impl MetadataConnector for OciConnector {
     fn connect(&self, base_url: &str) -> Box<dyn MetadataSource> {
-        Box::new(OciImds::new(ClientConfig {
-            base_url: base_url.to_string(),
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(3),
-            retry: RetryPolicy {
-                max_attempts: 4,
-                initial_backoff: Duration::from_millis(200),
-                max_backoff: Duration::from_secs(2),
-                budget: Duration::from_secs(10),
+        plexus_imds::connect(
+            ClientConfig {
+                base_url: base_url.to_string(),
+                connect_timeout: Duration::from_secs(1),
+                read_timeout: Duration::from_secs(3),
+                retry: RetryPolicy {
+                    max_attempts: 4,
+                    initial_backoff: Duration::from_millis(200),
+                    max_backoff: Duration::from_secs(2),
+                    budget: Duration::from_secs(10),
+                },
             },
-        }))
+            Arc::new(NoopObserver),
+        )
     }
 }
 
@@ -498,17 +502,15 @@ impl<'a> VnicIpam<'a> {
                 why: why_no_mac,
             });
         };
-        let vnics = self.imds.connect(url).vnics()?;
-        vnics
-            .iter()
-            .position(|v| v.matches_mac(mac))
+        let nics = self.imds.connect(url).nics()?;
+        nics.iter()
+            .position(|n| n.matches_mac(mac))
             .map(|i| {
-                VnicState::from_vnic(
-                    &vnics[i],
+                VnicState::from_nic(
+                    &nics[i],
                     i == 0,
                     dev.ifname.clone(),
                     dev.pci.map(|p| p.to_string()),
-                    None,
                 )
             })
             .ok_or_else(|| VnicError::NoVnic {
