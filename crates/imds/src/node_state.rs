@@ -21,7 +21,7 @@ use plexus_cni::fsutil::{write_atomic, AtomicWrite};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
-use crate::node::NodeNic;
+use crate::node::{NicAddress, NodeNic};
 use crate::types::normalize_mac;
 
 /// Where the agent writes the state file on a node.
@@ -91,6 +91,25 @@ impl VnicState {
             nic_index: nic.nic_index,
             mtu: nic.mtu,
             is_primary,
+        }
+    }
+}
+
+impl VnicState {
+    /// The node NIC this entry records, for readers that act on what the
+    /// agent configured (uninstall deconfigures from the file, not IMDS).
+    pub fn to_nic(&self) -> NodeNic {
+        NodeNic {
+            id: self.vnic_id.clone(),
+            mac: self.mac.clone(),
+            address: NicAddress {
+                ip: self.ip,
+                subnet: self.subnet_cidr,
+                gateway: self.gateway,
+            },
+            vlan: self.vlan_tag,
+            nic_index: self.nic_index,
+            mtu: self.mtu,
         }
     }
 }
@@ -242,6 +261,14 @@ mod tests {
         fs::write(&path, r#"{"version":7,"updated_at":"x","vnics":[]}"#).unwrap();
         let err = NodeState::read(&path).unwrap_err();
         assert!(matches!(err, StateError::Version { found: 7, .. }), "{err}");
+    }
+
+    #[test]
+    fn entry_and_nic_convert_both_ways() {
+        let e = entry("02:00:17:00:00:01", Some("0000:00:05.0"));
+        let back = VnicState::from_nic(&e.to_nic(), e.is_primary, e.ifname.clone(), e.pci.clone());
+        assert_eq!(back, e);
+        assert_eq!(e.to_nic().address.cidr().to_string(), "198.51.100.10/24");
     }
 
     #[test]
