@@ -588,7 +588,10 @@ fn run_install_watch_follows_primary_and_token() {
     wait_for("meta config", Duration::from_secs(10), || {
         conf()["cniVersion"] == "0.3.1"
     });
-    assert!(r.join("run/ready").exists());
+    // install writes the ready file after the conflist.
+    wait_for("ready file", Duration::from_secs(10), || {
+        r.join("run/ready").exists()
+    });
     assert!(r.join("bin/host-device").exists());
 
     // The primary changes: our file follows, still wrapping it once.

@@ -42,7 +42,7 @@ fn docs(sub: &str) -> Vec<(PathBuf, Value)> {
     let mut out = Vec::new();
     for f in files {
         let text = fs::read_to_string(&f).unwrap();
-        for d in serde_yaml::Deserializer::from_str(&text) {
+        for d in serde_norway::Deserializer::from_str(&text) {
             let v = Value::deserialize(d).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             if v.is_null() {
                 continue;
