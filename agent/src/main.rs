@@ -137,9 +137,12 @@ struct InstallFlags {
     #[arg(long, env = "PLEXUS_READINESS_INDICATOR_FILE")]
     readiness_indicator_file: Option<PathBuf>,
     /// Written when install completed (DaemonSet readiness probe).
-    #[arg(long, env = "PLEXUS_READY_FILE", default_value = "/run/plexus/ready")]
+    #[arg(long, env = "PLEXUS_READY_FILE", default_value = DEFAULT_READY_FILE)]
     ready_file: PathBuf,
 }
+
+/// Written by install, checked by `ready` (the DaemonSet's readiness probe).
+const DEFAULT_READY_FILE: &str = "/run/plexus/ready";
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
@@ -161,6 +164,12 @@ enum Cmd {
     Repair {
         #[arg(long)]
         json: bool,
+    },
+    /// Exit 0 when install completed (the ready file exists), 1 otherwise:
+    /// the readiness probe, since the image has no shell for `test -f`.
+    Ready {
+        #[arg(long, env = "PLEXUS_READY_FILE", default_value = DEFAULT_READY_FILE)]
+        ready_file: PathBuf,
     },
 }
 
@@ -525,5 +534,11 @@ fn main() -> Result<()> {
         Cmd::Vnic { cmd } => cmd_vnic(&cli.paths, cmd),
         Cmd::Status { json } => cmd_status(&cli.paths, *json),
         Cmd::Repair { json } => cmd_repair(&cli.paths, *json),
+        Cmd::Ready { ready_file } => {
+            if !ready_file.is_file() {
+                bail!("not ready: {} does not exist", ready_file.display());
+            }
+            Ok(())
+        }
     }
 }
