@@ -66,10 +66,46 @@ fn image_archive_is_complete_static_and_reproducible() {
     let times: std::collections::BTreeSet<u64> = img.layer.values().map(|e| e.mtime).collect();
     assert_eq!(times.len(), 1);
 
+    // containers/image (skopeo; podman load uses the same library) reads the
+    // file both as an OCI archive, by the ref name, and as a Docker archive
+    // (manifest.json), and copying verifies every blob and diff_id.
+    plexus_e2e::runtime::ensure_deps().unwrap();
+    let a_str = a.to_str().unwrap();
+    let by_name = format!("oci-archive:{a_str}:{name}");
+    let inspected = skopeo(&["inspect", &by_name]);
+    assert_eq!(inspected["Digest"], img.manifest_digest.as_str());
+    let docker = skopeo(&["inspect", &format!("docker-archive:{a_str}")]);
+    assert_eq!(docker["Labels"], cfg["Labels"]);
+    let copy = tmp.path().join("copy");
+    let dest = format!("dir:{}", copy.display());
+    let src = format!("docker-archive:{a_str}");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "-q", &src, &dest])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Another SOURCE_DATE_EPOCH is another image: the time is really used.
     let c = tmp.path().join("c.tar");
     plexus_e2e::image::build(&c, Some(86_400)).unwrap();
     let other = inspect(&std::fs::read(&c).unwrap()).unwrap();
     assert_ne!(other.manifest_digest, img.manifest_digest);
     assert_eq!(other.config["created"], "1970-01-02T00:00:00Z");
+}
+
+fn skopeo(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("skopeo")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
