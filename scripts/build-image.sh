@@ -24,7 +24,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--profile NAME] [--out FILE]" >&2; exit 2 ;;
     esac
 done
-bin_dir=$(scripts/build-release.sh --profile "$profile" | tail -n1)
+# Without SOURCE_DATE_EPOCH: it stamps the image only, and ring's build
+# script watches it, so a changed value would rebuild the binaries.
+bin_dir=$(env -u SOURCE_DATE_EPOCH scripts/build-release.sh --profile "$profile" | tail -n1)
 cargo build -q --locked -p plexus-image
 tool=target/debug/plexus-image
 version=$("$tool" ref)

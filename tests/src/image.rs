@@ -25,6 +25,15 @@ pub fn build(out: &Path, source_date_epoch: Option<u64>) -> Result<()> {
         .arg(out)
         .current_dir(repo_root())
         .stdin(Stdio::null());
+    // Build scripts (ring's, through cc) watch variables the test runner
+    // sets, such as CARGO_MANIFEST_DIR: passing them on would make cargo
+    // rebuild what a shell-run build-image.sh just built, and back.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if (k.starts_with("CARGO") && k != "CARGO_HOME") || k.starts_with("NEXTEST") {
+            cmd.env_remove(k.as_ref());
+        }
+    }
     if let Some(t) = source_date_epoch {
         cmd.env("SOURCE_DATE_EPOCH", t.to_string());
     }
