@@ -99,6 +99,9 @@ pub(crate) struct VnicFlags {
     pub(crate) mtu: u32,
 }
 
+/// Written by install, checked by `ready` (the DaemonSet's readiness probe).
+pub(crate) const DEFAULT_READY_FILE: &str = "/run/plexus/ready";
+
 #[derive(Args, Debug, Clone)]
 pub(crate) struct InstallFlags {
     /// Where the image keeps the binaries to install.
@@ -128,7 +131,7 @@ pub(crate) struct InstallFlags {
     #[arg(long, env = "PLEXUS_READINESS_INDICATOR_FILE")]
     pub(crate) readiness_indicator_file: Option<PathBuf>,
     /// Written when install completed (DaemonSet readiness probe).
-    #[arg(long, env = "PLEXUS_READY_FILE", default_value = "/run/plexus/ready")]
+    #[arg(long, env = "PLEXUS_READY_FILE", default_value = DEFAULT_READY_FILE)]
     pub(crate) ready_file: PathBuf,
     /// PodResources socket as the host sees it [default: <kubelet-root>/pod-resources/kubelet.sock].
     #[arg(long, env = "PLEXUS_POD_RESOURCES_SOCKET")]

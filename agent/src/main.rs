@@ -17,7 +17,7 @@ use plexus_agent::deviceplugin::DevicePluginConfig;
 use plexus_agent::install::Installer;
 
 use crate::commands::{after_stop, cmd_repair, cmd_status, cmd_uninstall, cmd_vnic};
-use crate::flags::{InstallFlags, Paths, RunFlags, UninstallFlags};
+use crate::flags::{InstallFlags, Paths, RunFlags, UninstallFlags, DEFAULT_READY_FILE};
 
 #[derive(Parser, Debug)]
 #[command(name = "plexus-agent", version = plexus_buildinfo::LONG, about = "Plexus node agent")]
@@ -53,6 +53,12 @@ enum Cmd {
     Repair {
         #[arg(long)]
         json: bool,
+    },
+    /// Exit 0 when install completed (the ready file exists), 1 otherwise:
+    /// the readiness probe, since the image has no shell for `test -f`.
+    Ready {
+        #[arg(long, env = "PLEXUS_READY_FILE", default_value = DEFAULT_READY_FILE)]
+        ready_file: PathBuf,
     },
 }
 
@@ -136,5 +142,11 @@ fn main() -> Result<()> {
         Cmd::Vnic { cmd } => cmd_vnic(&cli.paths, cmd),
         Cmd::Status { json } => cmd_status(&cli.paths, *json),
         Cmd::Repair { json } => cmd_repair(&cli.paths, *json),
+        Cmd::Ready { ready_file } => {
+            if !ready_file.is_file() {
+                anyhow::bail!("not ready: {} does not exist", ready_file.display());
+            }
+            Ok(())
+        }
     }
 }
