@@ -223,7 +223,7 @@ impl Node {
         let entry = |ifname: &str, mac: &str, ip: &str, subnet: &str, primary: bool| VnicState {
             ifname: Some(ifname.to_owned()),
             pci: None,
-            mac: mac.to_owned(),
+            mac: mac.parse().unwrap(),
             vnic_id: format!("ocid1.vnic.oc1..node{}{}", self.spec.label, ifname),
             ip: ip.parse().unwrap(),
             prefix_len: 24,

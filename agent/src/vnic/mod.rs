@@ -27,6 +27,7 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
+use plexus_cni::MacAddr;
 use serde::{Deserialize, Serialize};
 
 mod apply;
@@ -78,8 +79,7 @@ impl VnicConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub name: String,
-    /// Lower-case MAC.
-    pub mac: String,
+    pub mac: MacAddr,
     pub mtu: u32,
     pub up: bool,
     pub addrs: Vec<IpNet>,
@@ -219,7 +219,7 @@ pub enum VnicStatus {
 pub struct VnicReport {
     pub index: u32,
     pub vnic_id: String,
-    pub mac: String,
+    pub mac: MacAddr,
     pub ip: IpAddr,
     pub link: Option<String>,
     pub table: Option<u32>,
