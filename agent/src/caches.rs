@@ -17,11 +17,10 @@ use std::time::{Duration, SystemTime};
 
 pub use plexus::cache::CacheEntry;
 pub use plexus::config::DEFAULT_CNI_DIR as META_CACHE_DIR;
+use plexus_cni::MacAddr;
 pub use plexus_host_device::config::DEFAULT_DATA_DIR as HOST_DEVICE_DIR;
 pub use plexus_host_device::store::Record as HostDeviceRecord;
 use serde::de::DeserializeOwned;
-
-use plexus_imds::normalize_mac;
 
 use crate::inventory::{InventoryError, PodClaim, PodRef};
 
@@ -118,11 +117,11 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
 
 impl CniCaches {
     /// MACs host-device records as inside live pods.
-    pub fn in_pod_macs(&self) -> BTreeSet<String> {
+    pub fn in_pod_macs(&self) -> BTreeSet<MacAddr> {
         self.host_device
             .iter()
             .filter(|s| s.netns_alive)
-            .filter_map(|s| s.record.host.mac.as_deref().map(normalize_mac))
+            .filter_map(|s| s.record.host.mac)
             .collect()
     }
 
@@ -153,7 +152,7 @@ impl CniCaches {
                 let non_empty = |v: &str| Some(v.to_string()).filter(|n| !n.is_empty());
                 PodClaim {
                     pci: r.host.pci,
-                    mac: r.host.mac.as_deref().map(normalize_mac),
+                    mac: r.host.mac,
                     host_ifname: non_empty(&r.host.name),
                     pod: PodRef {
                         pod: pods.get(r.container_id.as_str()).cloned(),

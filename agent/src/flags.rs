@@ -300,7 +300,7 @@ impl Paths {
         }
     }
     /// MACs host-device reports inside live pods.
-    pub(crate) fn in_pod_macs(&self) -> Result<BTreeSet<String>> {
+    pub(crate) fn in_pod_macs(&self) -> Result<BTreeSet<plexus_cni::MacAddr>> {
         Ok(self.caches().read()?.in_pod_macs())
     }
 }

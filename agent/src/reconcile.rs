@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use plexus_cni::MacAddr;
 use plexus_imds::node_state::NodeState;
 use plexus_imds::{MetadataSource, NodeNic};
 use plexus_sysfs::Discovery;
@@ -62,11 +63,11 @@ pub enum ReconcileError {
 
 /// Pure: host link names the inventory matched to each VNIC MAC, which
 /// disambiguate a MAC shared by several links (net_failover).
-pub fn link_hints(inv: &Inventory) -> BTreeMap<String, BTreeSet<String>> {
-    let mut hints: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+pub fn link_hints(inv: &Inventory) -> BTreeMap<MacAddr, BTreeSet<String>> {
+    let mut hints: BTreeMap<MacAddr, BTreeSet<String>> = BTreeMap::new();
     for e in &inv.entries {
         if let (Some(v), Some(name), Location::Host) = (&e.vnic, &e.ifname, &e.location) {
-            hints.entry(v.mac.clone()).or_default().insert(name.clone());
+            hints.entry(v.mac).or_default().insert(name.clone());
         }
     }
     hints

@@ -21,7 +21,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use plexus_imds::normalize_mac;
+use plexus_cni::MacAddr;
 use serde::Serialize;
 
 use crate::caches::{CacheEntry, CniCaches, HostDeviceRecord, Stored};
@@ -34,8 +34,7 @@ pub const COLLECT_GRACE: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct HostLink {
     pub name: String,
-    /// Lower-case MAC.
-    pub mac: String,
+    pub mac: MacAddr,
     /// PCI address of the parent device, if any (veths have none).
     pub pci: Option<String>,
 }
@@ -52,14 +51,14 @@ pub struct CacheRecord {
     pub age: Duration,
     /// host-device only: the device's PCI address, MAC and host name.
     pub pci: Option<String>,
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     pub host_name: Option<String>,
 }
 
 /// A secondary VNIC the node knows: its MAC and the host name it should have.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KnownVf {
-    pub mac: String,
+    pub mac: MacAddr,
     pub pci: Option<String>,
     /// Name recorded by the inventory (fallback when no host-device record).
     pub host_name: Option<String>,
@@ -115,10 +114,7 @@ pub fn plan_repair(
         let record = host_device
             .iter()
             .filter(|r| !r.netns_alive)
-            .find(|r| {
-                (r.pci.is_some() && r.pci == link.pci)
-                    || r.mac.as_deref() == Some(link.mac.as_str())
-            })
+            .find(|r| (r.pci.is_some() && r.pci == link.pci) || r.mac == Some(link.mac))
             .and_then(|r| r.host_name.clone());
         let Some(want) = record.or_else(|| vf.host_name.clone()) else {
             continue;
@@ -198,7 +194,7 @@ impl From<&Stored<HostDeviceRecord>> for CacheRecord {
         let host = &s.record.host;
         Self {
             pci: host.pci.map(|p| p.to_string()),
-            mac: host.mac.as_deref().map(normalize_mac),
+            mac: host.mac,
             host_name: Some(host.name.clone()).filter(|n| !n.is_empty()),
             ..Self::of(s, &s.record.netns)
         }
@@ -258,7 +254,7 @@ impl RepairOps for NetlinkRepair {
             .into_iter()
             .filter_map(|l| {
                 Some(HostLink {
-                    mac: l.mac.as_ref()?.to_string(),
+                    mac: l.mac?,
                     pci: l
                         .parent_dev
                         .filter(|_| l.parent_bus.as_deref() == Some("pci")),
@@ -294,11 +290,11 @@ pub fn known_vfs(
     vnics: &[plexus_imds::NodeNic],
     state: Option<&plexus_imds::node_state::NodeState>,
 ) -> Vec<KnownVf> {
-    let names: BTreeMap<String, (Option<String>, Option<String>)> = state
+    let names: BTreeMap<MacAddr, (Option<String>, Option<String>)> = state
         .map(|s| {
             s.vnics
                 .iter()
-                .map(|v| (v.mac.clone(), (v.ifname.clone(), v.pci.clone())))
+                .map(|v| (v.mac, (v.ifname.clone(), v.pci.clone())))
                 .collect()
         })
         .unwrap_or_default();
@@ -306,7 +302,7 @@ pub fn known_vfs(
         .iter()
         .skip(1)
         .map(|v| {
-            let mac = v.mac.clone();
+            let mac = v.mac;
             let (host_name, pci) = names.get(&mac).cloned().unwrap_or((None, None));
             KnownVf {
                 mac,
@@ -324,7 +320,7 @@ mod tests {
     fn link(name: &str, mac: &str) -> HostLink {
         HostLink {
             name: name.into(),
-            mac: mac.into(),
+            mac: mac.parse().unwrap(),
             pci: None,
         }
     }
@@ -336,7 +332,7 @@ mod tests {
             netns_alive: alive,
             age: COLLECT_GRACE,
             pci: None,
-            mac: mac.map(String::from),
+            mac: mac.map(|m| m.parse().unwrap()),
             host_name: name.map(String::from),
         }
     }
@@ -351,17 +347,17 @@ mod tests {
         ];
         let known = vec![
             KnownVf {
-                mac: "02:00:00:00:00:02".into(),
+                mac: "02:00:00:00:00:02".parse().unwrap(),
                 pci: None,
                 host_name: Some("from-inventory".into()),
             },
             KnownVf {
-                mac: "02:00:00:00:00:03".into(),
+                mac: "02:00:00:00:00:03".parse().unwrap(),
                 pci: None,
                 host_name: Some("ens6".into()),
             },
             KnownVf {
-                mac: "02:00:00:00:00:04".into(),
+                mac: "02:00:00:00:00:04".parse().unwrap(),
                 pci: None,
                 host_name: Some("ens7".into()),
             },
@@ -403,7 +399,7 @@ mod tests {
             link("ens5", "aa:00:00:00:00:09"),
         ];
         let known = vec![KnownVf {
-            mac: "02:00:00:00:00:02".into(),
+            mac: "02:00:00:00:00:02".parse().unwrap(),
             pci: None,
             host_name: Some("ens5".into()),
         }];

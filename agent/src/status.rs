@@ -83,7 +83,7 @@ fn row(e: &Entry) -> StatusRow {
             _ => "nic",
         }
         .into(),
-        mac: or_dash(e.mac.as_deref()),
+        mac: e.mac.map_or_else(|| DASH.into(), |m| m.to_string()),
         driver: or_dash(e.driver.as_deref()),
         vnic: vnic.map_or_else(|| DASH.into(), |v| v.id.clone()),
         primary: e.is_primary,

@@ -3,7 +3,7 @@
 //! types; pods reference NADs that exist; the agent run with the DaemonSet's
 //! env and mounts finds the node's devices.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 use std::collections::BTreeSet;
 use std::fs;

@@ -74,14 +74,14 @@ fn setup(root: &Path) -> (ReconcileConfig, FakeNet) {
         links: vec![
             Link {
                 name: "ens3".into(),
-                mac: "02:00:17:ee:00:01".into(),
+                mac: "02:00:17:ee:00:01".parse().unwrap(),
                 mtu: 9000,
                 up: true,
                 addrs: vec!["198.51.100.10/25".parse().unwrap()],
             },
             Link {
                 name: "ens5".into(),
-                mac: "02:00:17:ee:00:02".into(),
+                mac: "02:00:17:ee:00:02".parse().unwrap(),
                 mtu: 1500,
                 up: false,
                 addrs: vec![],
@@ -171,7 +171,7 @@ fn stranded_vf_is_renamed_before_configuration() {
     let stranded = FakeRepair {
         links: vec![HostLink {
             name: "net1".into(),
-            mac: "02:00:17:ee:00:02".into(),
+            mac: "02:00:17:ee:00:02".parse().unwrap(),
             pci: Some("0000:00:05.0".into()),
         }],
         ..FakeRepair::default()

@@ -2,7 +2,7 @@
 //! renamed back and reconfigured; records of dead pods are collected, those
 //! of live pods kept.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 use std::collections::BTreeSet;
 use std::fs;

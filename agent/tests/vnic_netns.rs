@@ -1,7 +1,7 @@
 //! Privileged: `vnic apply`/`deconfigure` through netlink inside a fresh
 //! namespace, veth ends standing in for VFs, the fake IMDS on loopback.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::too_many_lines)]
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -13,6 +13,7 @@ use plexus_agent::vnic::testing::FakeNet;
 use plexus_agent::vnic::{
     apply, plan, plan_deconfigure, Action, Current, NetOps, VnicConfig, VnicStatus,
 };
+use plexus_cni::MacAddr;
 use plexus_imds::{NodeNic, Vnic};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vnic");
@@ -29,8 +30,8 @@ fn current() -> Current {
     serde_json::from_slice(&fs::read(Path::new(FIXTURES).join("current.json")).unwrap()).unwrap()
 }
 
-fn in_pod() -> BTreeSet<String> {
-    ["02:00:17:00:00:04".to_string()].into()
+fn in_pod() -> BTreeSet<MacAddr> {
+    ["02:00:17:00:00:04".parse().unwrap()].into()
 }
 
 fn check_golden(name: &str, actual: &str) {
@@ -139,7 +140,7 @@ fn vnic_attached_later_is_picked_up_and_detached_one_cleaned() {
         .links
         .push(plexus_agent::vnic::Link {
             name: "ens8".into(),
-            mac: "02:00:17:00:00:05".into(),
+            mac: "02:00:17:00:00:05".parse().unwrap(),
             mtu: 1500,
             up: false,
             addrs: vec![],
@@ -187,7 +188,7 @@ fn shared_mac_is_ambiguous_unless_the_inventory_names_one_link() {
         .iter()
         .all(|a| a.link().is_none_or(|l| !l.starts_with("ens5"))));
     let hints = [(
-        "02:00:17:00:00:02".to_string(),
+        "02:00:17:00:00:02".parse::<MacAddr>().unwrap(),
         ["ens5vf".to_string()].into(),
     )]
     .into();

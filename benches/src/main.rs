@@ -11,6 +11,9 @@
 //! its own.
 // A benchmark's report is its output: printing to stdout is the point here.
 #![allow(clippy::print_stdout)]
+// Benchmark drivers (not shipped): scenario functions and report.rs are not
+// yet split to the 80-line / 500-line limits the shipped crates keep.
+#![allow(clippy::too_many_lines)]
 
 mod agent;
 mod report;

@@ -26,7 +26,7 @@
 //! version); the same NAD served by the (fake) API and resolved by plexus on
 //! each node; the tutorial's per-node NADs through ours and the reference.
 // Test-only crate: fixture helpers fail the test by panicking.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::too_many_lines)]
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -223,7 +223,7 @@ impl Node {
         let entry = |ifname: &str, mac: &str, ip: &str, subnet: &str, primary: bool| VnicState {
             ifname: Some(ifname.to_owned()),
             pci: None,
-            mac: mac.to_owned(),
+            mac: mac.parse().unwrap(),
             vnic_id: format!("ocid1.vnic.oc1..node{}{}", self.spec.label, ifname),
             ip: ip.parse().unwrap(),
             prefix_len: 24,

@@ -6,6 +6,9 @@
 //! Root only (they panic, never skip, otherwise). The nextest config runs
 //! tests whose name contains `runtime` one at a time.
 
+// Scenarios read top to bottom, one runtime call after another.
+#![allow(clippy::too_many_lines)]
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;

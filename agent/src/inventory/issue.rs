@@ -1,5 +1,6 @@
 //! Findings of the join the operator should know about; never fatal.
 
+use plexus_cni::MacAddr;
 use plexus_sysfs::PciAddr;
 use serde::Serialize;
 
@@ -12,13 +13,13 @@ pub enum Issue {
     VnicWithoutDevice {
         /// VNIC OCID.
         vnic_id: String,
-        /// Its MAC, lower-case.
-        mac: String,
+        /// Its MAC.
+        mac: MacAddr,
     },
     /// Several devices carry one VNIC's MAC.
     SharedMac {
         /// The MAC.
-        mac: String,
+        mac: MacAddr,
         /// VNIC OCID.
         vnic_id: String,
         /// All devices with the MAC.

@@ -1,5 +1,6 @@
 //! The pure join of sysfs discovery, the node's NICs and pod claims.
 
+use plexus_cni::MacAddr;
 use plexus_imds::node_state::NodeState;
 use plexus_imds::NodeNic;
 use plexus_sysfs::{Binding, Discovery, PciAddr, PciFunction};
@@ -9,7 +10,7 @@ use super::{Entry, Inventory, Issue, Location, PodClaim, UnmatchedVnic};
 fn claim_for<'a>(
     claims: &'a [PodClaim],
     pci: &PciAddr,
-    mac: Option<&str>,
+    mac: Option<MacAddr>,
     ifname: Option<&str>,
 ) -> Option<&'a PodClaim> {
     claims
@@ -19,7 +20,7 @@ fn claim_for<'a>(
             let mac = mac?;
             claims
                 .iter()
-                .find(|c| c.pci.is_none() && c.mac.as_deref() == Some(mac))
+                .find(|c| c.pci.is_none() && c.mac == Some(mac))
         })
         .or_else(|| {
             let name = ifname?;
@@ -33,18 +34,13 @@ fn claim_for<'a>(
 /// state file remembers about it.
 fn entry_of(f: &PciFunction, claims: &[PodClaim], previous: Option<&NodeState>) -> Entry {
     let net = f.netdev();
-    let visible_mac = net.and_then(|n| n.mac.clone());
+    let visible_mac = net.and_then(|n| n.mac);
     let visible_name = net.map(|n| n.name.clone());
-    let claim = claim_for(
-        claims,
-        &f.pci,
-        visible_mac.as_deref(),
-        visible_name.as_deref(),
-    );
+    let claim = claim_for(claims, &f.pci, visible_mac, visible_name.as_deref());
     let remembered = previous.and_then(|s| s.find_by_pci(&f.pci.to_string()));
     let mac = visible_mac
-        .or_else(|| claim.and_then(|c| c.mac.clone()))
-        .or_else(|| remembered.map(|r| r.mac.clone()));
+        .or_else(|| claim.and_then(|c| c.mac))
+        .or_else(|| remembered.map(|r| r.mac));
     let ifname = visible_name
         .or_else(|| claim.and_then(|c| c.host_ifname.clone()))
         .or_else(|| remembered.and_then(|r| r.ifname.clone()));
@@ -99,9 +95,9 @@ impl Inventory {
     /// Gives `vnic` to the device carrying its MAC; of several, to the VFs
     /// among them (see the module docs), reporting what it could not decide.
     fn assign(&mut self, vnic: &NodeNic, is_primary: bool) {
-        let mac = vnic.mac.clone();
+        let mac = vnic.mac;
         let holders: Vec<usize> = (self.entries.iter().enumerate())
-            .filter(|(_, e)| e.mac.as_deref() == Some(mac.as_str()))
+            .filter(|(_, e)| e.mac == Some(mac))
             .map(|(idx, _)| idx)
             .collect();
         let unmatched = UnmatchedVnic {

@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use plexus_cni::MacAddr;
 use plexus_imds::node_state::{NodeState, VnicState};
 use plexus_imds::{ImdsError, MetadataSource, NodeNic};
 use plexus_sysfs::{PciAddr, PciError};
@@ -73,8 +74,8 @@ pub struct PodRef {
 pub struct PodClaim {
     /// PCI address, when recorded.
     pub pci: Option<PciAddr>,
-    /// MAC on the host, lower-case.
-    pub mac: Option<String>,
+    /// MAC on the host.
+    pub mac: Option<MacAddr>,
     /// Host interface name before the move.
     pub host_ifname: Option<String>,
     /// Who holds it.
@@ -125,8 +126,8 @@ pub struct Entry {
     pub pci: PciAddr,
     /// Host interface name (now, or before a pod took it).
     pub ifname: Option<String>,
-    /// MAC, lower-case (from sysfs, a pod claim, or the previous state).
-    pub mac: Option<String>,
+    /// MAC (from sysfs, a pod claim, or the previous state).
+    pub mac: Option<MacAddr>,
     /// Kernel driver.
     pub driver: Option<String>,
     /// `vendor:device`.

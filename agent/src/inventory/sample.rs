@@ -60,7 +60,7 @@ pub fn vnics() -> Vec<Vnic> {
 pub fn claims() -> Vec<PodClaim> {
     vec![PodClaim {
         pci: Some("0000:00:08.0".parse().unwrap()),
-        mac: Some(MAC_IN_POD.into()),
+        mac: Some(MAC_IN_POD.parse().unwrap()),
         host_ifname: Some("ens8".into()),
         pod: PodRef {
             container_id: "c0ffee".into(),

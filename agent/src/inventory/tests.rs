@@ -32,7 +32,10 @@ fn joins_devices_vnics_and_pods() {
     }
     assert_eq!(entry(&inv, "0000:00:07.0").location, Location::Userspace);
     let in_pod = entry(&inv, "0000:00:08.0");
-    assert_eq!(in_pod.mac.as_deref(), Some(MAC_IN_POD));
+    assert_eq!(
+        in_pod.mac.map(|m| m.to_string()).as_deref(),
+        Some(MAC_IN_POD)
+    );
     assert_eq!(in_pod.ifname.as_deref(), Some("ens8"));
     assert!(
         matches!(&in_pod.location, Location::Pod(p) if p.pod.as_deref() == Some("default/web-1"))
@@ -134,7 +137,10 @@ fn previous_state_remembers_macs_of_moved_devices() {
     );
     let e = entry(&after, "0000:00:04.0");
     assert_eq!(e.location, Location::Unknown);
-    assert_eq!(e.mac.as_deref(), Some(macs::SINGLE_VF));
+    assert_eq!(
+        e.mac.map(|m| m.to_string()).as_deref(),
+        Some(macs::SINGLE_VF)
+    );
     assert_eq!(e.ifname.as_deref(), Some("ens4"));
     assert!(e.vnic.is_some());
     // 0000:00:08.0 too: kernel-bound, no netdev, no pod claim given here.

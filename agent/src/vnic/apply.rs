@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use plexus_cni::MacAddr;
 use plexus_imds::NodeNic;
 
 use super::{plan, plan_deconfigure, Action, Current, Plan, VnicConfig};
@@ -109,7 +110,7 @@ pub fn run(
     cfg: &VnicConfig,
     metadata: &dyn plexus_imds::MetadataSource,
     ops: &dyn NetOps,
-    in_pod_macs: &BTreeSet<String>,
+    in_pod_macs: &BTreeSet<MacAddr>,
 ) -> Result<(Plan, ApplyReport), VnicError> {
     let vnics = metadata.nics()?;
     run_with(mode, cfg, &vnics, ops, in_pod_macs)
@@ -121,7 +122,7 @@ pub fn run_with(
     cfg: &VnicConfig,
     vnics: &[NodeNic],
     ops: &dyn NetOps,
-    in_pod_macs: &BTreeSet<String>,
+    in_pod_macs: &BTreeSet<MacAddr>,
 ) -> Result<(Plan, ApplyReport), VnicError> {
     let current = ops.current(cfg)?;
     let p = match mode {

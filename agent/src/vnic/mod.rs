@@ -22,11 +22,21 @@
 //! through [`NetOps`]; re-planning afterwards yields nothing. Only tables in
 //! `table_base..table_base+MAX_VNICS` and rules at our two priorities are
 //! ever read as "ours", so [`plan_deconfigure`] removes exactly what we add.
+//!
+//! [`Link`], [`Route`] and [`Rule`] are plan views of `plexus_netlink`'s
+//! kernel types, not copies: they name devices by name (an index is only
+//! meaningful to one namespace at one moment, a plan is printed, golden-tested
+//! and replayed), keep only the fields the planner compares, and are
+//! (de)serializable so `vnic plan` and the fixtures show the same state. The
+//! MAC is the same [`plexus_cni::MacAddr`] netlink reports. They are built
+//! in one place, `NetlinkOps::current` (`netlink.rs`), and turned back into
+//! netlink calls only by `NetlinkOps::execute`.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
+use plexus_cni::MacAddr;
 use serde::{Deserialize, Serialize};
 
 mod apply;
@@ -78,8 +88,7 @@ impl VnicConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
     pub name: String,
-    /// Lower-case MAC.
-    pub mac: String,
+    pub mac: MacAddr,
     pub mtu: u32,
     pub up: bool,
     pub addrs: Vec<IpNet>,
@@ -219,7 +228,7 @@ pub enum VnicStatus {
 pub struct VnicReport {
     pub index: u32,
     pub vnic_id: String,
-    pub mac: String,
+    pub mac: MacAddr,
     pub ip: IpAddr,
     pub link: Option<String>,
     pub table: Option<u32>,

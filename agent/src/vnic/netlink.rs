@@ -109,7 +109,7 @@ impl NetOps for NetlinkOps {
         let links = nl_links
             .iter()
             .filter_map(|l| {
-                let mac = l.mac.as_ref()?.to_string();
+                let mac = l.mac?;
                 Some(Link {
                     name: l.name.clone(),
                     mac,

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use plexus_cni::MacAddr;
 use plexus_imds::NodeNic;
 
 use super::{
@@ -51,7 +52,7 @@ pub fn plan(
     cfg: &VnicConfig,
     vnics: &[NodeNic],
     current: &Current,
-    in_pod_macs: &BTreeSet<String>,
+    in_pod_macs: &BTreeSet<MacAddr>,
 ) -> Plan {
     plan_with_hints(cfg, vnics, current, in_pod_macs, &BTreeMap::new())
 }
@@ -64,15 +65,15 @@ pub fn plan_with_hints(
     cfg: &VnicConfig,
     vnics: &[NodeNic],
     current: &Current,
-    in_pod_macs: &BTreeSet<String>,
-    link_hints: &BTreeMap<String, BTreeSet<String>>,
+    in_pod_macs: &BTreeSet<MacAddr>,
+    link_hints: &BTreeMap<MacAddr, BTreeSet<String>>,
 ) -> Plan {
     let planner = Planner {
         cfg,
         current,
         in_pod_macs,
         link_hints,
-        primary_mac: vnics.first().map(|v| v.mac.as_str()),
+        primary_mac: vnics.first().map(|v| v.mac),
     };
     let mut reports = Vec::new();
     let mut desired = Vec::new();
@@ -91,17 +92,17 @@ pub fn plan_with_hints(
 struct Planner<'a> {
     cfg: &'a VnicConfig,
     current: &'a Current,
-    in_pod_macs: &'a BTreeSet<String>,
-    link_hints: &'a BTreeMap<String, BTreeSet<String>>,
-    primary_mac: Option<&'a str>,
+    in_pod_macs: &'a BTreeSet<MacAddr>,
+    link_hints: &'a BTreeMap<MacAddr, BTreeSet<String>>,
+    primary_mac: Option<MacAddr>,
 }
 
 impl Planner<'_> {
     /// Links carrying `mac`, narrowed to the inventory's hint when that
     /// leaves exactly one.
-    fn links(&self, mac: &str) -> Vec<&Link> {
+    fn links(&self, mac: MacAddr) -> Vec<&Link> {
         let links: Vec<&Link> = self.current.links.iter().filter(|l| l.mac == mac).collect();
-        let hinted = self.link_hints.get(mac).filter(|_| links.len() > 1);
+        let hinted = self.link_hints.get(&mac).filter(|_| links.len() > 1);
         let picked: Vec<&Link> = hinted.map_or_else(Vec::new, |names| {
             links
                 .iter()
@@ -124,11 +125,11 @@ impl Planner<'_> {
         seen_ips: &mut BTreeSet<IpAddr>,
     ) -> (VnicReport, Option<Desired>) {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        let links = self.links(&nic.mac);
+        let links = self.links(nic.mac);
         let mut report = VnicReport {
             index,
             vnic_id: nic.id.clone(),
-            mac: nic.mac.clone(),
+            mac: nic.mac,
             ip: nic.address.ip,
             link: links.first().map(|l| l.name.clone()),
             table: None,
@@ -153,7 +154,7 @@ impl Planner<'_> {
 
     /// Why NIC `i` is left alone, or `None` when exactly one link is ours.
     fn skip_reason(&self, i: usize, nic: &NodeNic, links: &[&Link]) -> Option<VnicStatus> {
-        if i == 0 || Some(nic.mac.as_str()) == self.primary_mac {
+        if i == 0 || Some(nic.mac) == self.primary_mac {
             return Some(VnicStatus::Primary);
         }
         if u32::try_from(i).map_or(true, |i| i >= MAX_VNICS) {

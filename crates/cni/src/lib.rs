@@ -16,6 +16,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod fsutil;
+pub mod mac;
 mod nullable;
 pub mod result;
 pub mod retry;
@@ -26,5 +27,6 @@ pub mod version;
 
 pub use config::{NetConf, NetConfList, RuntimeConfig};
 pub use error::CniError;
+pub use mac::MacAddr;
 pub use result::CniResult;
 pub use skel::{CmdArgs, Command, Plugin};

@@ -24,7 +24,7 @@ pub use client::{
 };
 pub use error::{ImdsError, StateError};
 pub use node::{NicAddress, NodeNic};
-pub use types::{is_bare_metal, normalize_mac, primary_vnic, Instance, Vnic};
+pub use types::{is_bare_metal, parse_mac, primary_vnic, Instance, Vnic};
 
 /// Source of this node's NICs, whatever the cloud.
 pub trait MetadataSource {

@@ -11,9 +11,10 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use plexus_cni::MacAddr;
 use serde::{Deserialize, Serialize};
 
-use crate::types::normalize_mac;
+use crate::types::parse_mac;
 
 /// One address the cloud assigned to a NIC, with its subnet and gateway.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,8 +44,8 @@ impl NicAddress {
 pub struct NodeNic {
     /// The cloud's identifier of the NIC (OCI: the VNIC OCID).
     pub id: String,
-    /// MAC, lower-case, as sysfs and netlink print it.
-    pub mac: String,
+    /// MAC (serialized lower-case, as sysfs and netlink print it).
+    pub mac: MacAddr,
     /// The NIC's primary private address.
     pub address: NicAddress,
     /// VLAN tag, where the cloud uses one (OCI bare metal).
@@ -58,6 +59,6 @@ pub struct NodeNic {
 impl NodeNic {
     /// True when `mac` is this NIC's MAC, whatever its case or padding.
     pub fn matches_mac(&self, mac: &str) -> bool {
-        self.mac == normalize_mac(mac)
+        parse_mac(mac) == Some(self.mac)
     }
 }

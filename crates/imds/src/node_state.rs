@@ -18,11 +18,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 use plexus_cni::fsutil::{write_atomic, AtomicWrite};
+use plexus_cni::MacAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
 use crate::node::{NicAddress, NodeNic};
-use crate::types::normalize_mac;
 
 /// Where the agent writes the state file on a node.
 pub const DEFAULT_STATE_PATH: &str = "/run/plexus/state.json";
@@ -48,8 +48,8 @@ pub struct VnicState {
     pub ifname: Option<String>,
     /// PCI address (`0000:00:05.0`) of the function, when known.
     pub pci: Option<String>,
-    /// MAC, lower-case.
-    pub mac: String,
+    /// MAC (serialized lower-case).
+    pub mac: MacAddr,
     /// VNIC OCID.
     pub vnic_id: String,
     /// The VNIC's primary private IP.
@@ -81,7 +81,7 @@ impl VnicState {
         Self {
             ifname,
             pci,
-            mac: nic.mac.clone(),
+            mac: nic.mac,
             vnic_id: nic.id.clone(),
             ip: nic.address.ip,
             prefix_len: nic.address.prefix_len(),
@@ -101,7 +101,7 @@ impl VnicState {
     pub fn to_nic(&self) -> NodeNic {
         NodeNic {
             id: self.vnic_id.clone(),
-            mac: self.mac.clone(),
+            mac: self.mac,
             address: NicAddress {
                 ip: self.ip,
                 subnet: self.subnet_cidr,
@@ -135,9 +135,8 @@ impl NodeState {
 
     /// The first entry with MAC `mac` (case-insensitive). VFs sharing a MAC
     /// belong to one VNIC, so any of them carries the same addressing.
-    pub fn find_by_mac(&self, mac: &str) -> Option<&VnicState> {
-        let mac = normalize_mac(mac);
-        self.vnics.iter().find(|v| v.mac == mac)
+    pub fn find_by_mac(&self, mac: &MacAddr) -> Option<&VnicState> {
+        self.vnics.iter().find(|v| v.mac == *mac)
     }
 
     /// Reads `path`; `Ok(None)` when it does not exist yet.
@@ -208,7 +207,7 @@ mod tests {
         VnicState {
             ifname: Some("ens5".into()),
             pci: pci.map(str::to_string),
-            mac: mac.into(),
+            mac: mac.parse().unwrap(),
             vnic_id: "ocid1.vnic.oc1.phx.a".into(),
             ip: "198.51.100.10".parse().unwrap(),
             prefix_len: 24,
@@ -284,13 +283,15 @@ mod tests {
         assert!(state.find_by_pci("0000:00:06.0").is_none());
         assert_eq!(
             state
-                .find_by_mac("02:00:17:00:00:02")
+                .find_by_mac(&"02:00:17:00:00:02".parse().unwrap())
                 .map(|v| v.pci.is_none()),
             Some(true)
         );
-        assert!(state.find_by_mac("02:00:17:00:00:0A").is_none());
         assert!(state
-            .find_by_mac("02:00:17:00:00:01".to_uppercase().as_str())
+            .find_by_mac(&"02:00:17:00:00:0A".parse().unwrap())
+            .is_none());
+        assert!(state
+            .find_by_mac(&"02:00:17:00:00:01".to_uppercase().parse().unwrap())
             .is_some());
     }
 }

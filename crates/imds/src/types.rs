@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use plexus_cni::MacAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::node::{NicAddress, NodeNic};
@@ -26,8 +27,8 @@ pub struct Vnic {
     /// Oracle-assigned VLAN tag; missing on some VM VNICs and meaningless there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan_tag: Option<u32>,
-    /// MAC as IMDS prints it (usually upper-case); compare with [`Vnic::matches_mac`].
-    pub mac_addr: String,
+    /// MAC; IMDS prints it upper-case, [`MacAddr`] parses any case.
+    pub mac_addr: MacAddr,
     /// Subnet gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub virtual_router_ip: Option<IpAddr>,
@@ -51,12 +52,12 @@ impl Vnic {
     /// True when `mac` is this VNIC's MAC. Case-insensitive because IMDS
     /// returns upper-case MACs while sysfs prints lower-case ones.
     pub fn matches_mac(&self, mac: &str) -> bool {
-        normalize_mac(&self.mac_addr) == normalize_mac(mac)
+        parse_mac(mac) == Some(self.mac_addr)
     }
 
     /// The MAC in the lower-case form sysfs uses.
     pub fn mac_lower(&self) -> String {
-        normalize_mac(&self.mac_addr)
+        self.mac_addr.to_string()
     }
 
     /// Prefix length of the VNIC's IPv4 address (from the subnet CIDR).
@@ -69,7 +70,7 @@ impl From<&Vnic> for NodeNic {
     fn from(v: &Vnic) -> Self {
         Self {
             id: v.vnic_id.clone(),
-            mac: v.mac_lower(),
+            mac: v.mac_addr,
             address: NicAddress {
                 ip: v.private_ip,
                 subnet: v.subnet_cidr_block,
@@ -82,9 +83,10 @@ impl From<&Vnic> for NodeNic {
     }
 }
 
-/// Lower-cases a MAC and trims surrounding whitespace.
-pub fn normalize_mac(mac: &str) -> String {
-    mac.trim().to_ascii_lowercase()
+/// `mac` as a [`MacAddr`], ignoring surrounding whitespace (sysfs files end
+/// in a newline); `None` when it is not one.
+pub fn parse_mac(mac: &str) -> Option<MacAddr> {
+    mac.trim().parse().ok()
 }
 
 /// The primary VNIC: the **first** entry of the `/vnics/` array.
@@ -193,7 +195,7 @@ mod tests {
             vnic_id: "ocid1.vnic.oc1..x".into(),
             private_ip: "198.51.100.5".parse().unwrap(),
             vlan_tag: None,
-            mac_addr: mac.into(),
+            mac_addr: mac.parse().unwrap(),
             virtual_router_ip: None,
             subnet_cidr_block: "198.51.100.0/24".parse().unwrap(),
             nic_index,
@@ -229,8 +231,8 @@ mod tests {
             vnic("aa:00:00:00:00:02", Some(0)),
         ];
         assert_eq!(
-            primary_vnic(&list).map(|v| v.mac_addr.as_str()),
-            Some("aa:00:00:00:00:01")
+            primary_vnic(&list).map(|v| v.mac_addr.to_string()),
+            Some("aa:00:00:00:00:01".to_string())
         );
         assert!(is_bare_metal(&list));
         let vm = vec![vnic("aa:00:00:00:00:01", None)];

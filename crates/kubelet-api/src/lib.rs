@@ -18,7 +18,7 @@ use tonic::transport::{Endpoint, Uri};
 /// Generated PodResources v1 types, client and server.
 pub mod podresources {
     /// `package v1` of `podresources/v1/api.proto`.
-    #[allow(clippy::all, missing_docs)]
+    #[allow(clippy::all, clippy::pedantic, missing_docs)]
     pub mod v1 {
         tonic::include_proto!("v1");
     }
@@ -27,7 +27,7 @@ pub mod podresources {
 /// Generated device plugin v1beta1 types, clients and servers.
 pub mod deviceplugin {
     /// `package v1beta1` of `deviceplugin/v1beta1/api.proto`.
-    #[allow(clippy::all, missing_docs)]
+    #[allow(clippy::all, clippy::pedantic, missing_docs)]
     pub mod v1beta1 {
         tonic::include_proto!("v1beta1");
     }

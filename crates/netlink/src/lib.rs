@@ -24,7 +24,7 @@ pub use link::{Link, LinkMove, OperState};
 pub use route::{Route, RouteKind};
 pub use rule::Rule;
 pub use socket::Handle;
-pub use types::{Family, HwAddr, Scope};
+pub use types::{Family, Scope};
 
 /// Protocol number the kernel uses for routes it derives from addresses.
 pub const RTPROT_KERNEL: u8 = 2;

@@ -10,7 +10,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::error::{Error, Result};
 use crate::socket::Handle;
-use crate::types::HwAddr;
+use plexus_cni::MacAddr;
 
 /// `IFLA_IFALIAS`: sent raw with an empty payload to clear an alias (the
 /// typed attribute always carries a NUL, which the kernel keeps as "").
@@ -60,9 +60,9 @@ impl From<&State> for OperState {
 pub struct Link {
     pub index: u32,
     pub name: String,
-    pub mac: Option<HwAddr>,
+    pub mac: Option<MacAddr>,
     /// The burnt-in address, when the driver reports one (not for veth).
-    pub perm_mac: Option<HwAddr>,
+    pub perm_mac: Option<MacAddr>,
     pub mtu: u32,
     /// Administrative state (`IFF_UP`).
     pub up: bool,
@@ -87,9 +87,9 @@ impl Link {
         for attr in m.attributes {
             match attr {
                 LinkAttribute::IfName(n) => link.name = n,
-                LinkAttribute::Address(a) => link.mac = Some(HwAddr::new(a)),
+                LinkAttribute::Address(a) => link.mac = MacAddr::from_slice(&a),
                 LinkAttribute::PermAddress(a) if a.iter().any(|b| *b != 0) => {
-                    link.perm_mac = Some(HwAddr::new(a))
+                    link.perm_mac = MacAddr::from_slice(&a)
                 }
                 LinkAttribute::Mtu(v) => link.mtu = v,
                 LinkAttribute::OperState(s) => link.oper_state = OperState::from(&s),
@@ -110,7 +110,7 @@ impl Link {
     }
 
     /// Whether `mac` is this link's current or permanent address.
-    pub fn has_mac(&self, mac: &HwAddr) -> bool {
+    pub fn has_mac(&self, mac: &MacAddr) -> bool {
         self.mac.as_ref() == Some(mac) || self.perm_mac.as_ref() == Some(mac)
     }
 }
@@ -161,7 +161,7 @@ impl Handle {
     }
 
     /// The first link whose current or permanent address is `mac`.
-    pub fn link_by_mac(&self, mac: &HwAddr) -> Result<Link> {
+    pub fn link_by_mac(&self, mac: &MacAddr) -> Result<Link> {
         self.links()?
             .into_iter()
             .find(|l| l.has_mac(mac))

@@ -41,7 +41,7 @@ fn link_lookup_and_state() {
     assert_eq!(h.link_by_index(a.index).unwrap().name, "pxa0");
     assert_eq!(a.kind.as_deref(), Some("veth"));
     assert!(!a.up);
-    let mac = a.mac.clone().unwrap();
+    let mac = a.mac.unwrap();
     assert_eq!(h.link_by_mac(&mac).unwrap().index, a.index);
     assert_eq!(h.links().unwrap().len(), 3, "lo + veth pair");
 
@@ -106,7 +106,7 @@ fn move_to_netns_with_sets_everything_on_arrival() {
     let moved = p.link_by_name("net1").unwrap();
     assert_eq!(
         (moved.mac, moved.alias.as_deref(), moved.mtu, moved.up),
-        (vf.mac.clone(), Some("pxvf2"), 1400, true)
+        (vf.mac, Some("pxvf2"), 1400, true)
     );
 
     // Back: original name and MTU, alias cleared, left down.

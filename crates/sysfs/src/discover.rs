@@ -14,6 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
+use plexus_cni::MacAddr;
 use serde::Serialize;
 
 use crate::pci::{self, PciAddr, PciError};
@@ -86,8 +87,8 @@ pub enum Role {
 pub struct NetDev {
     /// Interface name in this namespace.
     pub name: String,
-    /// MAC, lower-case; `None` when absent or all zeros.
-    pub mac: Option<String>,
+    /// MAC; `None` when absent, all zeros or not 6 bytes.
+    pub mac: Option<MacAddr>,
     /// `operstate` (`up`, `down`, …).
     pub operstate: Option<String>,
     /// MTU.
@@ -100,13 +101,9 @@ impl PciFunction {
         matches!(self.role, Role::Vf { .. })
     }
 
-    /// True when any netdev has `mac` (case-insensitive).
-    pub fn has_mac(&self, mac: &str) -> bool {
-        self.netdevs.iter().any(|n| {
-            n.mac
-                .as_deref()
-                .is_some_and(|m| m.eq_ignore_ascii_case(mac.trim()))
-        })
+    /// True when any netdev has `mac`.
+    pub fn has_mac(&self, mac: &MacAddr) -> bool {
+        self.netdevs.iter().any(|n| n.mac.as_ref() == Some(mac))
     }
 
     /// The first netdev, if any.
@@ -122,7 +119,7 @@ impl Discovery {
     }
 
     /// Functions owning a netdev with `mac` (0..n: VFs may share a MAC).
-    pub fn by_mac(&self, mac: &str) -> Vec<&PciFunction> {
+    pub fn by_mac(&self, mac: &MacAddr) -> Vec<&PciFunction> {
         self.functions.iter().filter(|f| f.has_mac(mac)).collect()
     }
 
@@ -278,31 +275,31 @@ pub fn netdev_info(root: &Path, name: &str) -> Result<NetDev, PciError> {
     })
 }
 
-/// The MAC of netdev `name`, lower-case; `Ok(None)` when it has none.
-pub fn mac_of_netdev(root: &Path, name: &str) -> Result<Option<String>, PciError> {
+/// The MAC of netdev `name`; `Ok(None)` when it has none.
+pub fn mac_of_netdev(root: &Path, name: &str) -> Result<Option<MacAddr>, PciError> {
     netdev_info(root, name).map(|n| n.mac)
 }
 
-fn mac_in(dir: &Path) -> Option<String> {
-    attr(&dir.join("address"))
-        .map(|m| m.to_ascii_lowercase())
-        .filter(|m| m.chars().any(|c| c != '0' && c != ':'))
+fn mac_in(dir: &Path) -> Option<MacAddr> {
+    attr(&dir.join("address"))?
+        .parse()
+        .ok()
+        .filter(|m| *m != MacAddr::default())
 }
 
-/// Netdevs in `class/net` whose MAC is `mac` (case-insensitive), sorted.
-pub fn netdevs_with_mac(root: &Path, mac: &str) -> Result<Vec<String>, PciError> {
+/// Netdevs in `class/net` whose MAC is `mac`, sorted.
+pub fn netdevs_with_mac(root: &Path, mac: &MacAddr) -> Result<Vec<String>, PciError> {
     let dir = sys(root, "class/net");
     let rd = match std::fs::read_dir(&dir) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(source) => return Err(PciError::Io { path: dir, source }),
     };
-    let want = mac.trim().to_ascii_lowercase();
     let mut names: Vec<String> = rd
         .filter_map(|e| {
             let e = e.ok()?;
             let name = e.file_name().into_string().ok()?;
-            (mac_in(&e.path())? == want).then_some(name)
+            (mac_in(&e.path())? == *mac).then_some(name)
         })
         .collect();
     names.sort();

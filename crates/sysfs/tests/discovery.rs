@@ -48,10 +48,13 @@ fn classifies_every_case() {
     assert_eq!(ens4.role, Role::Vf { pf: None });
     assert_eq!(ens4.vf_model.as_deref(), Some("ConnectX mlx5Gen VF"));
     // MAC read upper-case from sysfs is normalised.
-    assert_eq!(ens4.netdev().unwrap().mac.as_deref(), Some(macs::SINGLE_VF));
+    assert_eq!(
+        ens4.netdev().unwrap().mac.map(|m| m.to_string()).as_deref(),
+        Some(macs::SINGLE_VF)
+    );
     // Two VFs, one MAC.
     let shared: Vec<_> = d
-        .by_mac(&macs::SHARED.to_uppercase())
+        .by_mac(&macs::SHARED.to_uppercase().parse().unwrap())
         .iter()
         .map(|f| f.pci)
         .collect();
@@ -88,7 +91,10 @@ fn netdev_lookups_and_moved_device() {
     let node = oci_vm_node(dir.path()).unwrap();
     let r = node.root();
     assert_eq!(
-        mac_of_netdev(r, "ens5").unwrap().as_deref(),
+        mac_of_netdev(r, "ens5")
+            .unwrap()
+            .map(|m| m.to_string())
+            .as_deref(),
         Some(macs::SHARED)
     );
     assert_eq!(mac_of_netdev(r, "ens9").unwrap(), None);
@@ -97,7 +103,7 @@ fn netdev_lookups_and_moved_device() {
     assert_eq!(netdev_info(r, "ens3").unwrap().mtu, Some(9000));
     assert!(matches!(netdev_info(r, "nope"), Err(PciError::NotFound(_))));
     assert_eq!(
-        netdevs_with_mac(r, &macs::SHARED.to_uppercase()).unwrap(),
+        netdevs_with_mac(r, &macs::SHARED.to_uppercase().parse().unwrap()).unwrap(),
         ["ens5", "ens6"]
     );
     node.hide_netdev("ens4").unwrap();
@@ -105,7 +111,9 @@ fn netdev_lookups_and_moved_device() {
     let f = d.function(&addr("0000:00:04.0")).unwrap();
     assert!(f.netdevs.is_empty());
     assert_eq!(f.binding, Binding::Kernel);
-    assert!(netdevs_with_mac(r, macs::SINGLE_VF).unwrap().is_empty());
+    assert!(netdevs_with_mac(r, &macs::SINGLE_VF.parse().unwrap())
+        .unwrap()
+        .is_empty());
 }
 
 #[test]

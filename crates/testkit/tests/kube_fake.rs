@@ -3,7 +3,7 @@
 //! 401/403/405/415, fault and latency injection. Plain HTTP/1.1 over std
 //! sockets so what goes over the wire is exactly what we assert.
 
-#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns panic by design
+#![allow(clippy::unwrap_used, clippy::too_many_lines)] // test helpers outside #[test] fns panic by design
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
+use plexus_cni::MacAddr;
 use plexus_cni::NetConf;
-use plexus_netlink::HwAddr;
 use plexus_sysfs::pci::PciAddr;
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ pub enum Selector {
     /// `device`: host interface name.
     Name(String),
     /// `hwaddr`: current or permanent MAC.
-    Mac(HwAddr),
+    Mac(MacAddr),
     /// `kernelpath`: a `/sys/devices/...` path.
     KernelPath(String),
     /// `pciBusID`.
@@ -72,7 +72,7 @@ impl Config {
         let net = NetConf::parse(stdin)?;
         let device = opt_string(&net, "device")?;
         let hwaddr = opt_string(&net, "hwaddr")?
-            .map(|s| s.parse::<HwAddr>().map_err(|e| Error::config("hwaddr", e)))
+            .map(|s| s.parse::<MacAddr>().map_err(|e| Error::config("hwaddr", e)))
             .transpose()?;
         let kernelpath = opt_string(&net, "kernelpath")?;
         if let Some(p) = &kernelpath {

@@ -26,7 +26,7 @@ pub mod testing;
 use std::path::PathBuf;
 
 use plexus_cni::exec::{self, DelegateEnv, Exec};
-use plexus_cni::{CmdArgs, CniError, CniResult, Plugin};
+use plexus_cni::{CmdArgs, CniError, CniResult, MacAddr, Plugin};
 use plexus_netlink::{Link, LinkMove};
 use plexus_sysfs::pci::{self, PciAddr};
 use serde_json::Value;
@@ -61,9 +61,9 @@ impl Found {
         }
     }
 
-    fn mac(&self) -> Option<String> {
+    fn mac(&self) -> Option<MacAddr> {
         match self {
-            Found::Netdev { link, .. } => link.mac.as_ref().map(ToString::to_string),
+            Found::Netdev { link, .. } => link.mac,
             Found::Userspace { .. } => None,
         }
     }
@@ -243,7 +243,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
         let holder = store.list().ok().and_then(|rs| {
             rs.into_iter().find(|r| match sel {
                 Selector::Name(n) => &r.host.name == n,
-                Selector::Mac(m) => r.host.mac.as_deref() == Some(m.to_string().as_str()),
+                Selector::Mac(m) => r.host.mac.as_ref() == Some(m),
                 Selector::DeviceId(a) | Selector::PciBusId(a) => r.host.pci.as_ref() == Some(a),
                 Selector::KernelPath(_) => false,
             })
@@ -275,7 +275,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
         let mut restored = false;
         for r in store.list()? {
             let same_attachment = r.container_id == args.container_id && r.ifname == args.ifname;
-            if !r.same_device(mac.as_deref(), pci.as_ref()) {
+            if !r.same_device(mac.as_ref(), pci.as_ref()) {
                 continue;
             }
             if !same_attachment && self.opener.netns_alive(&r.netns) {

@@ -19,7 +19,7 @@ pub fn host_state(
 ) -> HostState {
     HostState {
         name: link.name.clone(),
-        mac: link.mac.as_ref().map(ToString::to_string),
+        mac: link.mac,
         pci,
         mtu: link.mtu,
         up: link.up,
@@ -280,7 +280,10 @@ mod tests {
     fn host_state_keeps_global_addresses_and_non_kernel_routes() {
         let h = host();
         assert_eq!(h.name, "ens5");
-        assert_eq!(h.mac.as_deref(), Some("02:00:00:00:00:05"));
+        assert_eq!(
+            h.mac.map(|m| m.to_string()).as_deref(),
+            Some("02:00:00:00:00:05")
+        );
         assert_eq!((h.mtu, h.up), (9000, true));
         assert_eq!(h.addresses, [net("198.51.100.5/24")]);
         let dsts: Vec<String> = h.routes.iter().map(|r| r.dst.to_string()).collect();

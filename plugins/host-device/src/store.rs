@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use nix::fcntl::{Flock, FlockArg};
 use plexus_cni::fsutil::{json_files, write_atomic, AtomicWrite};
+use plexus_cni::MacAddr;
 use plexus_sysfs::pci::PciAddr;
 use serde::{Deserialize, Serialize};
 
@@ -41,7 +42,7 @@ pub struct SavedRoute {
 pub struct HostState {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pci: Option<PciAddr>,
     pub mtu: u32,
@@ -72,9 +73,9 @@ pub struct Record {
 
 impl Record {
     /// Whether this record is about the device identified by `mac`/`pci`.
-    pub fn same_device(&self, mac: Option<&str>, pci: Option<&PciAddr>) -> bool {
+    pub fn same_device(&self, mac: Option<&MacAddr>, pci: Option<&PciAddr>) -> bool {
         (pci.is_some() && self.host.pci.as_ref() == pci)
-            || (mac.is_some() && self.host.mac.as_deref() == mac)
+            || (mac.is_some() && self.host.mac.as_ref() == mac)
     }
 }
 
@@ -197,7 +198,7 @@ mod tests {
             netns: "/var/run/netns/x".into(),
             host: HostState {
                 name: "ens5".into(),
-                mac: Some("02:00:00:00:00:01".into()),
+                mac: Some("02:00:00:00:00:01".parse().unwrap()),
                 pci: Some("0000:00:04.0".parse().unwrap()),
                 mtu: 9000,
                 up: true,
@@ -253,8 +254,8 @@ mod tests {
     fn same_device_by_pci_or_mac() {
         let r = record("c1");
         assert!(r.same_device(None, Some(&"0000:00:04.0".parse().unwrap())));
-        assert!(r.same_device(Some("02:00:00:00:00:01"), None));
-        assert!(!r.same_device(Some("02:00:00:00:00:02"), None));
+        assert!(r.same_device(Some(&"02:00:00:00:00:01".parse().unwrap()), None));
+        assert!(!r.same_device(Some(&"02:00:00:00:00:02".parse().unwrap()), None));
         assert!(!r.same_device(None, None));
     }
 

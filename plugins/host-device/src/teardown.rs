@@ -54,7 +54,11 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
         let mut errors: Vec<String> = Vec::new();
         match &record {
             Some(r) => {
-                let key = r.host.pci.map(|p| p.to_string()).or(r.host.mac.clone());
+                let key = r
+                    .host
+                    .pci
+                    .map(|p| p.to_string())
+                    .or(r.host.mac.map(|m| m.to_string()));
                 let _lock = key.map(|k| store.lock(&k)).transpose()?;
                 if let Err(e) = self.restore(&net, r) {
                     errors.push(e.to_string());
@@ -129,13 +133,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
     }
 
     pub(crate) fn find_in_pod(&self, net: &O::Net, r: &Record) -> Result<Option<Link>, Error> {
-        let mac_ok = |l: &Link| match &r.host.mac {
-            Some(m) => {
-                l.mac.as_ref().is_some_and(|x| x.to_string() == *m)
-                    || l.perm_mac.as_ref().is_some_and(|x| x.to_string() == *m)
-            }
-            None => true,
-        };
+        let mac_ok = |l: &Link| r.host.mac.as_ref().is_none_or(|m| l.has_mac(m));
         if let Some(l) = net
             .link_by_name(Side::Pod, &r.ifname)
             .map_err(Error::netlink("look up the pod interface"))?
@@ -200,12 +198,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
 
     pub(crate) fn find_on_host(&self, net: &O::Net, r: &Record) -> Result<Option<Link>, Error> {
         let h = &r.host;
-        let mac_ok = |l: &Link| {
-            h.mac.as_ref().is_none_or(|m| {
-                l.mac.as_ref().is_some_and(|x| x.to_string() == *m)
-                    || l.perm_mac.as_ref().is_some_and(|x| x.to_string() == *m)
-            })
-        };
+        let mac_ok = |l: &Link| h.mac.as_ref().is_none_or(|m| l.has_mac(m));
         // The usual case, without listing every link of the node.
         if let Some(l) = net
             .link_by_name(Side::Host, &h.name)
@@ -217,12 +210,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
         let links = net
             .links(Side::Host)
             .map_err(Error::netlink("list host links"))?;
-        let by_mac = |l: &&Link| {
-            h.mac.as_ref().is_some_and(|m| {
-                l.mac.as_ref().is_some_and(|x| x.to_string() == *m)
-                    || l.perm_mac.as_ref().is_some_and(|x| x.to_string() == *m)
-            })
-        };
+        let by_mac = |l: &&Link| h.mac.as_ref().is_some_and(|m| l.has_mac(m));
         if let Some(l) = links
             .iter()
             .find(|l| l.name == h.name && (h.mac.is_none() || by_mac(l)))

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use plexus_cni::MacAddr;
 use plexus_imds::node_state::{NodeState, VnicState};
 use plexus_sysfs::discover::{mac_of_netdev, netdevs_with_mac};
 use plexus_sysfs::pci::{self, PciAddr};
@@ -15,8 +16,7 @@ use crate::{Selector, VnicError};
 pub struct DeviceRef {
     /// Host interface name.
     pub ifname: Option<String>,
-    /// MAC, lower-case.
-    pub mac: Option<String>,
+    pub mac: Option<MacAddr>,
     /// PCI address.
     pub pci: Option<PciAddr>,
     /// Whether a netdev for the selector is visible on the node.
@@ -36,7 +36,7 @@ impl std::fmt::Display for DeviceRef {
             f,
             "(name {}, MAC {}{from}, PCI {})",
             dash(self.ifname.clone()),
-            dash(self.mac.clone()),
+            dash(self.mac.map(|m| m.to_string())),
             dash(self.pci.map(|p| p.to_string()))
         )
     }
@@ -59,7 +59,7 @@ pub fn resolve_device(root: &Path, selector: &Selector) -> Result<DeviceRef, Vni
             }
         }
         Selector::Mac(mac) => {
-            dev.mac = Some(mac.trim().to_ascii_lowercase());
+            dev.mac = Some(*mac);
             if let Some(name) = netdevs_with_mac(root, mac)?.into_iter().next() {
                 dev.on_host = true;
                 dev.pci = pci::pci_of_netdev(root, &name)?;
@@ -96,7 +96,7 @@ pub fn resolve_device(root: &Path, selector: &Selector) -> Result<DeviceRef, Vni
 pub fn find_in_state<'a>(state: &'a NodeState, dev: &DeviceRef) -> Option<&'a VnicState> {
     dev.pci
         .and_then(|p| state.find_by_pci(&p.to_string()))
-        .or_else(|| dev.mac.as_deref().and_then(|m| state.find_by_mac(m)))
+        .or_else(|| dev.mac.and_then(|m| state.find_by_mac(&m)))
         .or_else(|| {
             let name = dev.ifname.as_deref()?;
             state

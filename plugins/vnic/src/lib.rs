@@ -28,7 +28,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use plexus_cni::result::{IpConfig, Route};
 use plexus_cni::skel::{CmdArgs, Plugin};
-use plexus_cni::{CniError, CniResult, NetConf};
+use plexus_cni::{CniError, CniResult, MacAddr, NetConf};
 use plexus_host_device::config::{Config as HostDeviceConfig, Selector as HostDeviceSelector};
 use plexus_imds::node_state::{NodeState, VnicState, DEFAULT_STATE_PATH};
 use plexus_imds::{ClientConfig, ImdsError, MetadataSource, NoopObserver, RetryPolicy, StateError};
@@ -165,7 +165,7 @@ pub enum Selector {
     /// `device`: host interface name.
     Name(String),
     /// `hwaddr`.
-    Mac(String),
+    Mac(MacAddr),
     /// `kernelpath`.
     KernelPath(String),
     /// `pciBusID` or `runtimeConfig.deviceID`.
@@ -200,7 +200,7 @@ pub fn parse_request(stdin: &[u8]) -> Result<Request, CniError> {
             Selector::Pci(a.to_string())
         }
         HostDeviceSelector::Name(n) => Selector::Name(n),
-        HostDeviceSelector::Mac(m) => Selector::Mac(m.to_string()),
+        HostDeviceSelector::Mac(m) => Selector::Mac(m),
         HostDeviceSelector::KernelPath(p) => Selector::KernelPath(p),
     };
     Ok(Request {
@@ -299,7 +299,7 @@ impl<'a> From<&'a CmdArgs> for PodIface<'a> {
 pub trait PodLinks {
     /// The MAC (lower-case) of `pod.ifname` in `pod.netns`; `Ok(None)` when
     /// the namespace or the link is not there, or the link has no MAC.
-    fn mac_of(&self, pod: PodIface<'_>) -> Result<Option<String>, plexus_netlink::Error>;
+    fn mac_of(&self, pod: PodIface<'_>) -> Result<Option<MacAddr>, plexus_netlink::Error>;
 }
 
 /// The real [`PodLinks`]: one rtnetlink socket opened inside the pod's
@@ -308,7 +308,7 @@ pub trait PodLinks {
 pub struct KernelPodLinks;
 
 impl PodLinks for KernelPodLinks {
-    fn mac_of(&self, pod: PodIface<'_>) -> Result<Option<String>, plexus_netlink::Error> {
+    fn mac_of(&self, pod: PodIface<'_>) -> Result<Option<MacAddr>, plexus_netlink::Error> {
         let ns = match NetNs::open(pod.netns) {
             Ok(ns) => ns,
             Err(plexus_netns::Error::NotFound { .. }) => return Ok(None),
@@ -321,10 +321,7 @@ impl PodLinks for KernelPodLinks {
         };
         // The current address, as sysfs `address` would show it; all-zero
         // (a MAC-less device) counts as none.
-        Ok(link
-            .mac
-            .filter(|m| m.as_bytes().iter().any(|b| *b != 0))
-            .map(|m| m.to_string()))
+        Ok(link.mac.filter(|m| *m != MacAddr::default()))
     }
 }
 
@@ -393,7 +390,7 @@ impl<'a> VnicIpam<'a> {
         dev: &DeviceRef,
         why_no_mac: String,
     ) -> Result<VnicState, VnicError> {
-        let Some(mac) = dev.mac.as_deref() else {
+        let Some(mac) = dev.mac else {
             return Err(VnicError::NoMac {
                 device: dev.to_string(),
                 why: why_no_mac,
@@ -401,7 +398,7 @@ impl<'a> VnicIpam<'a> {
         };
         let nics = self.imds.connect(url).nics()?;
         nics.iter()
-            .position(|n| n.matches_mac(mac))
+            .position(|n| n.mac == mac)
             .map(|i| {
                 VnicState::from_nic(
                     &nics[i],

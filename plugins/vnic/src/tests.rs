@@ -34,7 +34,7 @@ fn selector_follows_host_device_precedence() {
         .unwrap()
         .selector;
     // host-device normalises the MAC; matching is case-insensitive.
-    assert_eq!(s, Selector::Mac("aa:bb:cc:dd:ee:ff".into()));
+    assert_eq!(s, Selector::Mac("aa:bb:cc:dd:ee:ff".parse().unwrap()));
     let s = req(json!({"pciBusID": "0000:00:06.0", "runtimeConfig": {"deviceID": "0000:00:07.0"}}))
         .unwrap()
         .selector;
@@ -54,7 +54,7 @@ fn vnic_state() -> VnicState {
     VnicState {
         ifname: None,
         pci: None,
-        mac: "02:00:17:00:00:02".into(),
+        mac: "02:00:17:00:00:02".parse().unwrap(),
         vnic_id: "ocid1.vnic.x".into(),
         ip: "198.51.100.20".parse().unwrap(),
         prefix_len: 24,
@@ -95,7 +95,7 @@ struct FakePod {
     asked: std::cell::Cell<u32>,
 }
 impl PodLinks for FakePod {
-    fn mac_of(&self, pod: PodIface<'_>) -> Result<Option<String>, plexus_netlink::Error> {
+    fn mac_of(&self, pod: PodIface<'_>) -> Result<Option<MacAddr>, plexus_netlink::Error> {
         self.asked.set(self.asked.get() + 1);
         if self.fail {
             return Err(plexus_netlink::Error::Decode("boom".into()));
@@ -103,7 +103,7 @@ impl PodLinks for FakePod {
         Ok(self
             .link
             .filter(|(name, _)| *name == pod.ifname)
-            .map(|(_, mac)| mac.to_string()))
+            .map(|(_, mac)| mac.parse().unwrap()))
     }
 }
 
@@ -128,7 +128,7 @@ fn imds_fallback_marks_first_entry_primary_and_needs_a_mac() {
     let pod = FakePod::default();
     let plugin = VnicIpam::new(&connector, &pod);
     let dev = |mac: Option<&str>| DeviceRef {
-        mac: mac.map(str::to_string),
+        mac: mac.map(|m| m.parse().unwrap()),
         ..DeviceRef::default()
     };
     let why = String::new;
@@ -162,7 +162,7 @@ fn moved(dir: &Path, with_state: bool, selector: serde_json::Value) -> Request {
         let other = v.clone();
         v.pci = None;
         let mut other = other;
-        other.mac = "02:00:17:00:00:09".into();
+        other.mac = "02:00:17:00:00:09".parse().unwrap();
         other.ip = "198.51.100.99".parse().unwrap();
         NodeState::new(vec![other, v], std::time::UNIX_EPOCH)
             .write_atomic(&state_file)

@@ -34,7 +34,7 @@ fn entry(
     VnicState {
         ifname: Some(ifname.into()),
         pci: Some(pci.into()),
-        mac: mac.into(),
+        mac: mac.parse().unwrap(),
         vnic_id: format!("ocid1.vnic.oc1.phx.{ifname}"),
         ip: ip.parse().unwrap(),
         prefix_len: subnet.prefix_len(),

@@ -129,7 +129,7 @@ impl Moved {
             VnicState {
                 ifname: None,
                 pci: None,
-                mac: mac.into(),
+                mac: mac.parse().unwrap(),
                 vnic_id: format!("ocid1.vnic.oc1.phx.{ip}"),
                 ip: ip.parse().unwrap(),
                 prefix_len: subnet.prefix_len(),
