@@ -11,7 +11,8 @@
 //! the secondary VNIC's NIC, the fake IMDS on 169.254.169.254:80 and a veth
 //! with the VNIC's MAC in the node netns, the fake kubelet device-plugin
 //! registration socket and pod-resources socket.
-
+// One scenario reads top to bottom, as the node sees it.
+#![allow(clippy::too_many_lines)]
 #![allow(clippy::unwrap_used)]
 
 use std::fs;
