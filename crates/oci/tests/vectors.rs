@@ -1,5 +1,7 @@
 //! Oracle's published signing vectors, byte for byte (see fixtures/README.md).
 
+#![allow(clippy::unwrap_used)]
+
 use plexus_oci::keys::{fingerprint, private_key_from_pem, public_key_from_pem};
 use plexus_oci::sign::{
     body_sha256, parse_authorization, sign, signing_string, verify, Body, Received, Request,
