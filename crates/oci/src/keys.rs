@@ -13,7 +13,7 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::Digest;
 
 /// Why a key could not be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
     #[error("encrypted private keys are not supported; decrypt it with `openssl rsa`")]
     Encrypted,
