@@ -7,12 +7,15 @@
 //! credential fetchers do I/O.
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod model;
 pub mod sign;
 
 pub use auth::{AuthError, CredentialSource, InstancePrincipal, PrincipalConfig};
+pub use client::{Compute, OciClient, OciError, Policy};
 pub use config::ApiKeySource;
 pub use keys::{Credentials, KeyError};
 pub use sign::{SignError, SignedHeaders};
