@@ -22,7 +22,9 @@ use x509_cert::der::{DecodePem, Encode};
 use x509_cert::Certificate;
 
 use crate::http::{self, signed_call};
-use crate::keys::{colon_hex, pem_body, private_key_from_pem, public_key_pem, Credentials, KeyError};
+use crate::keys::{
+    colon_hex, pem_body, private_key_from_pem, public_key_pem, Credentials, KeyError,
+};
 use crate::sign::Scope;
 
 /// Why credentials are unavailable.
@@ -291,9 +293,9 @@ impl InstancePrincipal {
 impl CredentialSource for InstancePrincipal {
     fn credentials(&self) -> Result<Credentials, AuthError> {
         let mut guard = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        let fresh = guard.as_ref().is_some_and(|s| {
-            SystemTime::now() + self.config.refresh_before < s.expires
-        });
+        let fresh = guard
+            .as_ref()
+            .is_some_and(|s| SystemTime::now() + self.config.refresh_before < s.expires);
         if !fresh {
             let session = self.federate()?;
             if let Some(old) = guard.as_ref() {

@@ -202,7 +202,10 @@ impl OciClient {
         }
         let err: ErrorBody = serde_json::from_slice(&resp.body).unwrap_or(ErrorBody {
             code: status_code_name(resp.status).into(),
-            message: String::from_utf8_lossy(&resp.body).chars().take(200).collect(),
+            message: String::from_utf8_lossy(&resp.body)
+                .chars()
+                .take(200)
+                .collect(),
         });
         Err(OciError::Service {
             status: resp.status,

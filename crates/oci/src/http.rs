@@ -75,12 +75,15 @@ pub fn signed_call(
         scope,
     };
     let date = sign::http_date(SystemTime::now());
-    let signed = sign::sign(&req, &date, &creds.key_id, &creds.key)
-        .map_err(|e| terr(e.to_string()))?;
+    let signed =
+        sign::sign(&req, &date, &creds.key_id, &creds.key).map_err(|e| terr(e.to_string()))?;
     let mut r = agent
         .request(method, url)
         .set("accept", "application/json")
-        .set("user-agent", concat!("plexus-oci/", env!("CARGO_PKG_VERSION")));
+        .set(
+            "user-agent",
+            concat!("plexus-oci/", env!("CARGO_PKG_VERSION")),
+        );
     for (name, value) in &signed.headers {
         // ureq sets content-length itself from the body.
         if *name != "content-length" {

@@ -4,8 +4,8 @@
 
 use plexus_oci::keys::{fingerprint, private_key_from_pem, public_key_from_pem};
 use plexus_oci::sign::{
-    body_sha256, parse_authorization, sign, signing_string, verify, Body, Received, Request,
-    Scope, SignError,
+    body_sha256, parse_authorization, sign, signing_string, verify, Body, Received, Request, Scope,
+    SignError,
 };
 
 const KEY: &str = include_str!("fixtures/vector-key.pem");
@@ -123,12 +123,23 @@ fn federation_scope_leaves_host_out() {
     let parsed = parse_authorization(auth.get("authorization").unwrap()).unwrap();
     assert_eq!(
         parsed.headers,
-        ["date", "(request-target)", "content-length", "content-type", "x-content-sha256"]
+        [
+            "date",
+            "(request-target)",
+            "content-length",
+            "content-type",
+            "x-content-sha256"
+        ]
     );
 }
 
 fn header_of<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-    move |n: &str| pairs.iter().find(|(k, _)| *k == n).map(|(_, v)| (*v).to_owned())
+    move |n: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map(|(_, v)| (*v).to_owned())
+    }
 }
 
 #[test]
@@ -155,10 +166,16 @@ fn verify_accepts_the_vectors_and_rejects_tampering() {
     };
     verify(&auth, &rx, &lookup, &public).unwrap();
     rx.body = b"{}";
-    assert_eq!(verify(&auth, &rx, &lookup, &public), Err(SignError::BodyHash));
+    assert_eq!(
+        verify(&auth, &rx, &lookup, &public),
+        Err(SignError::BodyHash)
+    );
     rx.body = POST_BODY;
     rx.target = "/20160918/vnicAttachments";
-    assert_eq!(verify(&auth, &rx, &lookup, &public), Err(SignError::BadSignature));
+    assert_eq!(
+        verify(&auth, &rx, &lookup, &public),
+        Err(SignError::BadSignature)
+    );
     rx.target = "/20160918/volumeAttachments";
     rx.now = at + std::time::Duration::from_secs(400);
     assert!(matches!(
