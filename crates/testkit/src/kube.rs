@@ -1511,7 +1511,10 @@ fn validate(
             .and_then(|i| i.get("namespace"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        if involved_ns != ns {
+        // Events about cluster-scoped objects (nodes, VnicPools) live in
+        // "default", as the real validation allows.
+        let cluster_scoped_ok = involved_ns.is_empty() && ns == "default";
+        if involved_ns != ns && !cluster_scoped_ok {
             return Err(Box::new(invalid(
                 res,
                 name,
