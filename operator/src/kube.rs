@@ -139,7 +139,13 @@ impl HttpKube {
         })
     }
 
-    fn call(&self, method: &str, path: &str, ctype: &str, body: Option<&Value>) -> Result<Value, ApiError> {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        ctype: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.config.server);
         let mut req = self
             .agent
@@ -159,7 +165,9 @@ impl HttpKube {
         };
         match res {
             Ok(resp) => {
-                let text = resp.into_string().map_err(|e| ApiError::Transport(e.to_string()))?;
+                let text = resp
+                    .into_string()
+                    .map_err(|e| ApiError::Transport(e.to_string()))?;
                 Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
             }
             Err(ureq::Error::Status(code, resp)) => {
@@ -189,7 +197,9 @@ impl Kube for HttpKube {
         for item in self.items(POOLS_PATH)? {
             match serde_json::from_value::<VnicPool>(item.clone()) {
                 Ok(p) => out.push(p),
-                Err(e) => tracing::warn!(name = %item["metadata"]["name"], error = %e, "skipping malformed VnicPool"),
+                Err(e) => {
+                    tracing::warn!(name = %item["metadata"]["name"], error = %e, "skipping malformed VnicPool")
+                }
             }
         }
         Ok(out)
@@ -197,12 +207,21 @@ impl Kube for HttpKube {
 
     fn patch_pool_status(&self, name: &str, status: &PoolStatus) -> Result<(), ApiError> {
         let body = json!({ "status": status });
-        self.call("PATCH", &format!("{POOLS_PATH}/{name}/status"), MERGE, Some(&body))
-            .map(|_| ())
+        self.call(
+            "PATCH",
+            &format!("{POOLS_PATH}/{name}/status"),
+            MERGE,
+            Some(&body),
+        )
+        .map(|_| ())
     }
 
     fn list_nodes(&self) -> Result<Vec<Node>, ApiError> {
-        Ok(self.items("/api/v1/nodes")?.iter().map(Node::from_json).collect())
+        Ok(self
+            .items("/api/v1/nodes")?
+            .iter()
+            .map(Node::from_json)
+            .collect())
     }
 
     fn patch_node(
@@ -219,8 +238,13 @@ impl Kube for HttpKube {
         if let Some(u) = unschedulable {
             body["spec"] = json!({ "unschedulable": u });
         }
-        self.call("PATCH", &format!("/api/v1/nodes/{name}"), MERGE, Some(&body))
-            .map(|_| ())
+        self.call(
+            "PATCH",
+            &format!("/api/v1/nodes/{name}"),
+            MERGE,
+            Some(&body),
+        )
+        .map(|_| ())
     }
 
     fn pods_to_evict(&self, node: &str) -> Result<Vec<PodRef>, ApiError> {
@@ -237,11 +261,15 @@ impl Kube for HttpKube {
                     .into_iter()
                     .flatten()
                     .any(|o| o["kind"] == "DaemonSet");
-                let mirror = p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string();
+                let mirror =
+                    p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_string();
                 !daemon && !mirror
             })
             .map(|p| PodRef {
-                namespace: p["metadata"]["namespace"].as_str().unwrap_or("default").to_owned(),
+                namespace: p["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("default")
+                    .to_owned(),
                 name: p["metadata"]["name"].as_str().unwrap_or("").to_owned(),
             })
             .collect())
@@ -252,7 +280,10 @@ impl Kube for HttpKube {
             "apiVersion": "policy/v1", "kind": "Eviction",
             "metadata": {"name": pod.name, "namespace": pod.namespace},
         });
-        let path = format!("/api/v1/namespaces/{}/pods/{}/eviction", pod.namespace, pod.name);
+        let path = format!(
+            "/api/v1/namespaces/{}/pods/{}/eviction",
+            pod.namespace, pod.name
+        );
         self.call("POST", &path, JSON, Some(&body)).map(|_| ())
     }
 
@@ -274,8 +305,13 @@ impl Kube for HttpKube {
             "reportingComponent": self.component,
             "firstTimestamp": now, "lastTimestamp": now, "count": 1,
         });
-        self.call("POST", "/api/v1/namespaces/default/events", JSON, Some(&body))
-            .map(|_| ())
+        self.call(
+            "POST",
+            "/api/v1/namespaces/default/events",
+            JSON,
+            Some(&body),
+        )
+        .map(|_| ())
     }
 
     fn get_lease(&self, ns: &str, name: &str) -> Result<Option<Value>, ApiError> {
@@ -293,7 +329,8 @@ impl Kube for HttpKube {
             self.call("POST", &base, JSON, Some(lease)).map(|_| ())
         } else {
             let name = lease["metadata"]["name"].as_str().unwrap_or("");
-            self.call("PUT", &format!("{base}/{name}"), JSON, Some(lease)).map(|_| ())
+            self.call("PUT", &format!("{base}/{name}"), JSON, Some(lease))
+                .map(|_| ())
         }
     }
 }

@@ -23,7 +23,9 @@ pub struct Elector {
 }
 
 fn micro_time(at: SystemTime) -> String {
-    let d = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let d = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     let base = plexus_cni::timefmt::rfc3339(d.as_secs());
     format!("{}.{:06}Z", base.trim_end_matches('Z'), d.subsec_micros())
 }

@@ -89,7 +89,9 @@ fn credentials(args: &Args) -> anyhow::Result<Arc<dyn CredentialSource>> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     let config = ClientConfig::from_kubeconfig_or_in_cluster(args.kubeconfig.as_deref())
@@ -119,16 +121,18 @@ fn main() -> anyhow::Result<()> {
     {
         let (leading, kube) = (leading.clone(), kube.clone());
         let mut elector = Elector::new(&args.lease_namespace, &args.lease_name, &identity, lease);
-        std::thread::Builder::new().name("leader".into()).spawn(move || loop {
-            let lead = elector.try_lead(kube.as_ref());
-            if leading.swap(lead, Ordering::SeqCst) && !lead {
-                // As client-go: a replica that lost the lease stops at once
-                // and is restarted as a fresh candidate.
-                tracing::error!("lost the lease; exiting");
-                std::process::exit(1);
-            }
-            std::thread::sleep(lease / 3);
-        })?;
+        std::thread::Builder::new()
+            .name("leader".into())
+            .spawn(move || loop {
+                let lead = elector.try_lead(kube.as_ref());
+                if leading.swap(lead, Ordering::SeqCst) && !lead {
+                    // As client-go: a replica that lost the lease stops at once
+                    // and is restarted as a fresh candidate.
+                    tracing::error!("lost the lease; exiting");
+                    std::process::exit(1);
+                }
+                std::thread::sleep(lease / 3);
+            })?;
     }
     tracing::info!(%identity, %endpoint, "plexus-operator started");
     loop {

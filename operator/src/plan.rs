@@ -113,7 +113,12 @@ pub fn plan(pool: &VnicPool, wanted: u32, observed: &[Observed]) -> NodePlan {
 /// same intent (a lost response, an operator restart) and different once
 /// the pool's spec changed or the instance switched network type, since OCI
 /// remembers a token for 24 hours.
-pub fn retry_token(pool: &VnicPool, instance_id: &str, slot: u32, nt: Option<NetworkType>) -> String {
+pub fn retry_token(
+    pool: &VnicPool,
+    instance_id: &str,
+    slot: u32,
+    nt: Option<NetworkType>,
+) -> String {
     let material = format!(
         "attach/{}/{instance_id}/{slot}/{}/{nt:?}",
         pool.metadata.uid, pool.metadata.generation
@@ -195,11 +200,26 @@ mod tests {
     fn plans_missing_surplus_and_ignores_foreign_and_primary() {
         let p = pool();
         let obs = vec![
-            Observed { attachment: att("prim", "primary", AttachmentState::Attached), vnic: Some(vnic(true, tags(&p, 0))) },
-            Observed { attachment: att("foreign", "plexus-pods-1", AttachmentState::Attached), vnic: Some(vnic(false, BTreeMap::new())) },
-            Observed { attachment: att("a0", "plexus-pods-0", AttachmentState::Attached), vnic: Some(vnic(false, tags(&p, 0))) },
-            Observed { attachment: att("a3", "plexus-pods-3", AttachmentState::Attached), vnic: Some(vnic(false, tags(&p, 3))) },
-            Observed { attachment: att("old", "plexus-pods-1", AttachmentState::Detached), vnic: None },
+            Observed {
+                attachment: att("prim", "primary", AttachmentState::Attached),
+                vnic: Some(vnic(true, tags(&p, 0))),
+            },
+            Observed {
+                attachment: att("foreign", "plexus-pods-1", AttachmentState::Attached),
+                vnic: Some(vnic(false, BTreeMap::new())),
+            },
+            Observed {
+                attachment: att("a0", "plexus-pods-0", AttachmentState::Attached),
+                vnic: Some(vnic(false, tags(&p, 0))),
+            },
+            Observed {
+                attachment: att("a3", "plexus-pods-3", AttachmentState::Attached),
+                vnic: Some(vnic(false, tags(&p, 3))),
+            },
+            Observed {
+                attachment: att("old", "plexus-pods-1", AttachmentState::Detached),
+                vnic: None,
+            },
         ];
         let plan = plan(&p, 2, &obs);
         assert_eq!(plan.attached, 1);
@@ -211,9 +231,18 @@ mod tests {
     fn attaching_fills_its_slot_by_name_and_is_never_detached() {
         let p = pool();
         let obs = vec![
-            Observed { attachment: att("a1", "plexus-pods-1", AttachmentState::Attaching), vnic: None },
-            Observed { attachment: att("a5", "plexus-pods-5", AttachmentState::Attaching), vnic: None },
-            Observed { attachment: att("x", "plexus-pods-10x", AttachmentState::Attaching), vnic: None },
+            Observed {
+                attachment: att("a1", "plexus-pods-1", AttachmentState::Attaching),
+                vnic: None,
+            },
+            Observed {
+                attachment: att("a5", "plexus-pods-5", AttachmentState::Attaching),
+                vnic: None,
+            },
+            Observed {
+                attachment: att("x", "plexus-pods-10x", AttachmentState::Attaching),
+                vnic: None,
+            },
         ];
         let plan = plan(&p, 2, &obs);
         assert_eq!(plan.attach, vec![0]);
@@ -228,7 +257,10 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert_eq!(a, retry_token(&p, "i", 0, Some(NetworkType::Vfio)));
         assert_ne!(a, retry_token(&p, "i", 1, Some(NetworkType::Vfio)));
-        assert_ne!(a, retry_token(&p, "i", 0, Some(NetworkType::Paravirtualized)));
+        assert_ne!(
+            a,
+            retry_token(&p, "i", 0, Some(NetworkType::Paravirtualized))
+        );
         p.metadata.generation = 2;
         assert_ne!(a, retry_token(&p, "i", 0, Some(NetworkType::Vfio)));
     }

@@ -53,7 +53,9 @@ pub struct Operator {
 
 impl std::fmt::Debug for Operator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Operator").field("settings", &self.settings).finish()
+        f.debug_struct("Operator")
+            .field("settings", &self.settings)
+            .finish()
     }
 }
 
@@ -66,7 +68,11 @@ pub enum ReconcileError {
 
 pub(crate) fn oci_error(e: &OciError) -> NodeError {
     let (message, request_id) = match e {
-        OciError::Service { message, request_id, .. } => (message.clone(), request_id.clone()),
+        OciError::Service {
+            message,
+            request_id,
+            ..
+        } => (message.clone(), request_id.clone()),
         other => (other.to_string(), String::new()),
     };
     NodeError {
@@ -110,10 +116,18 @@ impl Operator {
         for pool in &pools {
             let matching: Vec<&Node> = nodes
                 .iter()
-                .filter(|n| pool.spec.node_selector.iter().all(|(k, v)| n.labels.get(k) == Some(v)))
+                .filter(|n| {
+                    pool.spec
+                        .node_selector
+                        .iter()
+                        .all(|(k, v)| n.labels.get(k) == Some(v))
+                })
                 .collect();
             let status = self.reconcile_pool(pool, &matching);
-            busy |= status.nodes.iter().any(|n| n.phase != NodePhase::Ready && n.phase != NodePhase::Failed);
+            busy |= status
+                .nodes
+                .iter()
+                .any(|n| n.phase != NodePhase::Ready && n.phase != NodePhase::Failed);
             if pool.status.as_ref() != Some(&status) {
                 self.kube.patch_pool_status(&pool.metadata.name, &status)?;
             }
@@ -166,7 +180,9 @@ impl Operator {
 
     /// Attachments of the instance, with VNICs read (and cached) when attached.
     pub(crate) fn observe(&self, inst: &Instance) -> Result<Vec<Observed>, OciError> {
-        let atts = self.compute.list_vnic_attachments(&inst.compartment_id, &inst.id)?;
+        let atts = self
+            .compute
+            .list_vnic_attachments(&inst.compartment_id, &inst.id)?;
         let mut out = Vec::with_capacity(atts.len());
         for a in atts {
             let vnic = match (&a.vnic_id, a.lifecycle_state) {
@@ -183,7 +199,10 @@ impl Operator {
                 }
                 _ => None,
             };
-            out.push(Observed { attachment: a, vnic });
+            out.push(Observed {
+                attachment: a,
+                vnic,
+            });
         }
         Ok(out)
     }
@@ -191,8 +210,18 @@ impl Operator {
     pub(crate) fn reconcile_node(&self, pool: &VnicPool, node: &Node) -> NodeStatus {
         let st = Self::base_status(pool, node, None);
         let Some(instance_id) = node.instance_id() else {
-            let msg = format!("spec.providerID {:?} names no OCI instance", node.provider_id);
-            return Self::failed(st, NodeError { code: "NoProviderID".into(), message: msg, opc_request_id: String::new() });
+            let msg = format!(
+                "spec.providerID {:?} names no OCI instance",
+                node.provider_id
+            );
+            return Self::failed(
+                st,
+                NodeError {
+                    code: "NoProviderID".into(),
+                    message: msg,
+                    opc_request_id: String::new(),
+                },
+            );
         };
         let inst = match self.compute.get_instance(instance_id) {
             Ok(i) => i,
@@ -209,14 +238,25 @@ impl Operator {
         match self.converge(pool, node, &inst, &mut st) {
             Ok(()) => st,
             Err(e) => {
-                self.event(pool, true, "AttachFailed", format!("node {}: {}", node.name, e));
+                self.event(
+                    pool,
+                    true,
+                    "AttachFailed",
+                    format!("node {}: {}", node.name, e),
+                );
                 Self::failed(st, oci_error(&e))
             }
         }
     }
 
     /// Attach/detach towards the plan and fill the counts and phase.
-    fn converge(&self, pool: &VnicPool, node: &Node, inst: &Instance, st: &mut NodeStatus) -> Result<(), OciError> {
+    fn converge(
+        &self,
+        pool: &VnicPool,
+        node: &Node,
+        inst: &Instance,
+        st: &mut NodeStatus,
+    ) -> Result<(), OciError> {
         let observed = self.observe(inst)?;
         let wanted = pool.spec.vnics_per_node;
         let p = plan::plan(pool, wanted, &observed);
@@ -226,22 +266,51 @@ impl Operator {
             let details = attach_details(pool, &inst.id, *slot);
             let token = plan::retry_token(pool, &inst.id, *slot, nt);
             let a = self.compute.attach_vnic(&details, &token)?;
-            self.memory().attaching_since.entry(a.id.clone()).or_insert_with(Instant::now);
-            self.event(pool, false, "AttachingVnic", format!("node {}: attaching {} ({})", node.name, pool.slot_name(*slot), a.id));
+            self.memory()
+                .attaching_since
+                .entry(a.id.clone())
+                .or_insert_with(Instant::now);
+            self.event(
+                pool,
+                false,
+                "AttachingVnic",
+                format!(
+                    "node {}: attaching {} ({})",
+                    node.name,
+                    pool.slot_name(*slot),
+                    a.id
+                ),
+            );
         }
         for id in &p.detach {
             self.compute.detach_vnic(id)?;
-            self.event(pool, false, "DetachingVnic", format!("node {}: detaching {id}, no longer wanted", node.name));
+            self.event(
+                pool,
+                false,
+                "DetachingVnic",
+                format!("node {}: detaching {id}, no longer wanted", node.name),
+            );
         }
         st.attached = p.attached;
         st.attaching = u32::try_from(p.attaching.len() + p.attach.len()).unwrap_or(u32::MAX);
         if let Some(stuck) = self.stuck(&p.attaching) {
-            let msg = format!("attachment {stuck} still ATTACHING after {:?}", self.settings.attach_timeout);
+            let msg = format!(
+                "attachment {stuck} still ATTACHING after {:?}",
+                self.settings.attach_timeout
+            );
             st.phase = NodePhase::Failed;
-            st.error = Some(NodeError { code: "AttachTimeout".into(), message: msg, opc_request_id: String::new() });
+            st.error = Some(NodeError {
+                code: "AttachTimeout".into(),
+                message: msg,
+                opc_request_id: String::new(),
+            });
             return Ok(());
         }
-        st.phase = if st.attaching > 0 || !p.detach.is_empty() || p.detaching > 0 || st.attached < wanted {
+        st.phase = if st.attaching > 0
+            || !p.detach.is_empty()
+            || p.detaching > 0
+            || st.attached < wanted
+        {
             NodePhase::Attaching
         } else if st.allocatable < wanted {
             NodePhase::Configuring
@@ -272,8 +341,20 @@ impl Operator {
                 continue;
             }
             self.memory().attaching_since.remove(&o.attachment.id);
-            let ip = o.vnic.as_ref().and_then(|v| v.private_ip.clone()).unwrap_or_default();
-            self.event(pool, false, "VnicAttached", format!("node {}: {} attached, private IP {ip}", node.name, o.attachment.id));
+            let ip = o
+                .vnic
+                .as_ref()
+                .and_then(|v| v.private_ip.clone())
+                .unwrap_or_default();
+            self.event(
+                pool,
+                false,
+                "VnicAttached",
+                format!(
+                    "node {}: {} attached, private IP {ip}",
+                    node.name, o.attachment.id
+                ),
+            );
         }
     }
 }

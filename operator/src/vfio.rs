@@ -36,15 +36,30 @@ enum Step {
 
 impl Operator {
     /// Advances the switch; returns the status of the node it concerns.
-    pub(crate) fn switch_step(&self, pool: &VnicPool, nodes: &[&Node]) -> BTreeMap<String, NodeStatus> {
+    pub(crate) fn switch_step(
+        &self,
+        pool: &VnicPool,
+        nodes: &[&Node],
+    ) -> BTreeMap<String, NodeStatus> {
         let mut out = BTreeMap::new();
         let mine = |n: &&&Node| n.annotations.get(ANN_SWITCH) == Some(&pool.metadata.name);
-        if let Some(failed) = nodes.iter().find(|n| mine(n) && n.annotations.contains_key(ANN_FAILED)) {
-            let text = failed.annotations.get(ANN_FAILED).cloned().unwrap_or_default();
+        if let Some(failed) = nodes
+            .iter()
+            .find(|n| mine(n) && n.annotations.contains_key(ANN_FAILED))
+        {
+            let text = failed
+                .annotations
+                .get(ANN_FAILED)
+                .cloned()
+                .unwrap_or_default();
             let (code, message) = text.split_once(": ").unwrap_or(("SwitchFailed", &text));
             let mut st = self.status_of(pool, failed);
             st.phase = NodePhase::Failed;
-            st.error = Some(NodeError { code: code.into(), message: message.into(), opc_request_id: String::new() });
+            st.error = Some(NodeError {
+                code: code.into(),
+                message: message.into(),
+                opc_request_id: String::new(),
+            });
             out.insert(failed.name.clone(), st);
             return out;
         }
@@ -59,22 +74,41 @@ impl Operator {
             Ok(Step::Wait(what)) => {
                 let mut st = self.status_of(pool, node);
                 st.phase = NodePhase::Switching;
-                st.error = Some(NodeError { code: "Switching".into(), message: what.into(), opc_request_id: String::new() });
+                st.error = Some(NodeError {
+                    code: "Switching".into(),
+                    message: what.into(),
+                    opc_request_id: String::new(),
+                });
                 st
             }
             Ok(Step::Done(st)) => {
-                if let Err(e) = self.kube.patch_node(&node.name, &[(ANN_SWITCH, None)], Some(false)) {
+                if let Err(e) = self
+                    .kube
+                    .patch_node(&node.name, &[(ANN_SWITCH, None)], Some(false))
+                {
                     tracing::warn!(node = %node.name, error = %e, "uncordon failed; retrying next pass");
                 } else {
-                    self.event(pool, false, "VfioSwitchDone", format!("node {} runs VFIO networking; uncordoned", node.name));
+                    self.event(
+                        pool,
+                        false,
+                        "VfioSwitchDone",
+                        format!("node {} runs VFIO networking; uncordoned", node.name),
+                    );
                 }
                 st
             }
             Err(e) => {
                 let err = oci_error(&e);
                 let text = format!("{}: {}", err.code, err.message);
-                let _ = self.kube.patch_node(&node.name, &[(ANN_FAILED, Some(&text))], None);
-                self.event(pool, true, "VfioSwitchFailed", format!("node {}: {text}; switching halted", node.name));
+                let _ = self
+                    .kube
+                    .patch_node(&node.name, &[(ANN_FAILED, Some(&text))], None);
+                self.event(
+                    pool,
+                    true,
+                    "VfioSwitchFailed",
+                    format!("node {}: {text}; switching halted", node.name),
+                );
                 let mut st = self.status_of(pool, node);
                 st.phase = NodePhase::Failed;
                 st.error = Some(err);
@@ -104,12 +138,22 @@ impl Operator {
         let mut sorted: Vec<&&Node> = nodes.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name));
         for node in sorted {
-            let Some(id) = node.instance_id() else { continue };
-            let Ok(inst) = self.compute.get_instance(id) else { continue };
-            if inst.launch_options.and_then(|l| l.network_type) != Some(NetworkType::Paravirtualized) {
+            let Some(id) = node.instance_id() else {
+                continue;
+            };
+            let Ok(inst) = self.compute.get_instance(id) else {
+                continue;
+            };
+            if inst.launch_options.and_then(|l| l.network_type)
+                != Some(NetworkType::Paravirtualized)
+            {
                 continue;
             }
-            if let Err(e) = self.kube.patch_node(&node.name, &[(ANN_SWITCH, Some(&pool.metadata.name))], Some(true)) {
+            if let Err(e) = self.kube.patch_node(
+                &node.name,
+                &[(ANN_SWITCH, Some(&pool.metadata.name))],
+                Some(true),
+            ) {
                 tracing::warn!(node = %node.name, error = %e, "cordon failed");
                 return None;
             }
@@ -120,7 +164,10 @@ impl Operator {
     }
 
     fn advance(&self, pool: &VnicPool, node: &Node) -> Result<Step, OciError> {
-        let pods = self.kube.pods_to_evict(&node.name).map_err(|e| OciError::Transport(e.to_string()))?;
+        let pods = self
+            .kube
+            .pods_to_evict(&node.name)
+            .map_err(|e| OciError::Transport(e.to_string()))?;
         if !pods.is_empty() {
             for pod in &pods {
                 // 429 = a disruption budget says not now; next pass retries.
@@ -138,7 +185,9 @@ impl Operator {
             let mut pending = false;
             for o in &observed {
                 let state = o.attachment.lifecycle_state;
-                if state == AttachmentState::Detached || o.vnic.as_ref().is_some_and(|v| v.is_primary) {
+                if state == AttachmentState::Detached
+                    || o.vnic.as_ref().is_some_and(|v| v.is_primary)
+                {
                     continue;
                 }
                 pending = true;
@@ -147,7 +196,10 @@ impl Operator {
                     return Err(OciError::Service {
                         status: 409,
                         code: "ForeignVnicAttached".into(),
-                        message: format!("{} was not created by this pool; detach it yourself before the switch", o.attachment.id),
+                        message: format!(
+                            "{} was not created by this pool; detach it yourself before the switch",
+                            o.attachment.id
+                        ),
                         request_id: String::new(),
                     });
                 }
@@ -158,8 +210,17 @@ impl Operator {
             if pending {
                 return Ok(Step::Wait("detaching secondary VNICs"));
             }
-            self.compute.set_network_type(id, NetworkType::Vfio, &plan::switch_token(pool, id))?;
-            self.event(pool, false, "VfioSwitchRequested", format!("node {}: UpdateInstance networkType=VFIO; the instance reboots", node.name));
+            self.compute
+                .set_network_type(id, NetworkType::Vfio, &plan::switch_token(pool, id))?;
+            self.event(
+                pool,
+                false,
+                "VfioSwitchRequested",
+                format!(
+                    "node {}: UpdateInstance networkType=VFIO; the instance reboots",
+                    node.name
+                ),
+            );
             return Ok(Step::Wait("rebooting"));
         }
         if inst.lifecycle_state != INSTANCE_RUNNING || !node.ready {
@@ -167,9 +228,13 @@ impl Operator {
         }
         let st = self.reconcile_node(pool, node);
         match st.phase {
-            NodePhase::Ready | NodePhase::Configuring if st.attached == st.wanted => Ok(Step::Done(st)),
+            NodePhase::Ready | NodePhase::Configuring if st.attached == st.wanted => {
+                Ok(Step::Done(st))
+            }
             NodePhase::Failed => Err(OciError::Decode(
-                st.error.map(|e| format!("{}: {}", e.code, e.message)).unwrap_or_default(),
+                st.error
+                    .map(|e| format!("{}: {}", e.code, e.message))
+                    .unwrap_or_default(),
             )),
             _ => Ok(Step::Wait("re-attaching VNICs")),
         }

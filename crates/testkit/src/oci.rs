@@ -39,6 +39,9 @@ pub struct Fault {
     pub path_prefix: String,
     pub status: u16,
     pub remaining: usize,
+    /// Process the request, then answer `status` instead (a response lost
+    /// after the service acted, e.g. a gateway timeout).
+    pub after: bool,
 }
 
 /// One request as the fake saw it.
@@ -215,6 +218,20 @@ impl FakeOci {
             path_prefix: path_prefix.to_owned(),
             status,
             remaining: count,
+            after: false,
+        });
+    }
+
+    /// The next `count` matching requests are carried out, but the client
+    /// gets a 504 instead of the answer (it must retry with the same
+    /// `opc-retry-token`).
+    pub fn inject_lost_response(&self, method: &str, path_prefix: &str, count: usize) {
+        lock(&self.shared).faults.push_back(Fault {
+            method: method.to_owned(),
+            path_prefix: path_prefix.to_owned(),
+            status: 504,
+            remaining: count,
+            after: true,
         });
     }
 

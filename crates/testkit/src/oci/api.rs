@@ -58,6 +58,11 @@ fn injected(status: u16) -> Answer {
             "ServiceUnavailable",
             "The service is currently unavailable.",
         ),
+        504 => error(
+            504,
+            "GatewayTimeout",
+            "The gateway timed out waiting for the service.",
+        ),
         s if s >= 500 => error(s, "InternalServerError", "Internal error occurred."),
         s => error(s, "InjectedFault", "Injected fault."),
     }
@@ -362,40 +367,61 @@ fn route(
         return (principal, not_found());
     };
     let m = method.as_str();
+    let mut lost = None;
     if let Some(f) = s.faults.iter_mut().find(|f| {
         f.remaining > 0 && (f.method == "*" || f.method == m) && rest.starts_with(&f.path_prefix)
     }) {
         f.remaining -= 1;
-        let status = f.status;
-        return (principal, injected(status));
+        if !f.after {
+            let status = f.status;
+            return (principal, injected(status));
+        }
+        lost = Some(f.status);
     }
+    let answer = serve(
+        s,
+        method,
+        rest,
+        uri.query().unwrap_or(""),
+        body,
+        retry_token,
+    );
+    match lost {
+        Some(status) => (principal, injected(status)),
+        None => (principal, answer),
+    }
+}
+
+/// Carries out an authenticated API request (retry tokens honoured).
+fn serve(
+    s: &mut State,
+    method: &Method,
+    rest: &str,
+    query: &str,
+    body: &[u8],
+    retry_token: Option<&str>,
+) -> Answer {
     settle(s);
     if let Some(token) = retry_token {
-        let digest = format!("{m} {rest} {:x}", Sha256::digest(body));
+        let digest = format!("{} {rest} {:x}", method.as_str(), Sha256::digest(body));
         if let Some((seen, status, answer)) = s.retry_tokens.get(token) {
             if *seen == digest {
-                return (principal, (*status, answer.clone(), Vec::new()));
+                return (*status, answer.clone(), Vec::new());
             }
-            return (
-                principal,
-                error(
-                    409,
-                    "InvalidatedRetryToken",
-                    "The retry token was used with a different request.",
-                ),
+            return error(
+                409,
+                "InvalidatedRetryToken",
+                "The retry token was used with a different request.",
             );
         }
-        let answer = dispatch(s, method, rest, uri.query().unwrap_or(""), body);
+        let answer = dispatch(s, method, rest, query, body);
         if answer.0 < 300 {
             s.retry_tokens
                 .insert(token.to_owned(), (digest, answer.0, answer.1.clone()));
         }
-        return (principal, answer);
+        return answer;
     }
-    (
-        principal,
-        dispatch(s, method, rest, uri.query().unwrap_or(""), body),
-    )
+    dispatch(s, method, rest, query, body)
 }
 
 /// Re-wraps a bare base64 body (as the federation request carries it) into
