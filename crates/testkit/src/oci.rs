@@ -57,7 +57,8 @@ pub struct OciRequest {
 }
 
 /// An instance the fake knows.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InstanceSeed {
     pub id: String,
     pub compartment_id: String,
@@ -73,7 +74,8 @@ pub struct InstanceSeed {
 }
 
 /// A subnet: CIDR, gateway, and addresses handed out from `first_host`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SubnetSeed {
     pub id: String,
     pub cidr: String,
