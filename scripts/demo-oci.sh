@@ -28,7 +28,8 @@
 #   1 the node pool exists: IMDS lists only the primary VNIC, nothing to do
 #   2 kubectl apply a VnicPool; plexus-operator attaches one VNIC per node
 #     (AttachVnic, ATTACHING -> ATTACHED), status + events in the API
-#   3 IMDS now lists the VNIC; plexus-agent configures it on each node
+#   3 IMDS now lists the VNIC; the plexus-agent already running on each
+#     node configures it on its next pass
 #   4 pod1/pod2 get ens5 as net1 with the VNIC's IP; ping over net1
 #   5 a second operator pass changes nothing (idempotent), every OCI
 #     request was signed and verified
@@ -352,10 +353,12 @@ step1() {
     local n
     for n in "${NODES[@]}"; do
         step "1. node$n as the node pool created it: IMDS lists the primary VNIC only"
-        imds_on "$n" 2>&1 | indent || true
+        { imds_on "$n"; echo; } 2>&1 | indent || true
         check "node$n: IMDS lists 1 VNIC (primary)" sh -c \
             "nsenter --net=/run/netns/$(node_ns "$n") curl -sf -H 'Authorization: Bearer Oracle' http://169.254.169.254/opc/v2/vnics/ | python3 -c 'import json,sys; assert len(json.load(sys.stdin)) == 1'"
-        check "node$n: ens5 has no address" sh -c "! ip -n $(node_ns "$n") -4 addr show dev ens5 | grep -q inet"
+        sleep 1
+        check "node$n: ens5 has no address (the running agent has nothing to do)" \
+            sh -c "! ip -n $(node_ns "$n") -4 addr show dev ens5 | grep -q inet"
     done
 }
 
@@ -432,27 +435,44 @@ vnic_ip_of() {
     imds_on "$1" | python3 -c 'import json,sys; v = json.load(sys.stdin); print(v[1]["privateIp"] if len(v) > 1 else "")'
 }
 
+# start_agents: plexus-agent run on every node, as its DaemonSet does, from
+# before the pool exists: it reconciles IMDS every second and configures
+# whatever VNIC shows up (no device plugin here: no kubelet).
+start_agents() {
+    local n AGENT_ARGV
+    for n in "${NODES[@]}"; do
+        agent_argv "$n"
+        "${AGENT_ARGV[@]}" run --no-install --no-device-plugin --metrics-addr "" --interval 1 \
+            2>"$WORK/node$n/agent-run.log" &
+        PIDS+=($!)
+    done
+}
+
+# vnic_configured <n> <ip>: ens5 carries <ip>/24 and the state file maps it.
+vnic_configured() {
+    ip -n "$(node_ns "$1")" addr show dev ens5 | grep -q "inet $2/24" &&
+        grep -q "$2" "$WORK/node$1/run/plexus/state.json"
+}
+
 step3() {
-    local n ns ip
+    local n ns ip i
     for n in "${NODES[@]}"; do
         ns=$(node_ns "$n")
-        step "3. node$n: IMDS lists the new VNIC; plexus-agent configures it (no console, no script)"
-        imds_on "$n" 2>&1 | indent || true
+        step "3. node$n: IMDS lists the new VNIC; the running plexus-agent configures it by itself"
+        { imds_on "$n"; echo; } 2>&1 | indent || true
         ip=$(vnic_ip_of "$n")
         check "node$n: IMDS lists the attached VNIC with MAC $(vf_mac "$n")" imds_has_mac "$n" "$(vf_mac "$n")"
-        local rc=0
-        agent "$n" vnic apply 2>&1 | indent || rc=$?
-        check "node$n: plexus-agent vnic apply (exit $rc)" test "$rc" = 0
-        check "node$n: ens5 has the VNIC IP $ip/24" sh -c "ip -n $ns addr show dev ens5 | grep -q 'inet $ip/24'"
-        local state="$WORK/node$n/run/plexus/state.json" pid AGENT_ARGV
-        agent_argv "$n"
-        "${AGENT_ARGV[@]}" run --no-install --no-device-plugin --metrics-addr "" --interval 60 \
-            2>"$WORK/node$n/agent-run.log" &
-        pid=$!
-        PIDS+=("$pid")
-        wait_file "$state" || true
-        stop_pid "$pid"
-        check "node$n: agent state maps ens5 to $ip" grep -q "$ip" "$state"
+        for i in $(seq 300); do
+            vnic_configured "$n" "$ip" 2>/dev/null && break
+            sleep 0.1
+        done
+        vnic_configured "$n" "$ip" 2>/dev/null || {
+            info "state file and agent log on node$n:"
+            cat "$WORK/node$n/run/plexus/state.json" "$WORK/node$n/agent-run.log" 2>&1 | tail -20 | indent
+        }
+        { ip -n "$ns" addr show dev ens5; ip -n "$ns" rule show; ip -n "$ns" route show table 101; } 2>&1 | indent || true
+        check "node$n: ens5 has the VNIC IP $ip/24 and the agent state maps it (no command run)" \
+            vnic_configured "$n" "$ip"
     done
 }
 
@@ -497,6 +517,11 @@ step5() {
     done
 }
 
+# Processes whose command line names this run (temp dir or namespace tag).
+no_leftover_processes() {
+    ! pgrep -f "$1" >/dev/null && ! pgrep -f "$TAG-" >/dev/null
+}
+
 main() {
     need_root
     need_tools
@@ -514,6 +539,7 @@ main() {
         setup_node "$n"
     done
     start_api
+    start_agents
     step1
     step2
     step3
@@ -524,7 +550,7 @@ main() {
     local work=$WORK
     cleanup
     check "no namespace $TAG-* left" sh -c "! ip netns list | grep -q '^$TAG-'"
-    check "no process of this run left" sh -c "! pgrep -f '$work' >/dev/null"
+    check "no process of this run left" no_leftover_processes "$work"
     check "temp dir removed" test ! -e "$work"
     WORK=""
     SUMMARY_DONE=1
