@@ -47,20 +47,7 @@ impl Operator {
             .iter()
             .find(|n| mine(n) && n.annotations.contains_key(ANN_FAILED))
         {
-            let text = failed
-                .annotations
-                .get(ANN_FAILED)
-                .cloned()
-                .unwrap_or_default();
-            let (code, message) = text.split_once(": ").unwrap_or(("SwitchFailed", &text));
-            let mut st = self.status_of(pool, failed);
-            st.phase = NodePhase::Failed;
-            st.error = Some(NodeError {
-                code: code.into(),
-                message: message.into(),
-                opc_request_id: String::new(),
-            });
-            out.insert(failed.name.clone(), st);
+            out.insert(failed.name.clone(), self.halted(pool, failed));
             return out;
         }
         let node = match nodes.iter().find(mine) {
@@ -117,6 +104,24 @@ impl Operator {
         };
         out.insert(node.name.clone(), st);
         out
+    }
+
+    /// The status of a node whose switch failed (from its annotation).
+    fn halted(&self, pool: &VnicPool, node: &Node) -> NodeStatus {
+        let text = node
+            .annotations
+            .get(ANN_FAILED)
+            .cloned()
+            .unwrap_or_default();
+        let (code, message) = text.split_once(": ").unwrap_or(("SwitchFailed", &text));
+        let mut st = self.status_of(pool, node);
+        st.phase = NodePhase::Failed;
+        st.error = Some(NodeError {
+            code: code.into(),
+            message: message.into(),
+            opc_request_id: String::new(),
+        });
+        st
     }
 
     fn status_of(&self, pool: &VnicPool, node: &Node) -> NodeStatus {

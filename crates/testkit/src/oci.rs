@@ -15,6 +15,8 @@
 //! in `docs/operator.md`.
 
 mod api;
+mod auth;
+mod ops;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{SocketAddr, TcpListener};
@@ -209,7 +211,7 @@ impl FakeOci {
     /// Adds a RUNNING instance with its primary VNIC attached.
     pub fn add_instance(&self, seed: InstanceSeed) {
         let mut s = lock(&self.shared);
-        api::add_instance(&mut s, seed);
+        ops::add_instance(&mut s, seed);
     }
 
     /// Answers the next `count` requests matching `method` and
@@ -275,7 +277,7 @@ impl FakeOci {
     /// Attachments of `instance_id` (every state), settled to now.
     pub fn attachments(&self, instance_id: &str) -> Vec<VnicAttachment> {
         let mut s = lock(&self.shared);
-        api::settle(&mut s);
+        ops::settle(&mut s);
         s.attachments
             .values()
             .filter(|a| a.attachment.instance_id == instance_id)
@@ -286,7 +288,7 @@ impl FakeOci {
     /// The instance's network type and lifecycle state.
     pub fn instance_state(&self, instance_id: &str) -> Option<(NetworkType, String, u32)> {
         let mut s = lock(&self.shared);
-        api::settle(&mut s);
+        ops::settle(&mut s);
         s.instances
             .get(instance_id)
             .map(|i| (i.network_type, i.lifecycle.clone(), i.reboots))
@@ -307,6 +309,6 @@ impl FakeOci {
 
 fn imds_view(shared: &Shared, instance_id: &str) -> Value {
     let mut s = lock(shared);
-    api::settle(&mut s);
-    api::imds_vnics(&s, instance_id)
+    ops::settle(&mut s);
+    ops::imds_vnics(&s, instance_id)
 }
