@@ -169,31 +169,37 @@ impl OciClient {
         }
     }
 
+    /// One attempt; an error comes with the server's `Retry-After`, if any.
     fn once(
         &self,
         method: &str,
         path: &str,
         body: Option<&[u8]>,
         extra: &[(&str, &str)],
-    ) -> Result<HttpResponse, OciError> {
+    ) -> Result<HttpResponse, (OciError, Option<Duration>)> {
         let skew = *self.skew.lock().unwrap_or_else(|p| p.into_inner());
         if skew > SKEW_LIMIT {
-            return Err(OciError::ClockSkew {
+            let err = OciError::ClockSkew {
                 skew_secs: skew.as_secs(),
-            });
+            };
+            return Err((err, None));
         }
         self.pace();
-        let creds = self.credentials.credentials()?;
+        let creds = self
+            .credentials
+            .credentials()
+            .map_err(|e| (OciError::Auth(e), None))?;
         let url = format!("{}{API_PREFIX}{path}", self.base);
         let resp = signed_call(&self.agent, method, &url, body, extra, &creds, Scope::Api)
-            .map_err(|e| OciError::Transport(e.to_string()))?;
+            .map_err(|e| (OciError::Transport(e.to_string()), None))?;
         if let Some(date) = &resp.date {
             if let Ok(s) = clock_skew(SystemTime::now(), date) {
                 *self.skew.lock().unwrap_or_else(|p| p.into_inner()) = s;
                 if s > SKEW_LIMIT && (resp.status == 401 || resp.status >= 300) {
-                    return Err(OciError::ClockSkew {
+                    let err = OciError::ClockSkew {
                         skew_secs: s.as_secs(),
-                    });
+                    };
+                    return Err((err, None));
                 }
             }
         }
@@ -207,12 +213,13 @@ impl OciClient {
                 .take(200)
                 .collect(),
         });
-        Err(OciError::Service {
+        let service = OciError::Service {
             status: resp.status,
             code: err.code,
             message: err.message,
             request_id: resp.request_id.unwrap_or_default(),
-        })
+        };
+        Err((service, resp.retry_after))
     }
 
     /// One logical call with retries.
@@ -227,7 +234,7 @@ impl OciClient {
         let mut renewed = false;
         let mut attempt = 1;
         loop {
-            let err = match self.once(method, path, body, extra) {
+            let (err, retry_after) = match self.once(method, path, body, extra) {
                 Ok(r) => return Ok(r),
                 Err(e) => e,
             };
@@ -240,8 +247,12 @@ impl OciClient {
             if !err.retryable() || attempt >= self.policy.max_attempts {
                 return Err(err);
             }
-            tracing::debug!(%method, %path, attempt, code = err.code(), ?backoff, "retrying OCI call");
-            std::thread::sleep(backoff);
+            let wait = retry_after
+                .unwrap_or(backoff)
+                .max(backoff)
+                .min(self.policy.max_backoff);
+            tracing::debug!(%method, %path, attempt, code = err.code(), ?wait, "retrying OCI call");
+            std::thread::sleep(wait);
             backoff = (backoff * 2).min(self.policy.max_backoff);
             attempt += 1;
         }
