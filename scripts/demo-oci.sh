@@ -10,8 +10,9 @@
 #            the virtual router. Loopback services, reached by the nodes
 #            through DNAT: fake-kube-apiserver 127.0.0.1:6443 as
 #            203.0.113.2:6443, fake-oci-api 127.0.0.1:8443 as 203.0.113.3:8443.
-#            plexus-operator runs here too (as on a control-plane node),
-#            with an API key (~/.oci/config form) the fake OCI API knows.
+#            plexus-operator runs on node1 (hostNetwork, as its Deployment)
+#            with instance principals: identity from node1's IMDS, session
+#            token from the fake OCI API's /v1/x509.
 #   node1/2  ens3 = primary VNIC 203.0.113.1N/25; ens5 = the VF the
 #            hypervisor will hand to the secondary VNIC (a veth with the MAC
 #            the fake OCI API assigns), present but unconfigured;
@@ -39,7 +40,7 @@
 #                               plexus-agent, plexus-operator, fake-imds,
 #                               fake-oci-api, fake-kube-apiserver);
 #                               default: build them into target/release
-# Needs: iproute2, nsenter/unshare (util-linux), nft, curl, python3, openssl.
+# Needs: iproute2, nsenter/unshare (util-linux), nft, curl, python3.
 # Exit status: 0 when every check passed, 1 otherwise.
 set -euo pipefail
 
@@ -133,7 +134,7 @@ need_root() {
 
 need_tools() {
     local t missing=()
-    for t in ip nsenter unshare nft curl python3 ping openssl; do
+    for t in ip nsenter unshare nft curl python3 ping; do
         command -v "$t" >/dev/null || missing+=("$t")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -261,24 +262,10 @@ plug() {
 }
 
 start_oci() {
-    step "fake OCI API: two VFIO instances, subnet 198.51.100.0/24, the operator's API key"
-    openssl genrsa -traditional -out "$WORK/oci/key.pem" 2048 2>/dev/null ||
-        openssl genrsa -out "$WORK/oci/key.pem" 2048 2>/dev/null
-    openssl rsa -in "$WORK/oci/key.pem" -pubout -out "$WORK/oci/key.pub.pem" 2>/dev/null
-    local fp
-    fp=$(openssl rsa -in "$WORK/oci/key.pem" -pubout -outform DER 2>/dev/null | openssl md5 -c | awk '{print $NF}')
-    cat >"$WORK/oci/config" <<EOF
-[DEFAULT]
-user=ocid1.user.oc1..demo-operator
-fingerprint=$fp
-key_file=key.pem
-tenancy=ocid1.tenancy.oc1..demo
-region=us-phoenix-1
-EOF
-    python3 - "$WORK/oci" "$fp" "$SUBNET" "$COMPARTMENT" <<'EOF'
+    step "fake OCI API: two VFIO instances, subnet 198.51.100.0/24, instance principals of the nodes' tenancy"
+    python3 - "$WORK/oci" "$SUBNET" "$COMPARTMENT" <<'EOF'
 import json, sys
-d, fp, subnet, comp = sys.argv[1:5]
-pub = open(d + "/key.pub.pem").read()
+d, subnet, comp = sys.argv[1:4]
 seed = {
   "subnets": [
     {"id": subnet, "cidr": "198.51.100.0/24", "gateway": "198.51.100.1", "firstHost": "198.51.100.21"},
@@ -288,7 +275,9 @@ seed = {
      "networkType": "VFIO", "primarySubnet": "ocid1.subnet.oc1.phx.demo-nodes",
      "primaryMac": f"02:00:17:00:01:0{n}", "primaryIp": f"203.0.113.1{n}", "macs": [f"02:00:17:00:02:0{n}"]}
     for n in (1, 2)],
-  "apiKeys": [{"keyId": f"ocid1.tenancy.oc1..demo/ocid1.user.oc1..demo-operator/{fp}", "publicKeyPem": pub}],
+  # The tenancy named by the fake IMDS identity certificates: instance
+  # principals of these nodes federate.
+  "trustTenancies": ["ocid1.tenancy.oc1..faketenancy"],
   "attachDelayMs": 1500,
 }
 json.dump(seed, open(d + "/seed.json", "w"))
@@ -386,15 +375,16 @@ step2() {
     cat >"$WORK/kubeconfig" <<EOF
 apiVersion: v1
 kind: Config
-clusters: [{name: demo, cluster: {server: "http://$API_INNER"}}]
+clusters: [{name: demo, cluster: {server: "http://$API_ENDPOINT"}}]
 users: [{name: operator, user: {}}]
 contexts: [{name: demo, context: {cluster: demo, user: operator}}]
 current-context: demo
 EOF
-    step "2. plexus-operator (leader-elected, API key auth, OCI endpoint $OCI_INNER)"
-    nsenter --net="/run/netns/$NS_VCN" env RUST_LOG="${RUST_LOG:-info}" HOME="$WORK" "$BIN/plexus-operator" \
-        --kubeconfig "$WORK/kubeconfig" --auth api-key --oci-config "$WORK/oci/config" \
-        --oci-endpoint "http://$OCI_INNER" --identity demo-operator --lease-namespace kube-system \
+    step "2. plexus-operator on node1 (leader-elected; instance principal from node1's IMDS)"
+    nsenter --net="/run/netns/$(node_ns 1)" env RUST_LOG="${RUST_LOG:-info}" "$BIN/plexus-operator" \
+        --kubeconfig "$WORK/kubeconfig" --auth instance-principal --imds http://169.254.169.254 \
+        --auth-endpoint "http://$OCI_ENDPOINT" --oci-endpoint "http://$OCI_ENDPOINT" \
+        --identity demo-operator --lease-namespace kube-system \
         --busy-resync-seconds 1 --resync-seconds 5 2>"$WORK/operator.log" &
     PIDS+=($!)
     local i ok=""
@@ -410,6 +400,8 @@ EOF
 for e in json.load(sys.stdin)["items"]:
     print(e["type"], e["reason"], e["message"])' 2>&1 | indent || true
     check "events: AttachingVnic and VnicAttached for each node" events_count 2
+    check "the operator federated an instance-principal session (/v1/x509)" \
+        grep -q "federated an instance-principal session" "$WORK/operator.log"
     check "the lease names the operator" sh -c \
         "nsenter --net=/run/netns/$NS_VCN curl -sf http://$API_INNER/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/plexus-operator | grep -q demo-operator"
 }

@@ -45,17 +45,21 @@ fn main() -> anyhow::Result<()> {
     }
     if let (Some(api), Some(id)) = (&args.oci_api, &args.instance_id) {
         let url = format!("{}/_fake/imds/{id}/vnics", api.trim_end_matches('/'));
-        let fallback = read_json(&args.vnics)?;
+        // Until the fake OCI API first answers, the --vnics file; after a
+        // failed poll, the last answer (a slow fake must not make VNICs
+        // vanish from IMDS, which would make the agent tear them down).
+        let last = std::sync::Mutex::new(read_json(&args.vnics)?);
         let agent = ureq::AgentBuilder::new()
             .timeout(std::time::Duration::from_secs(2))
             .build();
         fake.set_vnic_source(move || {
-            agent
-                .get(&url)
-                .call()
-                .ok()
-                .and_then(|r| r.into_json().ok())
-                .unwrap_or_else(|| fallback.clone())
+            let fresh: Option<serde_json::Value> =
+                agent.get(&url).call().ok().and_then(|r| r.into_json().ok());
+            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(v) = fresh {
+                *last = v;
+            }
+            last.clone()
         });
     }
     // stderr, because stdout is reserved across the workspace; scripts read
