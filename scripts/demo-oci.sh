@@ -415,7 +415,7 @@ assert r.count("AttachingVnic") == n and r.count("VnicAttached") == n, r' "$1"
 }
 
 # imds_has_mac <n> <mac>
-imds_has_mac() { imds_on "$1" | grep -qi "$2"; }
+imds_has_mac() { imds_on "$1" | grep -i "$2" >/dev/null; }
 
 # oci_vnics <n>: number of VNICs the fake OCI API lists for node n's IMDS.
 oci_vnics() {
@@ -441,8 +441,10 @@ start_agents() {
 }
 
 # vnic_configured <n> <ip>: ens5 carries <ip>/24 and the state file maps it.
+# (grep without -q in pipelines: under pipefail, -q's early exit can kill
+# the writer with SIGPIPE and fail a pipeline that matched.)
 vnic_configured() {
-    ip -n "$(node_ns "$1")" addr show dev ens5 | grep -q "inet $2/24" &&
+    ip -n "$(node_ns "$1")" addr show dev ens5 | grep "inet $2/24" >/dev/null &&
         grep -q "$2" "$WORK/node$1/run/plexus/state.json"
 }
 
