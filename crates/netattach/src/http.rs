@@ -231,6 +231,13 @@ fn transport_error(t: &ureq::Transport) -> ApiError {
     }
 }
 
+/// The agent this crate builds for `config` (TLS roots, client certificate,
+/// timeouts), for other long-running clients of the same API server (the
+/// operator), so TLS setup has one owner.
+pub fn agent_for(config: &ClientConfig, timeout: Duration) -> Result<ureq::Agent, ApiError> {
+    build_agent(config, timeout)
+}
+
 fn build_agent(config: &ClientConfig, timeout: Duration) -> Result<ureq::Agent, ApiError> {
     let mut builder = ureq::AgentBuilder::new()
         .timeout(timeout)

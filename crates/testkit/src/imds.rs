@@ -8,6 +8,12 @@
 //! with HTML bodies as seen in the wild, 5xx, 404 update windows, garbage
 //! JSON, latency) and every request is logged with its auth header.
 //!
+//! Instance-principal material is served at `/opc/v2/identity/{cert,key,
+//! intermediate}.pem` (checked-in test certificates whose subject names
+//! [`IDENTITY_TENANCY`]; [`FakeImds::rotate_identity`] switches to a second
+//! leaf, as OCI rotates them), and the VNIC list can follow a live source
+//! such as [`crate::oci::FakeOci::imds_source`].
+//!
 //! The server runs on its own thread with a current-thread runtime, so
 //! blocking tests (our IMDS client is blocking) can use it directly.
 
@@ -26,6 +32,26 @@ use serde_json::Value;
 
 /// The HTML body OCI's front end sends with a 429 (observed in practice).
 pub const THROTTLED_HTML: &str = "<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n<center><h1>429 Too Many Requests</h1></center>\r\n</body>\r\n</html>\r\n";
+
+/// Tenancy named by the fake identity certificates' `opc-tenant:` subject.
+pub const IDENTITY_TENANCY: &str = "ocid1.tenancy.oc1..faketenancy";
+
+/// The two leaf certificates/keys (the second is the "rotated" one) and
+/// their intermediate.
+const IDENTITY: [(&str, &str); 2] = [
+    (
+        include_str!("../fixtures/identity/cert1.pem"),
+        include_str!("../fixtures/identity/key1.pem"),
+    ),
+    (
+        include_str!("../fixtures/identity/cert2.pem"),
+        include_str!("../fixtures/identity/key2.pem"),
+    ),
+];
+const INTERMEDIATE: &str = include_str!("../fixtures/identity/intermediate.pem");
+
+/// A live `/opc/v2/vnics/` provider.
+pub type VnicSource = Arc<dyn Fn() -> Value + Send + Sync>;
 
 /// One scripted misbehaviour, consumed by the next authorised v2 request.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,13 +79,24 @@ pub struct RequestRecord {
     pub status: u16,
 }
 
-#[derive(Debug)]
 struct State {
     vnics: Value,
+    vnic_source: Option<VnicSource>,
+    identity: usize,
     instance: Value,
     faults: VecDeque<Fault>,
     latency: Duration,
     log: Vec<RequestRecord>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("vnics", &self.vnics)
+            .field("live_vnics", &self.vnic_source.is_some())
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -95,6 +132,8 @@ impl FakeImds {
         let addr = listener.local_addr()?;
         let shared: Shared = Arc::new(Mutex::new(State {
             vnics,
+            vnic_source: None,
+            identity: 0,
             instance: default_instance(),
             faults: VecDeque::new(),
             latency: Duration::ZERO,
@@ -125,6 +164,18 @@ impl FakeImds {
     /// Replaces the VNIC list.
     pub fn set_vnics(&self, vnics: Value) {
         lock(&self.shared).vnics = vnics;
+    }
+
+    /// Serves `/opc/v2/vnics/` from `source` on every request from now on
+    /// (e.g. the VNICs a [`crate::oci::FakeOci`] attached to this instance).
+    pub fn set_vnic_source(&self, source: impl Fn() -> Value + Send + Sync + 'static) {
+        lock(&self.shared).vnic_source = Some(Arc::new(source));
+    }
+
+    /// Serves the second identity certificate and key from now on.
+    pub fn rotate_identity(&self) {
+        let mut s = lock(&self.shared);
+        s.identity = (s.identity + 1) % IDENTITY.len();
     }
 
     /// Replaces the instance document.
@@ -192,6 +243,14 @@ async fn handle(shared: Shared, method: Method, uri: Uri, headers: HeaderMap) ->
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let live = lock(&shared).vnic_source.clone();
+    if let Some(source) = live {
+        // Called outside the lock: a source may block (an HTTP poll).
+        let vnics = tokio::task::spawn_blocking(move || source())
+            .await
+            .unwrap_or(Value::Null);
+        lock(&shared).vnics = vnics;
+    }
     let (latency, fault, plan) = {
         let mut s = lock(&shared);
         let plan = plan(&s, &method, &path, authorization.as_deref(), &headers);
@@ -258,6 +317,16 @@ fn plan(
     }
     let mut parts = rest.split('/').filter(|p| !p.is_empty());
     let root = match parts.next() {
+        Some("identity") => {
+            let (cert, key) = IDENTITY[s.identity];
+            let pem = match parts.next() {
+                Some("cert.pem") => cert,
+                Some("key.pem") => key,
+                Some("intermediate.pem") => INTERMEDIATE,
+                _ => return (StatusCode::NOT_FOUND, "text/html", html_page(404)),
+            };
+            return (StatusCode::OK, "text/plain", pem.to_owned());
+        }
         Some("vnics") => &s.vnics,
         Some("instance") => &s.instance,
         _ => return (StatusCode::NOT_FOUND, "text/html", html_page(404)),

@@ -1,7 +1,10 @@
 //! A fake Kubernetes API server for the few resources Plexus touches: pods
-//! (and `pods/status`), core and `events.k8s.io` events,
-//! `NetworkAttachmentDefinition`s and `apps/v1` DaemonSets (the agent asks
-//! for its own on SIGTERM), plus minimal discovery and health paths.
+//! (and `pods/status`, `pods/eviction`), core and `events.k8s.io` events,
+//! `NetworkAttachmentDefinition`s, `apps/v1` DaemonSets (the agent asks for
+//! its own on SIGTERM), nodes (and `nodes/status`), `coordination.k8s.io`
+//! leases, and the operator's cluster-scoped `plexus.io/v1alpha1` `VnicPool`
+//! CRD with its status subresource and `metadata.generation`, plus minimal
+//! discovery and health paths.
 //!
 //! Fidelity first: real paths, verbs and Status bodies (`NotFound`,
 //! `AlreadyExists`, `Conflict` with the optimistic-lock and UID-precondition
@@ -310,11 +313,15 @@ fn put_seed(state: &mut State, mut object: Value) -> Result<Value, String> {
         .filter(|n| !n.is_empty())
         .ok_or("object without metadata.name")?
         .to_owned();
-    let ns = object["metadata"]["namespace"]
-        .as_str()
-        .filter(|n| !n.is_empty())
-        .unwrap_or("default")
-        .to_owned();
+    let ns = if res.namespaced {
+        object["metadata"]["namespace"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_owned()
+    } else {
+        String::new()
+    };
     let obj = object
         .as_object_mut()
         .ok_or("object is not a JSON object")?;
@@ -325,7 +332,12 @@ fn put_seed(state: &mut State, mut object: Value) -> Result<Value, String> {
         .or_insert_with(|| json!({}))
         .as_object_mut()
         .ok_or("metadata is not an object")?;
-    meta.insert("namespace".into(), ns.clone().into());
+    if res.namespaced {
+        meta.insert("namespace".into(), ns.clone().into());
+    }
+    if res.generation {
+        meta.entry("generation").or_insert_with(|| 1.into());
+    }
     meta.entry("uid").or_insert_with(|| new_uid().into());
     meta.entry("creationTimestamp")
         .or_insert_with(|| now_rfc3339().into());
@@ -353,9 +365,14 @@ struct Resource {
     builtin: bool,
     /// Pods and events may be updated without a resourceVersion; CRDs may not.
     unconditional_update: bool,
+    /// Nodes and cluster-scoped CRDs live outside namespaces.
+    namespaced: bool,
+    /// `metadata.generation` is set on create and bumped on spec changes
+    /// (CRDs with a status subresource; nodes and pods here do not need it).
+    generation: bool,
 }
 
-const RESOURCES: [Resource; 5] = [
+const RESOURCES: [Resource; 8] = [
     Resource {
         group: "",
         version: "v1",
@@ -365,6 +382,8 @@ const RESOURCES: [Resource; 5] = [
         has_status: true,
         builtin: true,
         unconditional_update: true,
+        namespaced: true,
+        generation: false,
     },
     Resource {
         group: "",
@@ -375,6 +394,8 @@ const RESOURCES: [Resource; 5] = [
         has_status: false,
         builtin: true,
         unconditional_update: true,
+        namespaced: true,
+        generation: false,
     },
     Resource {
         group: "events.k8s.io",
@@ -385,6 +406,8 @@ const RESOURCES: [Resource; 5] = [
         has_status: false,
         builtin: true,
         unconditional_update: true,
+        namespaced: true,
+        generation: false,
     },
     Resource {
         group: "k8s.cni.cncf.io",
@@ -395,6 +418,44 @@ const RESOURCES: [Resource; 5] = [
         has_status: false,
         builtin: false,
         unconditional_update: false,
+        namespaced: true,
+        generation: false,
+    },
+    Resource {
+        group: "",
+        version: "v1",
+        plural: "nodes",
+        kind: "Node",
+        list_kind: "NodeList",
+        has_status: true,
+        builtin: true,
+        unconditional_update: true,
+        namespaced: false,
+        generation: false,
+    },
+    Resource {
+        group: "coordination.k8s.io",
+        version: "v1",
+        plural: "leases",
+        kind: "Lease",
+        list_kind: "LeaseList",
+        has_status: false,
+        builtin: true,
+        unconditional_update: true,
+        namespaced: true,
+        generation: false,
+    },
+    Resource {
+        group: "plexus.io",
+        version: "v1alpha1",
+        plural: "vnicpools",
+        kind: "VnicPool",
+        list_kind: "VnicPoolList",
+        has_status: true,
+        builtin: false,
+        unconditional_update: false,
+        namespaced: false,
+        generation: true,
     },
     Resource {
         group: "apps",
@@ -405,6 +466,8 @@ const RESOURCES: [Resource; 5] = [
         has_status: true,
         builtin: true,
         unconditional_update: true,
+        namespaced: true,
+        generation: true,
     },
 ];
 
@@ -426,7 +489,11 @@ impl Resource {
     }
 
     fn item_path(&self, ns: &str, name: &str) -> String {
-        format!("{}/namespaces/{ns}/{}/{name}", self.prefix(), self.plural)
+        if self.namespaced {
+            format!("{}/namespaces/{ns}/{}/{name}", self.prefix(), self.plural)
+        } else {
+            format!("{}/{}/{name}", self.prefix(), self.plural)
+        }
     }
 
     /// `pods` or `network-attachment-definitions.k8s.cni.cncf.io`, as in messages.
@@ -490,6 +557,29 @@ fn parse_target(path: &str) -> Option<Target<'static>> {
             continue;
         };
         let segs: Vec<&str> = rest.trim_start_matches('/').split('/').collect();
+        if !res.namespaced {
+            // Cluster scope: namespace "" stands for "none".
+            let (ns, name) = (String::new(), segs.get(1).map(|n| (*n).to_owned()));
+            let target = match (segs.as_slice(), name) {
+                ([plural], _) if *plural == res.plural => Target::Collection { res, ns: Some(ns) },
+                ([plural, _], Some(name)) if *plural == res.plural && !name.is_empty() => {
+                    Target::Item {
+                        res,
+                        ns,
+                        name,
+                        status: false,
+                    }
+                }
+                ([plural, _, "status"], Some(name)) if *plural == res.plural => Target::Item {
+                    res,
+                    ns,
+                    name,
+                    status: true,
+                },
+                _ => continue,
+            };
+            return Some(target);
+        }
         let target = match segs.as_slice() {
             [plural] if *plural == res.plural => Target::Collection { res, ns: None },
             ["namespaces", ns, plural] if *plural == res.plural => Target::Collection {
@@ -730,8 +820,8 @@ fn forbidden(user: &str, method: &Method, target: &Target<'_>) -> Response {
         res.plural.to_owned()
     };
     let scope = match &ns {
-        Some(ns) => format!("in the namespace \"{ns}\""),
-        None => "at the cluster scope".to_owned(),
+        Some(ns) if !ns.is_empty() => format!("in the namespace \"{ns}\""),
+        _ => "at the cluster scope".to_owned(),
     };
     let message = format!(
         "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}",
@@ -830,6 +920,27 @@ async fn handle(
             method_not_allowed()
         };
     }
+    if let Some((ns, name)) = parse_eviction(&path) {
+        if anonymous || s.forbidden.iter().any(|f| f.matches(m, &path)) {
+            let user = if anonymous {
+                "system:anonymous".to_owned()
+            } else {
+                s.user.clone()
+            };
+            let msg = format!("pods \"{name}\" is forbidden: User \"{user}\" cannot create resource \"pods/eviction\" in API group \"\" in the namespace \"{ns}\"");
+            return failure(
+                403,
+                "Forbidden",
+                &msg,
+                Some(json!({"name": name, "kind": "pods"})),
+            );
+        }
+        return if method == Method::POST {
+            evict(&mut s, ns, name, &body)
+        } else {
+            method_not_allowed()
+        };
+    }
     let Some(target) = parse_target(&path) else {
         return not_found_path();
     };
@@ -903,6 +1014,43 @@ async fn handle(
         }
         _ => method_not_allowed(),
     }
+}
+
+/// `/api/v1/namespaces/{ns}/pods/{name}/eviction` -> (ns, name).
+fn parse_eviction(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/api/v1/namespaces/")?;
+    match rest.split('/').collect::<Vec<_>>().as_slice() {
+        [ns, "pods", name, "eviction"] if !name.is_empty() => Some((ns, name)),
+        _ => None,
+    }
+}
+
+/// The eviction subresource (policy/v1 `Eviction`): deletes the pod and
+/// answers 201 with a Success Status, as the real server does when no
+/// disruption budget blocks it (a blocked eviction is a 429, injectable).
+fn evict(s: &mut State, ns: &str, name: &str, body: &[u8]) -> Response {
+    let pods = &RESOURCES[0];
+    let eviction: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(&format!("error decoding Eviction: {e}")),
+    };
+    if eviction["kind"].as_str().is_some_and(|k| k != "Eviction") {
+        return bad_request("the body is not an Eviction");
+    }
+    let body_name = eviction["metadata"]["name"].as_str().unwrap_or(name);
+    if body_name != name {
+        return bad_request(&format!(
+            "name in URL does not match name in Eviction object: {name} != {body_name}"
+        ));
+    }
+    if s.objects.remove(&pods.item_path(ns, name)).is_none() {
+        return not_found(pods, name);
+    }
+    s.resource_version += 1;
+    json_response(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    )
 }
 
 /// Create/update bodies: JSON (or YAML, read here as JSON only); an empty
@@ -1249,7 +1397,7 @@ fn discovery(path: &str) -> Option<Response> {
                 let mut out = vec![json!({
                     "name": r.plural,
                     "singularName": "",
-                    "namespaced": true,
+                    "namespaced": r.namespaced,
                     "kind": r.kind,
                     "verbs": ["create", "delete", "get", "list", "patch", "update"],
                 })];
@@ -1257,7 +1405,7 @@ fn discovery(path: &str) -> Option<Response> {
                     out.push(json!({
                         "name": format!("{}/status", r.plural),
                         "singularName": "",
-                        "namespaced": true,
+                        "namespaced": r.namespaced,
                         "kind": r.kind,
                         "verbs": ["get", "patch", "update"],
                     }));
@@ -1274,19 +1422,27 @@ fn discovery(path: &str) -> Option<Response> {
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
         }),
         "/apis" => {
-            let groups: Vec<Value> = ["apps", "events.k8s.io", "k8s.cni.cncf.io"]
-                .iter()
-                .map(|g| {
-                    let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
-                    json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
-                })
-                .collect();
+            let groups: Vec<Value> = [
+                ("apps", "v1"),
+                ("events.k8s.io", "v1"),
+                ("k8s.cni.cncf.io", "v1"),
+                ("coordination.k8s.io", "v1"),
+                ("plexus.io", "v1alpha1"),
+            ]
+            .iter()
+            .map(|(g, v)| {
+                let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+                json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+            })
+            .collect();
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         }
         "/api/v1" => resource_list("v1"),
         "/apis/apps/v1" => resource_list("apps/v1"),
         "/apis/events.k8s.io/v1" => resource_list("events.k8s.io/v1"),
         "/apis/k8s.cni.cncf.io/v1" => resource_list("k8s.cni.cncf.io/v1"),
+        "/apis/coordination.k8s.io/v1" => resource_list("coordination.k8s.io/v1"),
+        "/apis/plexus.io/v1alpha1" => resource_list("plexus.io/v1alpha1"),
         _ => return None,
     };
     Some(json_response(200, &body))
@@ -1294,6 +1450,7 @@ fn discovery(path: &str) -> Option<Response> {
 
 fn list(s: &State, res: &Resource, ns: Option<&str>) -> Response {
     let prefix = match ns {
+        _ if !res.namespaced => format!("{}/{}/", res.prefix(), res.plural),
         Some(ns) => format!("{}/namespaces/{ns}/{}/", res.prefix(), res.plural),
         None => format!("{}/namespaces/", res.prefix()),
     };
@@ -1375,7 +1532,10 @@ fn validate(
             .and_then(|i| i.get("namespace"))
             .and_then(Value::as_str)
             .unwrap_or("");
-        if involved_ns != ns {
+        // Events about cluster-scoped objects (nodes, VnicPools) live in
+        // "default", as the real validation allows.
+        let cluster_scoped_ok = involved_ns.is_empty() && ns == "default";
+        if involved_ns != ns && !cluster_scoped_ok {
             return Err(Box::new(invalid(
                 res,
                 name,
@@ -1411,7 +1571,7 @@ fn create(s: &mut State, res: &Resource, ns: &str, body: &[u8]) -> Response {
         Err(r) => return *r,
     };
     let body_ns = meta_str(&obj, "namespace");
-    if !body_ns.is_empty() && body_ns != ns {
+    if res.namespaced && !body_ns.is_empty() && body_ns != ns {
         return bad_request(
             "the namespace of the provided object does not match the namespace sent on the request",
         );
@@ -1446,7 +1606,14 @@ fn create(s: &mut State, res: &Resource, ns: &str, body: &[u8]) -> Response {
     let meta = obj.entry("metadata").or_insert_with(|| json!({}));
     if let Some(meta) = meta.as_object_mut() {
         meta.insert("name".into(), name.into());
-        meta.insert("namespace".into(), ns.into());
+        if res.namespaced {
+            meta.insert("namespace".into(), ns.into());
+        } else {
+            meta.remove("namespace");
+        }
+        if res.generation {
+            meta.insert("generation".into(), 1.into());
+        }
         meta.insert("uid".into(), new_uid().into());
         meta.insert(
             "resourceVersion".into(),
@@ -1514,6 +1681,7 @@ fn commit(
         };
     }
     s.resource_version += 1;
+    let new_spec = new.get("spec").cloned();
     new.insert("apiVersion".into(), res.api_version().into());
     new.insert("kind".into(), res.kind.into());
     let meta = new.entry("metadata").or_insert_with(|| json!({}));
@@ -1522,7 +1690,14 @@ fn commit(
     }
     if let Some(meta) = meta.as_object_mut() {
         meta.insert("name".into(), name.into());
-        meta.insert("namespace".into(), ns.into());
+        if res.namespaced {
+            meta.insert("namespace".into(), ns.into());
+        }
+        if res.generation {
+            let old_gen = old["metadata"]["generation"].as_u64().unwrap_or(1);
+            let bumped = !status_only && new_spec != old.get("spec").cloned();
+            meta.insert("generation".into(), (old_gen + u64::from(bumped)).into());
+        }
         meta.insert("uid".into(), old_uid.into());
         meta.insert(
             "resourceVersion".into(),

@@ -1,6 +1,7 @@
 //! Test support shared by the workspace's tests, demo and benchmarks: network
 //! namespace fixtures, and faithful fakes of the services Plexus talks to (the
-//! Kubernetes API, the kubelet PodResources/device-plugin sockets, OCI IMDS).
+//! Kubernetes API, the kubelet PodResources/device-plugin sockets, OCI IMDS, the OCI Core
+//! Services API).
 //! Never linked into a shipped binary.
 
 pub mod imds;
@@ -8,5 +9,6 @@ pub mod imds;
 #[allow(clippy::too_many_lines)]
 pub mod kube;
 pub mod net;
+pub mod oci;
 pub mod podresources;
 mod serve;

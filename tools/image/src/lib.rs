@@ -35,7 +35,14 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Every binary the image ships, installed under [`BIN_DIR`]. The agent
 /// copies the CNI plugins among them onto the node; adding a binary to the
 /// image is adding its name here.
-pub const BINARIES: &[&str] = &["plexus-agent", "plexus", "host-device", "static", "vnic"];
+pub const BINARIES: &[&str] = &[
+    "plexus-agent",
+    "plexus",
+    "host-device",
+    "static",
+    "vnic",
+    "plexus-operator",
+];
 
 /// Directory of [`BINARIES`] in the image (the agent's `--source-bin-dir`).
 pub const BIN_DIR: &str = "/usr/local/bin";
