@@ -29,6 +29,9 @@ use axum::response::Response;
 use axum::Router;
 
 use crate::serve::ServerThread;
+pub use latency::VerbLatency;
+
+pub mod latency;
 use plexus_cni::timefmt::rfc3339;
 use serde_json::{json, Map, Value};
 
@@ -103,6 +106,7 @@ struct State {
     user: String,
     injections: Vec<Injection>,
     latencies: Vec<Latency>,
+    verb_latency: Option<VerbLatency>,
     forbidden: Vec<Matcher>,
     requests: Vec<RecordedRequest>,
 }
@@ -186,6 +190,12 @@ impl FakeApiServer {
             delay,
             remaining: count,
         });
+    }
+
+    /// Answers every later request after its verb's delay (`None`: at once);
+    /// injected latencies win for the requests they match.
+    pub fn set_verb_latency(&self, latency: Option<VerbLatency>) {
+        lock(&self.shared).verb_latency = latency;
     }
 
     /// Denies matching requests with 403 as RBAC would (until [`Self::clear_faults`]).
@@ -276,6 +286,17 @@ impl FakeApiServer {
 /// (used by the `fake-kube-apiserver` binary).
 pub async fn serve(listener: tokio::net::TcpListener, options: Options) -> std::io::Result<()> {
     let shared = new_state(options).map_err(std::io::Error::other)?;
+    serve_shared(listener, shared).await
+}
+
+/// [`serve`] with every answer delayed by its verb's `latency`.
+pub async fn serve_with_latency(
+    listener: tokio::net::TcpListener,
+    options: Options,
+    latency: Option<VerbLatency>,
+) -> std::io::Result<()> {
+    let shared = new_state(options).map_err(std::io::Error::other)?;
+    lock(&shared).verb_latency = latency;
     serve_shared(listener, shared).await
 }
 
@@ -779,6 +800,8 @@ async fn handle(
                 l.remaining -= 1;
                 l.delay
             })
+            .or_else(|| s.verb_latency.map(|l| l.for_request(m, &path)))
+            .filter(|d| !d.is_zero())
     };
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
@@ -1616,6 +1639,20 @@ fn patch(
     let Value::Object(new) = patched else {
         return unprocessable("patched object is not a JSON object");
     };
+    // A patch cannot change the uid: the server validates the patched
+    // object (422 Invalid); only a PUT treats `metadata.uid` as a storage
+    // precondition (409, in `commit`). Measured on kube-apiserver v1.28.
+    let (old_uid, new_uid) = (
+        old["metadata"]["uid"].as_str().unwrap_or(""),
+        meta_str(&new, "uid"),
+    );
+    if !new_uid.is_empty() && new_uid != old_uid {
+        return invalid(
+            res,
+            name,
+            &format!("metadata.uid: Invalid value: \"{new_uid}\": field is immutable"),
+        );
+    }
     commit(s, item, &old, new, false)
 }
 

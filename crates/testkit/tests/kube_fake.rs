@@ -237,11 +237,18 @@ fn merge_patch_on_status_with_uid_precondition() {
         &wrong.to_string(),
         None,
     );
-    assert_eq!(r.code, 409);
-    assert_eq!(r.body["reason"], "Conflict");
+    // kube-apiserver v1.28: a patch that changes the uid is invalid (422),
+    // not a precondition failure (409 is for a PUT).
+    assert_eq!(r.code, 422);
+    assert_eq!(r.body["reason"], "Invalid");
     assert_eq!(
         r.body["message"],
-        format!("Operation cannot be fulfilled on pods \"p1\": StorageError: invalid object, Code: 4, Key: /registry/pods/default/p1, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: 00000000-0000-4000-8000-000000000000, UID in object meta: {uid}")
+        "Pod \"p1\" is invalid: metadata.uid: Invalid value: \"00000000-0000-4000-8000-000000000000\": field is immutable"
+    );
+    assert_eq!(r.body["details"]["causes"][0]["field"], "metadata.uid");
+    assert_eq!(
+        r.body["details"]["causes"][0]["reason"],
+        "FieldValueInvalid"
     );
 
     let good = json!({"metadata":{"uid":uid,"annotations":{"k8s.v1.cni.cncf.io/network-status":"[]"}},"spec":{"nodeName":"ignored"}});
