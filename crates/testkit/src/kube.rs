@@ -31,6 +31,7 @@ use axum::Router;
 use crate::serve::ServerThread;
 pub use latency::VerbLatency;
 
+mod grace;
 pub mod latency;
 use plexus_cni::timefmt::rfc3339;
 use serde_json::{json, Map, Value};
@@ -920,6 +921,8 @@ async fn handle(
         ) => {
             if foreground(query, &body) && res.builtin {
                 delete_foreground(&mut s, res, &ns, &name)
+            } else if res.kind == "Pod" {
+                delete_pod(&mut s, res, &ns, &name, query, &body)
             } else {
                 delete(&mut s, res, &ns, &name)
             }
@@ -1661,8 +1664,8 @@ fn delete(s: &mut State, res: &Resource, ns: &str, name: &str) -> Response {
         return not_found(res, name);
     };
     s.resource_version += 1;
-    // Core built-ins answer with the deleted object (pods would first get a
-    // deletionTimestamp; the fake deletes immediately); apps/v1 and CRDs
+    // Core built-ins answer with the deleted object (pods bound to a node
+    // first get a deletionTimestamp, `delete_pod`); apps/v1 and CRDs
     // with a Success Status.
     if res.builtin && res.group != "apps" {
         json_response(200, &old)
@@ -1676,6 +1679,36 @@ fn delete(s: &mut State, res: &Resource, ns: &str, name: &str) -> Response {
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
         )
     }
+}
+
+/// DELETE of a pod: graceful ([`grace`]) unless its grace period is 0.
+fn delete_pod(
+    s: &mut State,
+    res: &Resource,
+    ns: &str,
+    name: &str,
+    query: &str,
+    body: &[u8],
+) -> Response {
+    let path = res.item_path(ns, name);
+    let Some(pod) = s.objects.get(&path) else {
+        return not_found(res, name);
+    };
+    let grace = grace::grace_seconds(pod, query, body);
+    if grace == 0 {
+        return delete(s, res, ns, name);
+    }
+    let mut pod = pod.clone();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    if grace::mark_terminating(&mut pod, grace, now) {
+        s.resource_version += 1;
+        pod["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
+        s.objects.insert(path, pod.clone());
+    }
+    json_response(200, &pod)
 }
 
 /// `propagationPolicy=Foreground`, as a query parameter or in the

@@ -725,3 +725,49 @@ fn protobuf_status_update_and_event_like_client_go() {
     );
     assert_eq!(crd.code, 415, "CRDs have no protobuf");
 }
+
+/// kube-apiserver v1.28: deleting a pod bound to a node starts its grace
+/// period; the pod lives on with a `deletionTimestamp`, a status PATCH during
+/// teardown gets 200, and the kubelet's grace-0 DELETE removes it.
+#[test]
+fn pod_deletion_is_graceful() {
+    let srv = seeded();
+    let r = call(&srv, "DELETE", POD, None, "", None);
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.body["kind"], "Pod");
+    assert_eq!(r.body["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!(r.body["metadata"]["deletionTimestamp"].is_string());
+    let live = get(&srv, POD);
+    assert_eq!(live.code, 200);
+    assert_eq!(
+        live.body["metadata"]["deletionTimestamp"],
+        r.body["metadata"]["deletionTimestamp"]
+    );
+    let patch = json!({"metadata":{"annotations":{"k8s.v1.cni.cncf.io/network-status":"[]"}}});
+    let status = format!("{POD}/status");
+    let r = call(
+        &srv,
+        "PATCH",
+        &status,
+        Some("application/merge-patch+json"),
+        &patch.to_string(),
+        None,
+    );
+    assert_eq!(r.code, 200, "{}", r.text);
+    let gone = call(
+        &srv,
+        "DELETE",
+        &format!("{POD}?gracePeriodSeconds=0"),
+        None,
+        "",
+        None,
+    );
+    assert_eq!(gone.code, 200, "{}", gone.text);
+    assert_eq!(get(&srv, POD).code, 404);
+    // A pod never bound to a node goes at once.
+    srv.put_pod(json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p2","namespace":"default"},"spec":{}}))
+        .unwrap();
+    let p2 = "/api/v1/namespaces/default/pods/p2";
+    assert_eq!(call(&srv, "DELETE", p2, None, "", None).code, 200);
+    assert_eq!(get(&srv, p2).code, 404);
+}
