@@ -1,18 +1,24 @@
 //! plexus-bench-meta: what the meta plugin costs on top of its delegates.
 //!
-//! Five series, interleaved round-robin in one run so machine noise hits all
-//! of them alike, each an ADD then a DEL of one pod:
+//! Eight series, interleaved round-robin in one run so machine noise hits
+//! all of them alike, each an ADD then a DEL of one pod:
 //!
 //! 1. `static` alone, called directly (the delegate's own cost);
 //! 2. `plexus` with that `static` conf as its only (inline) delegate, no
-//!    Kubernetes: the meta plugin's fixed overhead;
-//! 3. as 2 with `cniDir` on tmpfs: what the ADD record's durable writes
-//!    (temp file, fsync, rename, directory fsync) cost on this disk;
+//!    Kubernetes: the meta plugin's own cost (`static` runs in-process);
+//! 3. as 2 with the delegate exec'd (a `plexus` link with no delegates next
+//!    to it): what in-process delegates save;
 //! 4. the delegates of 5 called directly: `static` as the cluster network on
 //!    `eth0`, then `host-device` + `static` (the tutorial's NAD) on `net1`;
 //! 5. `plexus` with the fake Kubernetes API (pod seeded with the networks
 //!    annotation, NAD seeded): it GETs the pod and the NAD, runs the same
-//!    delegates, PATCHes the network-status, posts events.
+//!    delegates, PATCHes the network-status, posts events;
+//! 6. as 5 with the delegates exec'd;
+//! 7. the API-bound scenario: cluster `static`, one NAD `static`, fake API;
+//! 8. as 7 with the delegates exec'd.
+//!
+//! The fake API answers after the per-verb delays measured on
+//! kube-apiserver v1.28 (`--api-latency`).
 //!
 //! Plus peak RSS per call (`getrusage(RUSAGE_CHILDREN).ru_maxrss` in a fresh
 //! helper process, i.e. the `wait4` figure: the maximum over the plugin and
@@ -47,9 +53,10 @@ const PROBE_ARG: &str = "__rss-probe";
 const POD_NS: &str = "default";
 const POD: &str = "benchpod";
 const NAD: &str = "sriov-vnic";
+/// The API-bound scenario: a pod whose one extra network is a `static` NAD.
+const POD_STATIC: &str = "benchpod-static";
+const NAD_STATIC: &str = "static-net";
 const VF: &str = "ens5";
-/// tmpfs for the cache-cost comparison.
-const SHM: &str = "/dev/shm";
 /// Targets from the issue.
 const TARGET_OVERHEAD_MS: f64 = 2.0;
 const TARGET_RSS_KIB: u64 = 15 * 1024;
@@ -70,6 +77,10 @@ struct Args {
     /// built with `cargo build --release`).
     #[arg(long)]
     ours: Option<PathBuf>,
+    /// The fake API's per-verb answer delay: `kube-1.28` (medians measured
+    /// on kube-apiserver v1.28), `off`, or `get-pod=MS,get=MS,patch=MS,post=MS`.
+    #[arg(long, default_value = "kube-1.28")]
+    api_latency: String,
 }
 
 /// A directory removed on drop (the bench links no tempfile crate).
@@ -135,10 +146,11 @@ struct Rig {
     node_fd: NetNs,
     api: FakeApiServer,
     dir: ScratchDir,
-    /// On tmpfs: where the cache's durable writes cost nothing.
-    shm: ScratchDir,
     ours: PathBuf,
+    /// A hard link of `plexus` alone: its delegates are always exec'd.
+    exec_only: ScratchDir,
     uid: String,
+    uid_static: String,
 }
 
 impl Rig {
@@ -155,7 +167,9 @@ impl Rig {
         // it on their loopback, as a node reaches its API endpoint.
         let api = plexus_netns::run_in(&node_fd, FakeApiServer::start)??;
         let dir = ScratchDir::new_in(&std::env::temp_dir())?;
-        let shm = ScratchDir::new_in(Path::new(SHM))?;
+        let exec_only = ScratchDir::new_in(&ours)?;
+        std::fs::hard_link(ours.join("plexus"), exec_only.0.join("plexus"))
+            .context("hard-link plexus for the exec'd-delegates series")?;
         let rig = Self {
             _vf: vf,
             pod,
@@ -163,9 +177,10 @@ impl Rig {
             node_fd,
             api,
             dir,
-            shm,
             ours,
+            exec_only,
             uid: String::new(),
+            uid_static: String::new(),
         };
         rig.write_kubeconfig()?;
         let nad = rig.nad_config().to_string();
@@ -183,7 +198,28 @@ impl Rig {
             .as_str()
             .context("fake API gave the pod no uid")?
             .to_string();
-        Ok(Self { uid, ..rig })
+        let mut st = Self::static_conf();
+        st["name"] = json!(NAD_STATIC);
+        st["ipam"]["addresses"][0]["address"] = json!("198.51.100.12/24");
+        rig.api
+            .put_nad(POD_NS, NAD_STATIC, &st.to_string())
+            .map_err(anyhow::Error::msg)?;
+        let pod = rig
+            .api
+            .put_pod(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": POD_STATIC, "namespace": POD_NS,
+                    "annotations": {"k8s.v1.cni.cncf.io/networks": NAD_STATIC}},
+                "spec": {"nodeName": "node-1"}}))
+            .map_err(anyhow::Error::msg)?;
+        let uid_static = pod["metadata"]["uid"]
+            .as_str()
+            .context("fake API gave the pod no uid")?
+            .to_string();
+        Ok(Self {
+            uid,
+            uid_static,
+            ..rig
+        })
     }
 
     fn path(&self, p: &str) -> PathBuf {
@@ -265,6 +301,25 @@ impl Rig {
                 self.uid
             ))
             .stdin(conf.to_string())
+    }
+
+    /// [`Self::call`] for the API-bound pod (its one NAD is `static`).
+    fn call_static_pod(&self, command: &str, container: &str, conf: &Value) -> CniCall {
+        let mut c = self.call("plexus", command, container, "eth0", conf);
+        c.args = Some(format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NS};K8S_POD_NAME={POD_STATIC};\
+             K8S_POD_INFRA_CONTAINER_ID={container};K8S_POD_UID={}",
+            self.uid_static
+        ));
+        c
+    }
+
+    /// [`Self::call`] of the `plexus` link that has no delegates next to it,
+    /// so it execs them (the CNI_PATH is the same).
+    fn call_exec(&self, command: &str, container: &str, conf: &Value) -> CniCall {
+        let mut c = self.call("plexus", command, container, "eth0", conf);
+        c.bin = self.exec_only.0.join("plexus");
+        c
     }
 
     /// Runs a call in the node namespace; fails on a non-zero exit.
@@ -366,7 +421,7 @@ fn run_cycles(
     series: &mut [Series],
     warmup: usize,
     cycles: usize,
-    api_series: usize,
+    api_series: &[usize],
 ) -> Result<(Vec<ApiLog>, Vec<ApiLog>)> {
     let (mut add_logs, mut del_logs) = (Vec::new(), Vec::new());
     let n = series.len();
@@ -388,7 +443,7 @@ fn run_cycles(
             }
             let cpu = children_cpu().saturating_sub(cpu);
             let del_api = ApiLog::of(&rig.api.requests());
-            if i != api_series && (add_api.total() > 0 || del_api.total() > 0) {
+            if !api_series.contains(&i) && (add_api.total() > 0 || del_api.total() > 0) {
                 bail!("{} made API requests: {add_api:?} {del_api:?}", s.label);
             }
             if round >= warmup {
@@ -398,7 +453,7 @@ fn run_cycles(
                 // the bench's bookkeeping between calls.
                 s.cycle_times.push(add + del);
                 s.cycle_cpu.push(cpu);
-                if i == api_series {
+                if api_series.first() == Some(&i) {
                     add_logs.push(add_api);
                     del_logs.push(del_api);
                 }
@@ -495,11 +550,13 @@ fn main() -> Result<()> {
         }
     }
     let load_before = loadavg();
+    let latency =
+        plexus_testkit::kube::VerbLatency::parse(&args.api_latency).map_err(anyhow::Error::msg)?;
     let rig = Rig::new(ours.clone())?;
+    rig.api.set_verb_latency(latency);
     let st = Rig::static_conf();
     let nad = rig.nad_config();
     let plain = rig.plexus_conf(false, &rig.path("cache"));
-    let plain_shm = rig.plexus_conf(false, &rig.shm.0.join("cache"));
     let kube = rig.plexus_conf(true, &rig.path("cache-kube"));
 
     // Sanity pass: ADD moves the VF in with the NAD's address, DEL returns it.
@@ -527,9 +584,9 @@ fn main() -> Result<()> {
             vec![rig.call("plexus", "DEL", "pxbm-plain", "eth0", &plain)],
         ),
         Series::new(
-            "plexus → static, no API, cniDir on tmpfs",
-            vec![rig.call("plexus", "ADD", "pxbm-shm", "eth0", &plain_shm)],
-            vec![rig.call("plexus", "DEL", "pxbm-shm", "eth0", &plain_shm)],
+            "plexus → static, no API, delegate exec'd",
+            vec![rig.call_exec("ADD", "pxbm-px", &plain)],
+            vec![rig.call_exec("DEL", "pxbm-px", &plain)],
         ),
         Series::new(
             "static + host-device/static (delegates alone)",
@@ -547,8 +604,32 @@ fn main() -> Result<()> {
             vec![rig.call("plexus", "ADD", "pxbm-kube", "eth0", &kube)],
             vec![rig.call("plexus", "DEL", "pxbm-kube", "eth0", &kube)],
         ),
+        Series::new(
+            "same, delegates exec'd",
+            vec![rig.call_exec("ADD", "pxbm-kx", &kube)],
+            vec![rig.call_exec("DEL", "pxbm-kx", &kube)],
+        ),
+        Series::new(
+            "plexus → static + NAD static, fake API (API-bound)",
+            vec![rig.call_static_pod("ADD", "pxbm-api", &kube)],
+            vec![rig.call_static_pod("DEL", "pxbm-api", &kube)],
+        ),
+        Series::new(
+            "same, delegates exec'd",
+            vec![{
+                let mut c = rig.call_static_pod("ADD", "pxbm-apx", &kube);
+                c.bin = rig.exec_only.0.join("plexus");
+                c
+            }],
+            vec![{
+                let mut c = rig.call_static_pod("DEL", "pxbm-apx", &kube);
+                c.bin = rig.exec_only.0.join("plexus");
+                c
+            }],
+        ),
     ];
-    let (add_logs, del_logs) = run_cycles(&rig, &mut series, args.warmup, args.cycles, 4)?;
+    let (add_logs, del_logs) =
+        run_cycles(&rig, &mut series, args.warmup, args.cycles, &[4, 5, 6, 7])?;
     if rig.pod.link("net1").is_some() || rig.node.link(VF).is_none() {
         bail!("the VF is not back on the node after the run");
     }
@@ -647,8 +728,11 @@ fn report(
     println!("|---|---|---|---|---|---|");
     for (label, base, meta) in [
         ("no API (1 → 2)", 0, 1),
-        ("no API, cniDir on tmpfs (1 → 3)", 0, 2),
+        ("no API, delegate exec'd (1 → 3)", 0, 2),
         ("fake API, host-device NAD (4 → 5)", 3, 4),
+        ("fake API, host-device NAD, exec'd (4 → 6)", 3, 5),
+        ("API-bound, static NAD (1 → 7)", 0, 6),
+        ("API-bound, static NAD, exec'd (1 → 8)", 0, 7),
     ] {
         let (b, m) = (med(&series[base]), med(&series[meta]));
         let (bc, mc) = (cpu(&series[base]), cpu(&series[meta]));

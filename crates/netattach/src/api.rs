@@ -283,9 +283,11 @@ impl ApiError {
     }
 }
 
-/// The Kubernetes calls the meta plugin makes. Synchronous on purpose: a CNI
-/// invocation is one short-lived process with nothing to overlap.
-pub trait PodApi {
+/// The Kubernetes calls the meta plugin makes. Synchronous: a CNI call is one
+/// short-lived process, and the only requests worth overlapping (the writes
+/// at the end of ADD) overlap on plain threads, so implementations are
+/// `Sync`.
+pub trait PodApi: Sync {
     /// GET `/api/v1/namespaces/{ns}/pods/{name}`.
     fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, ApiError>;
 
@@ -295,7 +297,9 @@ pub trait PodApi {
 
     /// Sets the network-status annotation with a merge patch on `pods/status`,
     /// with `metadata.uid` as a precondition so a recreated pod of the same
-    /// name is never annotated with a stale status (409 [`ApiError::Conflict`]).
+    /// name is never annotated with a stale status (the real server answers
+    /// 422 Invalid, `metadata.uid: … field is immutable`, an
+    /// [`ApiError::Status`]).
     fn patch_network_status(
         &self,
         namespace: &str,
@@ -306,6 +310,12 @@ pub trait PodApi {
 
     /// POSTs a core/v1 event about the pod.
     fn create_event(&self, pod: &PodRef, event: &Event) -> Result<(), ApiError>;
+
+    /// POSTs several events, one result each in order. One after another
+    /// here; the HTTP client sends them concurrently.
+    fn create_events(&self, pod: &PodRef, events: &[Event]) -> Vec<Result<(), ApiError>> {
+        events.iter().map(|e| self.create_event(pod, e)).collect()
+    }
 }
 
 /// The merge-patch body [`PodApi::patch_network_status`] sends.

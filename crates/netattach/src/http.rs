@@ -439,6 +439,27 @@ impl PodApi for HttpPodApi {
         self.request("POST", &path, Some("application/json"), Some(&body))?;
         Ok(())
     }
+
+    /// One thread per event beyond the first, each on its own keep-alive
+    /// connection from the agent's pool: the events of an ADD cost one round
+    /// trip, not one per network.
+    fn create_events(&self, pod: &PodRef, events: &[Event]) -> Vec<Result<(), ApiError>> {
+        let Some((first, rest)) = events.split_first() else {
+            return Vec::new();
+        };
+        std::thread::scope(|s| {
+            let others: Vec<_> = rest
+                .iter()
+                .map(|e| s.spawn(move || self.create_event(pod, e)))
+                .collect();
+            let mut out = vec![self.create_event(pod, first)];
+            out.extend(others.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ApiError::Transport("event thread panicked".into())))
+            }));
+            out
+        })
+    }
 }
 
 #[cfg(test)]

@@ -180,10 +180,12 @@ impl PodApi for FakePodApi {
                 .get_mut(&(namespace.into(), name.into()))
                 .ok_or_else(|| not_found("pods", name))?;
             if pod.metadata.uid != uid {
-                return Err(ApiError::Conflict {
+                // What kube-apiserver answers a patch that changes the uid.
+                return Err(ApiError::Status {
+                    code: 422,
+                    reason: "Invalid".into(),
                     message: format!(
-                        "Operation cannot be fulfilled on pods \"{name}\": Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                        pod.metadata.uid
+                        "Pod \"{name}\" is invalid: metadata.uid: Invalid value: \"{uid}\": field is immutable"
                     ),
                 });
             }
@@ -246,7 +248,7 @@ mod tests {
             .patch_network_status("default", "p", "other", "[]")
             .unwrap_err();
         assert!(
-            matches!(err, ApiError::Conflict { ref message } if message.contains("UID in precondition: other, UID in object meta: u1"))
+            matches!(err, ApiError::Status { code: 422, ref message, .. } if message.contains("metadata.uid: Invalid value: \"other\": field is immutable"))
         );
         api.patch_network_status("default", "p", "u1", "[]")
             .unwrap();

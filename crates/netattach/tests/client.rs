@@ -138,14 +138,22 @@ fn patch_network_status_with_uid_precondition() {
             "[]",
         )
         .unwrap_err();
+    // kube-apiserver v1.28 answers a uid-changing patch with 422 Invalid.
     match err {
-        ApiError::Conflict { message } => assert!(
-            message.contains(&format!(
-                "Precondition failed: UID in precondition: 11111111-1111-4111-8111-111111111111, UID in object meta: {uid}"
-            )),
-            "{message}"
-        ),
-        other => panic!("expected Conflict, got {other:?}"),
+        ApiError::Status {
+            code: 422,
+            reason,
+            message,
+        } => {
+            assert_eq!(reason, "Invalid");
+            assert!(
+                message.contains(
+                    "metadata.uid: Invalid value: \"11111111-1111-4111-8111-111111111111\": field is immutable"
+                ),
+                "{message}"
+            );
+        }
+        other => panic!("expected 422 Invalid, got {other:?}"),
     }
     let pod = api.get_pod("default", "testpod1").unwrap();
     assert_eq!(

@@ -32,6 +32,10 @@ use axum::response::Response;
 use axum::Router;
 
 use crate::serve::ServerThread;
+pub use latency::VerbLatency;
+
+mod grace;
+pub mod latency;
 use plexus_cni::timefmt::rfc3339;
 use serde_json::{json, Map, Value};
 
@@ -106,6 +110,7 @@ struct State {
     user: String,
     injections: Vec<Injection>,
     latencies: Vec<Latency>,
+    verb_latency: Option<VerbLatency>,
     forbidden: Vec<Matcher>,
     requests: Vec<RecordedRequest>,
 }
@@ -189,6 +194,12 @@ impl FakeApiServer {
             delay,
             remaining: count,
         });
+    }
+
+    /// Answers every later request after its verb's delay (`None`: at once);
+    /// injected latencies win for the requests they match.
+    pub fn set_verb_latency(&self, latency: Option<VerbLatency>) {
+        lock(&self.shared).verb_latency = latency;
     }
 
     /// Denies matching requests with 403 as RBAC would (until [`Self::clear_faults`]).
@@ -279,6 +290,17 @@ impl FakeApiServer {
 /// (used by the `fake-kube-apiserver` binary).
 pub async fn serve(listener: tokio::net::TcpListener, options: Options) -> std::io::Result<()> {
     let shared = new_state(options).map_err(std::io::Error::other)?;
+    serve_shared(listener, shared).await
+}
+
+/// [`serve`] with every answer delayed by its verb's `latency`.
+pub async fn serve_with_latency(
+    listener: tokio::net::TcpListener,
+    options: Options,
+    latency: Option<VerbLatency>,
+) -> std::io::Result<()> {
+    let shared = new_state(options).map_err(std::io::Error::other)?;
+    lock(&shared).verb_latency = latency;
     serve_shared(listener, shared).await
 }
 
@@ -869,6 +891,8 @@ async fn handle(
                 l.remaining -= 1;
                 l.delay
             })
+            .or_else(|| s.verb_latency.map(|l| l.for_request(m, &path)))
+            .filter(|d| !d.is_zero())
     };
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
@@ -1008,6 +1032,8 @@ async fn handle(
         ) => {
             if foreground(query, &body) && res.builtin {
                 delete_foreground(&mut s, res, &ns, &name)
+            } else if res.kind == "Pod" {
+                delete_pod(&mut s, res, &ns, &name, query, &body)
             } else {
                 delete(&mut s, res, &ns, &name)
             }
@@ -1791,6 +1817,20 @@ fn patch(
     let Value::Object(new) = patched else {
         return unprocessable("patched object is not a JSON object");
     };
+    // A patch cannot change the uid: the server validates the patched
+    // object (422 Invalid); only a PUT treats `metadata.uid` as a storage
+    // precondition (409, in `commit`). Measured on kube-apiserver v1.28.
+    let (old_uid, new_uid) = (
+        old["metadata"]["uid"].as_str().unwrap_or(""),
+        meta_str(&new, "uid"),
+    );
+    if !new_uid.is_empty() && new_uid != old_uid {
+        return invalid(
+            res,
+            name,
+            &format!("metadata.uid: Invalid value: \"{new_uid}\": field is immutable"),
+        );
+    }
     commit(s, item, &old, new, false)
 }
 
@@ -1799,8 +1839,8 @@ fn delete(s: &mut State, res: &Resource, ns: &str, name: &str) -> Response {
         return not_found(res, name);
     };
     s.resource_version += 1;
-    // Core built-ins answer with the deleted object (pods would first get a
-    // deletionTimestamp; the fake deletes immediately); apps/v1 and CRDs
+    // Core built-ins answer with the deleted object (pods bound to a node
+    // first get a deletionTimestamp, `delete_pod`); apps/v1 and CRDs
     // with a Success Status.
     if res.builtin && res.group != "apps" {
         json_response(200, &old)
@@ -1814,6 +1854,36 @@ fn delete(s: &mut State, res: &Resource, ns: &str, name: &str) -> Response {
             &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}),
         )
     }
+}
+
+/// DELETE of a pod: graceful ([`grace`]) unless its grace period is 0.
+fn delete_pod(
+    s: &mut State,
+    res: &Resource,
+    ns: &str,
+    name: &str,
+    query: &str,
+    body: &[u8],
+) -> Response {
+    let path = res.item_path(ns, name);
+    let Some(pod) = s.objects.get(&path) else {
+        return not_found(res, name);
+    };
+    let grace = grace::grace_seconds(pod, query, body);
+    if grace == 0 {
+        return delete(s, res, ns, name);
+    }
+    let mut pod = pod.clone();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    if grace::mark_terminating(&mut pod, grace, now) {
+        s.resource_version += 1;
+        pod["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
+        s.objects.insert(path, pod.clone());
+    }
+    json_response(200, &pod)
 }
 
 /// `propagationPolicy=Foreground`, as a query parameter or in the

@@ -237,11 +237,18 @@ fn merge_patch_on_status_with_uid_precondition() {
         &wrong.to_string(),
         None,
     );
-    assert_eq!(r.code, 409);
-    assert_eq!(r.body["reason"], "Conflict");
+    // kube-apiserver v1.28: a patch that changes the uid is invalid (422),
+    // not a precondition failure (409 is for a PUT).
+    assert_eq!(r.code, 422);
+    assert_eq!(r.body["reason"], "Invalid");
     assert_eq!(
         r.body["message"],
-        format!("Operation cannot be fulfilled on pods \"p1\": StorageError: invalid object, Code: 4, Key: /registry/pods/default/p1, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in precondition: 00000000-0000-4000-8000-000000000000, UID in object meta: {uid}")
+        "Pod \"p1\" is invalid: metadata.uid: Invalid value: \"00000000-0000-4000-8000-000000000000\": field is immutable"
+    );
+    assert_eq!(r.body["details"]["causes"][0]["field"], "metadata.uid");
+    assert_eq!(
+        r.body["details"]["causes"][0]["reason"],
+        "FieldValueInvalid"
     );
 
     let good = json!({"metadata":{"uid":uid,"annotations":{"k8s.v1.cni.cncf.io/network-status":"[]"}},"spec":{"nodeName":"ignored"}});
@@ -837,4 +844,50 @@ fn cluster_scoped_nodes_pools_leases_and_eviction() {
     srv.forbid("POST", "/api/v1/namespaces/default/pods/p/eviction");
     let r = call(&srv, "POST", ep, json, &ev.to_string(), None);
     assert_eq!(r.code, 403);
+}
+
+/// kube-apiserver v1.28: deleting a pod bound to a node starts its grace
+/// period; the pod lives on with a `deletionTimestamp`, a status PATCH during
+/// teardown gets 200, and the kubelet's grace-0 DELETE removes it.
+#[test]
+fn pod_deletion_is_graceful() {
+    let srv = seeded();
+    let r = call(&srv, "DELETE", POD, None, "", None);
+    assert_eq!(r.code, 200, "{}", r.text);
+    assert_eq!(r.body["kind"], "Pod");
+    assert_eq!(r.body["metadata"]["deletionGracePeriodSeconds"], 30);
+    assert!(r.body["metadata"]["deletionTimestamp"].is_string());
+    let live = get(&srv, POD);
+    assert_eq!(live.code, 200);
+    assert_eq!(
+        live.body["metadata"]["deletionTimestamp"],
+        r.body["metadata"]["deletionTimestamp"]
+    );
+    let patch = json!({"metadata":{"annotations":{"k8s.v1.cni.cncf.io/network-status":"[]"}}});
+    let status = format!("{POD}/status");
+    let r = call(
+        &srv,
+        "PATCH",
+        &status,
+        Some("application/merge-patch+json"),
+        &patch.to_string(),
+        None,
+    );
+    assert_eq!(r.code, 200, "{}", r.text);
+    let gone = call(
+        &srv,
+        "DELETE",
+        &format!("{POD}?gracePeriodSeconds=0"),
+        None,
+        "",
+        None,
+    );
+    assert_eq!(gone.code, 200, "{}", gone.text);
+    assert_eq!(get(&srv, POD).code, 404);
+    // A pod never bound to a node goes at once.
+    srv.put_pod(json!({"apiVersion":"v1","kind":"Pod","metadata":{"name":"p2","namespace":"default"},"spec":{}}))
+        .unwrap();
+    let p2 = "/api/v1/namespaces/default/pods/p2";
+    assert_eq!(call(&srv, "DELETE", p2, None, "", None).code, 200);
+    assert_eq!(get(&srv, p2).code, 404);
 }

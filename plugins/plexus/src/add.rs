@@ -143,10 +143,18 @@ fn publish(conf: &PlexusConf, kube: &Kube<'_>, entry: &CacheEntry) -> Result<(),
     }
     let statuses = network_status(entry)?;
     let text = encode_network_status(&statuses).map_err(|e| PlexusError::Io(e.to_string()))?;
-    if !kube.patch_network_status(&pod.namespace, &pod.name, &pod.uid, &text)? {
+    let pref = PodRef {
+        namespace: pod.namespace.clone(),
+        name: pod.name.clone(),
+        uid: pod.uid.clone(),
+    };
+    let events = if conf.events {
+        added_interface_events(entry)
+    } else {
+        Vec::new()
+    };
+    if !kube.publish(&pref, &text, &events)? {
         warn!(pod = %pod.name, "pod not found while setting network-status");
-    } else if conf.events {
-        post_events(kube, entry);
     }
     Ok(())
 }
@@ -166,26 +174,21 @@ fn final_result(conf: &PlexusConf, entry: &CacheEntry) -> Result<Value, PlexusEr
         .map_err(|e| delegate_error(&entry.pod, "converting the result of", master, e))
 }
 
-/// One `AddedInterface` event per attachment; failures are only logged.
-fn post_events(kube: &Kube<'_>, entry: &CacheEntry) {
-    let pod = &entry.pod;
-    let pref = PodRef {
-        namespace: pod.namespace.clone(),
-        name: pod.name.clone(),
-        uid: pod.uid.clone(),
-    };
-    for att in &entry.attachments {
-        let ips: Vec<String> = att
-            .result
-            .iter()
-            .flat_map(|r| &r.ips)
-            .map(|ip| ip.address.to_string())
-            .collect();
-        let ev = Event::added_interface(&att.ifname, &ips, &att.network);
-        if let Err(e) = kube.event(&pref, &ev) {
-            warn!(error = %e, "cannot post AddedInterface event");
-        }
-    }
+/// One `AddedInterface` event per attachment.
+fn added_interface_events(entry: &CacheEntry) -> Vec<Event> {
+    entry
+        .attachments
+        .iter()
+        .map(|att| {
+            let ips: Vec<String> = att
+                .result
+                .iter()
+                .flat_map(|r| &r.ips)
+                .map(|ip| ip.address.to_string())
+                .collect();
+            Event::added_interface(&att.ifname, &ips, &att.network)
+        })
+        .collect()
 }
 
 /// The network-status entries of every attachment, device-info included:

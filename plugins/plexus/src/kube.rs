@@ -176,14 +176,33 @@ impl<'a> Kube<'a> {
         }
     }
 
-    /// POST an event; best effort, one attempt.
-    pub fn event(&self, pod: &PodRef, event: &Event) -> Result<(), PlexusError> {
+    /// The writes at the end of ADD: the network-status PATCH (as
+    /// [`Self::patch_network_status`]) and, at the same time on another
+    /// thread, the events (best effort, one attempt each, failures logged).
+    /// Multus too posts `AddedInterface` before the status update, so a
+    /// failed PATCH (ADD rolls back) may leave events behind.
+    pub fn publish(
+        &self,
+        pod: &PodRef,
+        status_json: &str,
+        events: &[Event],
+    ) -> Result<bool, PlexusError> {
         let api = self.api()?;
-        api.create_event(pod, event).map_err(|e| {
-            api_err(
-                format!("error posting event for pod {}/{}", pod.namespace, pod.name),
-                &e,
-            )
+        std::thread::scope(|s| {
+            let posted = (!events.is_empty()).then(|| s.spawn(|| api.create_events(pod, events)));
+            let patched =
+                self.patch_network_status(&pod.namespace, &pod.name, &pod.uid, status_json);
+            let results = posted
+                .map(|h| h.join().unwrap_or_default())
+                .unwrap_or_default();
+            for e in results.into_iter().filter_map(Result::err) {
+                let e = api_err(
+                    format!("error posting event for pod {}/{}", pod.namespace, pod.name),
+                    &e,
+                );
+                tracing::warn!(error = %e, "cannot post AddedInterface event");
+            }
+            patched
         })
     }
 }

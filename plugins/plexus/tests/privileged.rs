@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use plexus_testkit::net::{bin_dir, bin_path, require_root, unique_name, TestNs, Veth, VethEnd};
@@ -190,6 +191,138 @@ fn host_device_networks_through_plexus() {
             out.status.success(),
             "second DEL: {}",
             String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+/// What one ADD/CHECK/DEL pass left behind, for comparing two ways of
+/// running the same delegates.
+#[derive(Debug, PartialEq)]
+struct Pass {
+    outputs: Vec<(String, Option<i32>, String)>,
+    pod_after_add: (Vec<String>, Vec<String>, Vec<(String, String)>),
+    host_after_del: (bool, bool),
+    pod_after_del: (bool, bool),
+}
+
+impl Rig {
+    /// Runs `plexus` (a hard link of the built binary in `plexus_dir`) with
+    /// `CNI_PATH` and `binDir` set to `cni_path`.
+    fn run_as(&self, plexus_dir: &Path, cni_path: &Path, cmd: &str, conf: &Value) -> Output {
+        let mut conf = conf.clone();
+        conf["binDir"] = json!(cni_path);
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", self.host.name()])
+            .arg(plexus_dir.join("plexus"))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", "c0ffee02")
+            .env("CNI_NETNS", self.pod.path())
+            .env("CNI_IFNAME", "eth0")
+            .env("CNI_PATH", cni_path)
+            .env(
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=c0ffee02;K8S_POD_UID=u1",
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.to_string().as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// ADD, CHECK, a failing ADD (a device that does not exist), DEL, DEL.
+    fn pass(&self, plexus_dir: &Path, cni_path: &Path, conf: &Value) -> Pass {
+        let mut outputs = Vec::new();
+        let mut run = |cmd: &str, conf: &Value| {
+            let out = self.run_as(plexus_dir, cni_path, cmd, conf);
+            outputs.push((
+                cmd.to_string(),
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            ));
+            out
+        };
+        let out = run("ADD", conf);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pod_after_add = (
+            addresses(&self.pod, "eth0"),
+            addresses(&self.pod, "net1"),
+            default_routes(&self.pod),
+        );
+        run("CHECK", conf);
+        run("DEL", conf);
+        let mut bad = conf.clone();
+        bad["delegates"][0]["device"] = json!("pxnosuchdev0");
+        run("ADD", &bad);
+        run("DEL", conf);
+        Pass {
+            outputs,
+            pod_after_add,
+            host_after_del: (
+                self.host.link(self.vf.a()).is_some(),
+                self.host.link(self.eth.a()).is_some(),
+            ),
+            pod_after_del: (
+                self.pod.link("net1").is_some(),
+                self.pod.link("eth0").is_some(),
+            ),
+        }
+    }
+}
+
+/// A directory next to the built binaries (same file system, so hard links
+/// work) holding a link of `plexus` and the given files.
+fn plexus_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("pxinproc")
+        .tempdir_in(bin_dir())
+        .unwrap();
+    std::fs::hard_link(env!("CARGO_BIN_EXE_plexus"), dir.path().join("plexus")).unwrap();
+    for (name, text) in files {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    dir
+}
+
+/// Our host-device and static run inside the plexus process when they are
+/// the copies installed next to it, with the same stdout, exit codes and
+/// kernel side effects as when they are exec'd. In the in-process pass the
+/// "installed" host-device and static are scripts that exit 99, so any exec
+/// of them would fail the pass.
+#[test]
+fn own_delegates_in_process_match_exec() {
+    for version in ["0.4.0", "1.1.0"] {
+        let rig = Rig::new();
+        let conf = rig.conf(version);
+        let trap = "#!/bin/sh\ncat >/dev/null\nexit 99\n";
+        let inproc = plexus_dir(&[("host-device", trap), ("static", trap)]);
+        let exec_only = plexus_dir(&[]);
+        let a = rig.pass(inproc.path(), inproc.path(), &conf);
+        // The real binaries, exec'd: they are not next to this plexus.
+        let b = rig.pass(exec_only.path(), &bin_dir(), &conf);
+        assert_eq!(a, b, "{version}");
+        assert_eq!(a.pod_after_add.1, vec!["203.0.113.7/24"]);
+        assert_eq!(a.host_after_del, (true, true));
+        assert_eq!(a.outputs[3].1, Some(b.outputs[3].1.unwrap()));
+        assert_ne!(
+            a.outputs[3].1,
+            Some(0),
+            "the bad ADD fails: {:?}",
+            a.outputs[3]
         );
     }
 }

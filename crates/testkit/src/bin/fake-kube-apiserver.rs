@@ -1,4 +1,4 @@
-//! `fake-kube-apiserver --listen 127.0.0.1:0 --port-file F [--seed F] [--token T]`:
+//! `fake-kube-apiserver --listen 127.0.0.1:0 --port-file F [--seed F] [--token T] [--latency L]`:
 //! serves the fake Kubernetes API until SIGTERM/SIGINT, for the demo,
 //! benchmarks and cross-process tests. Writes the bound `host:port` to the
 //! port file (atomically) and nothing to stdout.
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use plexus_testkit::kube::{load_seed, serve, Options};
+use plexus_testkit::kube::{load_seed, serve_with_latency, Options, VerbLatency};
 
 #[derive(Parser)]
 #[command(name = "fake-kube-apiserver", version = plexus_buildinfo::LONG, about = "Fake Kubernetes API server (pods, events, NetworkAttachmentDefinitions)")]
@@ -25,6 +25,10 @@ struct Args {
     /// Require `Authorization: Bearer <token>`.
     #[arg(long)]
     token: Option<String>,
+    /// Per-verb answer delay: `off`, `kube-1.28` (measured medians), or
+    /// `get-pod=MS,get=MS,patch=MS,post=MS,write=MS`.
+    #[arg(long, default_value = "off")]
+    latency: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +36,8 @@ fn main() -> anyhow::Result<()> {
     if !args.listen.ip().is_loopback() {
         bail!("refusing to listen on non-loopback address {}", args.listen);
     }
+    let latency =
+        VerbLatency::parse(&args.latency).map_err(|e| anyhow::anyhow!("--latency: {e}"))?;
     let seed = match &args.seed {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -60,7 +66,7 @@ fn main() -> anyhow::Result<()> {
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            r = serve(listener, options) => r.context("serving")?,
+            r = serve_with_latency(listener, options, latency) => r.context("serving")?,
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
