@@ -99,29 +99,24 @@ fn unset_if_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 
 impl RawConf {
     fn parse(stdin: &[u8]) -> Result<Self, Error> {
+        let decode = |e: &dyn std::fmt::Display| {
+            Error::Cni(CniError::decode(format!("failed to load netconf: {e}")))
+        };
         let mut de = serde_json::Deserializer::from_slice(stdin);
-        serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| {
-                let key = match e.path().iter().next() {
-                    Some(Segment::Map { key }) => OWN_KEYS.iter().find(|k| *k == key),
-                    _ => None,
-                };
-                match key {
-                    Some(key) if e.inner().classify() == Category::Data => {
-                        Error::config(key, e.into_inner())
-                    }
-                    _ => Error::Cni(CniError::decode(format!(
-                        "failed to load netconf: {}",
-                        e.into_inner()
-                    ))),
+        let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let own = match e.path().iter().next() {
+                Some(Segment::Map { key }) => OWN_KEYS.iter().find(|k| *k == key),
+                _ => None,
+            };
+            match own {
+                Some(key) if e.inner().classify() == Category::Data => {
+                    Error::config(key, e.into_inner())
                 }
-            })
-            .and_then(|raw| {
-                de.end().map_err(|e| {
-                    Error::Cni(CniError::decode(format!("failed to load netconf: {e}")))
-                })?;
-                Ok(raw)
-            })
+                _ => decode(e.inner()),
+            }
+        })?;
+        de.end().map_err(|e| decode(&e))?;
+        Ok(raw)
     }
 }
 
