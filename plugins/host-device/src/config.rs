@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 
+use plexus_cni::CniError;
 use plexus_cni::MacAddr;
 use plexus_cni::NetConf;
 use plexus_sysfs::pci::PciAddr;
-use serde_json::Value;
+use serde::{Deserialize, Deserializer};
+use serde_json::error::Category;
+use serde_path_to_error::Segment;
 
 use crate::error::Error;
 
@@ -53,12 +56,67 @@ pub struct Config {
     pub ipam_type: Option<String>,
 }
 
-fn opt_string(conf: &NetConf, key: &'static str) -> Result<Option<String>, Error> {
-    match conf.extra.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(Error::config(key, format!("must be a string, got {other}"))),
+/// The wire form: the common keys typed once in plexus-cni, flattened, plus
+/// host-device's own. Selector strings stay strings here so their parse
+/// errors keep naming the key.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawConf {
+    #[serde(flatten)]
+    net: NetConf,
+    #[serde(default, deserialize_with = "unset_if_empty")]
+    device: Option<String>,
+    #[serde(default, deserialize_with = "unset_if_empty")]
+    hwaddr: Option<String>,
+    #[serde(default, deserialize_with = "unset_if_empty")]
+    kernelpath: Option<String>,
+    #[serde(rename = "pciBusID", default, deserialize_with = "unset_if_empty")]
+    pci_bus_id: Option<String>,
+    #[serde(rename = "deviceID", default, deserialize_with = "unset_if_empty")]
+    device_id: Option<String>,
+    #[serde(default)]
+    use_interface_network: Option<bool>,
+    #[serde(default, deserialize_with = "unset_if_empty")]
+    data_dir: Option<String>,
+}
+
+/// host-device's own top-level keys: a type error in one of them is a
+/// config error (code 7) naming it; anything else is a decode error (code 6).
+const OWN_KEYS: [&str; 7] = [
+    "device",
+    "hwaddr",
+    "kernelpath",
+    "pciBusID",
+    "deviceID",
+    "useInterfaceNetwork",
+    "dataDir",
+];
+
+/// `""` and `null` both mean unset, as in the reference (Go's zero value).
+fn unset_if_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.filter(|s| !s.is_empty()))
+}
+
+impl RawConf {
+    fn parse(stdin: &[u8]) -> Result<Self, Error> {
+        let decode = |e: &dyn std::fmt::Display| {
+            Error::Cni(CniError::decode(format!("failed to load netconf: {e}")))
+        };
+        let mut de = serde_json::Deserializer::from_slice(stdin);
+        let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let own = match e.path().iter().next() {
+                Some(Segment::Map { key }) => OWN_KEYS.iter().find(|k| *k == key),
+                _ => None,
+            };
+            match own {
+                Some(key) if e.inner().classify() == Category::Data => {
+                    Error::config(key, e.into_inner())
+                }
+                _ => decode(e.inner()),
+            }
+        })?;
+        de.end().map_err(|e| decode(&e))?;
+        Ok(raw)
     }
 }
 
@@ -69,13 +127,12 @@ fn pci(key: &'static str, s: &str) -> Result<PciAddr, Error> {
 impl Config {
     /// Parses stdin into the config, validating every selector key.
     pub fn load(stdin: &[u8]) -> Result<Self, Error> {
-        let net = NetConf::parse(stdin)?;
-        let device = opt_string(&net, "device")?;
-        let hwaddr = opt_string(&net, "hwaddr")?
+        let raw = RawConf::parse(stdin)?;
+        let hwaddr = raw
+            .hwaddr
             .map(|s| s.parse::<MacAddr>().map_err(|e| Error::config("hwaddr", e)))
             .transpose()?;
-        let kernelpath = opt_string(&net, "kernelpath")?;
-        if let Some(p) = &kernelpath {
+        if let Some(p) = &raw.kernelpath {
             if !p.starts_with("/sys/devices/") {
                 return Err(Error::config(
                     "kernelpath",
@@ -83,24 +140,21 @@ impl Config {
                 ));
             }
         }
-        let pci_bus_id = opt_string(&net, "pciBusID")?
-            .map(|s| pci("pciBusID", &s))
-            .transpose()?;
-        let runtime_id = net
+        let pci_bus_id = raw.pci_bus_id.map(|s| pci("pciBusID", &s)).transpose()?;
+        let runtime_id = raw
+            .net
             .runtime()?
             .device_id
             .filter(|s| !s.is_empty())
             .map(|s| pci("runtimeConfig.deviceID", &s))
             .transpose()?;
-        let top_id = opt_string(&net, "deviceID")?
-            .map(|s| pci("deviceID", &s))
-            .transpose()?;
+        let top_id = raw.device_id.map(|s| pci("deviceID", &s)).transpose()?;
         let selector = runtime_id
             .or(top_id)
             .map(Selector::DeviceId)
-            .or(device.map(Selector::Name))
+            .or(raw.device.map(Selector::Name))
             .or(hwaddr.map(Selector::Mac))
-            .or(kernelpath.map(Selector::KernelPath))
+            .or(raw.kernelpath.map(Selector::KernelPath))
             .or(pci_bus_id.map(Selector::PciBusId))
             .ok_or_else(|| {
                 Error::config(
@@ -108,26 +162,17 @@ impl Config {
                     "specify either \"device\", \"hwaddr\", \"kernelpath\", \"pciBusID\" or \"deviceID\"",
                 )
             })?;
-        let use_interface_network = match net.extra.get("useInterfaceNetwork") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(Error::config(
-                    "useInterfaceNetwork",
-                    format!("must be a boolean, got {other}"),
-                ))
-            }
-        };
-        let data_dir = opt_string(&net, "dataDir")?
+        let data_dir = raw
+            .data_dir
             .map_or_else(|| PathBuf::from(DEFAULT_DATA_DIR), PathBuf::from);
-        let ipam_type = net.ipam_conf()?.map(|i| i.plugin_type);
+        let ipam_type = raw.net.ipam_conf()?.map(|i| i.plugin_type);
         if ipam_type.as_deref() == Some("") {
             return Err(Error::config("ipam.type", "must name an IPAM plugin"));
         }
         Ok(Config {
-            net,
+            net: raw.net,
             selector,
-            use_interface_network,
+            use_interface_network: raw.use_interface_network.unwrap_or(false),
             data_dir,
             ipam_type,
         })
@@ -137,7 +182,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn load(v: Value) -> Result<Config, Error> {
         Config::load(&serde_json::to_vec(&v).unwrap())
@@ -207,5 +252,51 @@ mod tests {
         }
         let e = plexus_cni::CniError::from(Config::load(b"{not json").unwrap_err());
         assert_eq!(e.code, 6);
+    }
+
+    /// A value of the wrong JSON type: host-device's own keys are config
+    /// errors (7) naming the key, as before the flattened struct; the common
+    /// keys stay decode errors (6) as plexus-cni reports them.
+    #[rstest::rstest]
+    #[case("device", json!(5), 7)]
+    #[case("hwaddr", json!(["02:00:00:00:00:01"]), 7)]
+    #[case("kernelpath", json!(true), 7)]
+    #[case("pciBusID", json!({"bus": 5}), 7)]
+    #[case("deviceID", json!(4), 7)]
+    #[case("useInterfaceNetwork", json!("yes"), 7)]
+    #[case("useInterfaceNetwork", json!(1), 7)]
+    #[case("dataDir", json!(false), 7)]
+    #[case("runtimeConfig", json!({"deviceID": 4}), 6)]
+    fn wrong_type_names_the_key(#[case] key: &str, #[case] value: Value, #[case] code: u32) {
+        let mut v = json!({"cniVersion":"1.0.0","name":"n","type":"host-device","device":"a"});
+        v[key] = value;
+        let e = plexus_cni::CniError::from(load(v.clone()).unwrap_err());
+        assert_eq!(e.code, code, "{v}: {e}");
+        let named = if code == 7 {
+            format!("{key:?}")
+        } else {
+            key.to_string()
+        };
+        assert!(e.msg.contains(&named), "{v}: {e}");
+    }
+
+    #[test]
+    fn empty_and_null_mean_unset() {
+        let c = load(json!({"name":"n","device":"","hwaddr":null,"kernelpath":"",
+            "pciBusID":"0000:00:05.0","deviceID":"","dataDir":"","useInterfaceNetwork":null,
+            "runtimeConfig":{"deviceID":""}}))
+        .unwrap();
+        assert!(matches!(c.selector, Selector::PciBusId(_)));
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert!(!c.use_interface_network);
+        let c = load(
+            json!({"name":"n","device":"a","dataDir":"/tmp/d","useInterfaceNetwork":true,
+            "ipam":{"type":"static"}}),
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/d"));
+        assert!(c.use_interface_network);
+        assert_eq!(c.ipam_type.as_deref(), Some("static"));
+        assert!(Config::load(br#"{"name":"n","device":"a"} x"#).is_err());
     }
 }

@@ -117,6 +117,29 @@ pub struct StaticConfig {
     pub dns: Dns,
 }
 
+/// The wire form: the common keys typed once in plexus-cni, flattened, with
+/// `ipam` typed as this plugin's section (absent or `null`: missing).
+#[derive(Debug, Deserialize)]
+struct RawConf {
+    #[serde(flatten)]
+    net: NetConf,
+    #[serde(default)]
+    ipam: Option<RawIpam>,
+}
+
+impl RawConf {
+    /// Every decode error is code 6, as `NetConf::parse` reports; a wrong
+    /// type names its key path (`ipam.routes[0].mtu`).
+    fn parse(stdin: &[u8]) -> Result<Self, CniError> {
+        let decode =
+            |e: &dyn std::fmt::Display| CniError::decode(format!("failed to load netconf: {e}"));
+        let mut de = serde_json::Deserializer::from_slice(stdin);
+        let raw = serde_path_to_error::deserialize(&mut de).map_err(|e| decode(&e))?;
+        de.end().map_err(|e| decode(&e))?;
+        Ok(raw)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct RawIpam {
     #[serde(default)]
@@ -180,12 +203,8 @@ fn parse_opt_ip(field: &str, value: Option<&str>) -> Result<Option<IpAddr>, Stat
 /// Reads the config and `CNI_ARGS` into a [`StaticConfig`], validating every
 /// address, gateway and route.
 pub fn load_config(stdin: &[u8], cni_args: &str) -> Result<StaticConfig, StaticError> {
-    let conf = NetConf::parse(stdin)?;
-    let ipam: RawIpam = match &conf.ipam {
-        None | Some(Value::Null) => return Err(StaticError::MissingIpam),
-        Some(v) => serde_json::from_value(v.clone())
-            .map_err(|e| CniError::decode(format!("failed to parse ipam config: {e}")))?,
-    };
+    let RawConf { net: conf, ipam } = RawConf::parse(stdin)?;
+    let ipam = ipam.ok_or(StaticError::MissingIpam)?;
 
     let mut addresses = Vec::new();
     for (i, a) in ipam.addresses.unwrap_or_default().iter().enumerate() {
@@ -497,6 +516,43 @@ mod tests {
         let e = CniError::from(load_config(&conf("1.0.0", ipam), "").unwrap_err());
         assert_eq!(e.code, 7);
         assert!(e.msg.contains(field), "{}", e.msg);
+    }
+
+    /// A value of the wrong JSON type in the ipam section is a decode error
+    /// (code 6, as before the flattened struct) whose message names its path.
+    #[rstest]
+    #[case(json!({"addresses": {}}), "ipam.addresses")]
+    #[case(json!({"addresses": [{"address": 5}]}), "ipam.addresses[0].address")]
+    #[case(json!({"addresses": [{"address": "198.51.100.2/24", "gateway": 1}]}), "ipam.addresses[0].gateway")]
+    #[case(json!({"routes": [{"dst": "0.0.0.0/0", "gw": []}]}), "ipam.routes[0].gw")]
+    #[case(json!({"routes": [{"dst": null}]}), "ipam.routes[0].dst")]
+    #[case(json!({"routes": [{"dst": "0.0.0.0/0", "mtu": "1400"}]}), "ipam.routes[0].mtu")]
+    #[case(json!({"routes": [{"dst": "0.0.0.0/0", "advmss": -1}]}), "ipam.routes[0].advmss")]
+    #[case(json!({"routes": [{"dst": "0.0.0.0/0", "priority": 1.5}]}), "ipam.routes[0].priority")]
+    #[case(json!({"routes": [{"dst": "0.0.0.0/0", "table": true}]}), "ipam.routes[0].table")]
+    #[case(json!({"routes": [{"dst": "0.0.0.0/0", "scope": 256}]}), "ipam.routes[0].scope")]
+    #[case(json!({"dns": {"nameservers": "203.0.113.53"}}), "ipam.dns.nameservers")]
+    #[case(json!(3), "ipam")]
+    fn wrong_type_names_the_key(#[case] ipam: Value, #[case] path: &str) {
+        let e = CniError::from(load_config(&conf("1.0.0", ipam), "").unwrap_err());
+        assert_eq!(e.code, 6);
+        assert!(e.msg.contains(&format!("{path}: ")), "{}", e.msg);
+    }
+
+    #[test]
+    fn common_keys_stay_decode_errors() {
+        let bad = [
+            json!({"name": "n", "ipam": {}, "runtimeConfig": {"ips": "198.51.100.2/24"}}),
+            json!({"name": "n", "ipam": {}, "args": {"cni": {"ips": 5}}}),
+            json!({"name": 5, "ipam": {}}),
+        ];
+        for v in bad {
+            let e = load_config(&serde_json::to_vec(&v).unwrap(), "").unwrap_err();
+            assert_eq!(CniError::from(e).code, 6, "{v}");
+        }
+        assert!(load_config(br#"{"name":"n","ipam":{}} x"#, "").is_err());
+        let e = load_config(br#"{"name":"n","ipam":null}"#, "").unwrap_err();
+        assert!(matches!(e, StaticError::MissingIpam));
     }
 
     #[test]
