@@ -226,6 +226,7 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::time::Duration;
 
     fn entry(mac: &str, pci: Option<&str>) -> VnicState {
