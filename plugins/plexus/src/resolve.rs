@@ -232,8 +232,8 @@ fn nad_conflist(
     conf: &PlexusConf,
     nad: &NetworkAttachmentDefinition,
 ) -> Result<NetConfList, String> {
-    let raw = match nad.delegate_config() {
-        Ok(v) => v,
+    let (raw, tenant_written) = match nad.delegate_config() {
+        Ok(v) => (v, true),
         Err(NadError::EmptyConfig(_)) => find_conf_by_name(&conf.conf_dir, &nad.metadata.name)
             .ok_or_else(|| {
                 format!(
@@ -241,10 +241,21 @@ fn nad_conflist(
                     nad.metadata.name,
                     conf.conf_dir.display()
                 )
-            })?,
+            })
+            .map(|v| (v, false))?,
         Err(e) => return Err(e.to_string()),
     };
-    to_conflist(&raw, &conf.cni_version, &nad.metadata.name)
+    let list = to_conflist(&raw, &conf.cni_version, &nad.metadata.name)?;
+    let checked = tenant_written.then(|| {
+        crate::nadpolicy::forbidden_key(&list.plugins, &conf.nad_node_keys)
+    });
+    if let Some(Some((i, key))) = checked {
+        return Err(format!(
+            "plugins[{i}] sets {key:?}, a node path the cluster admin has not allowed in NADs \
+             (plexus conf \"nadNodeKeys\")"
+        ));
+    }
+    Ok(list)
 }
 
 /// An inline `delegates` entry as a network; `label` names it in errors.
