@@ -52,8 +52,22 @@ fn node_with_kernel_tables() -> Current {
 
 #[test]
 fn constructor_refuses_ranges_that_cover_kernel_tables_or_wrap() {
-    for bad in [0, 188, 189, 200, 252, 253, 254, 255, u32::MAX - 63, u32::MAX] {
-        assert!(VnicConfig::new(bad, 1000, 9000).is_err(), "table base {bad}");
+    for bad in [
+        0,
+        188,
+        189,
+        200,
+        252,
+        253,
+        254,
+        255,
+        u32::MAX - 63,
+        u32::MAX,
+    ] {
+        assert!(
+            VnicConfig::new(bad, 1000, 9000).is_err(),
+            "table base {bad}"
+        );
     }
     for good in [1, 100, 187, 256, 1000, u32::MAX - 64] {
         let cfg = VnicConfig::new(good, 1000, 9000).unwrap();
@@ -62,10 +76,16 @@ fn constructor_refuses_ranges_that_cover_kernel_tables_or_wrap() {
         }
     }
     for bad_prio in [0, 1, 32766, 32767, u32::MAX] {
-        assert!(VnicConfig::new(100, bad_prio, 9000).is_err(), "priority {bad_prio}");
+        assert!(
+            VnicConfig::new(100, bad_prio, 9000).is_err(),
+            "priority {bad_prio}"
+        );
     }
     for bad_mtu in [0, 67, 65536] {
-        assert!(VnicConfig::new(100, 1000, bad_mtu).is_err(), "mtu {bad_mtu}");
+        assert!(
+            VnicConfig::new(100, 1000, bad_mtu).is_err(),
+            "mtu {bad_mtu}"
+        );
     }
 }
 

@@ -7,14 +7,68 @@ use fastrand::Rng;
 
 /// Tokens that hit parser edge cases more often than random bytes do.
 const TOKENS: &[&[u8]] = &[
-    b"{", b"}", b"[", b"]", b"\"", b":", b",", b"null", b"true", b"false", b"0", b"-1",
-    b"1e999", b"-0", b"18446744073709551616", b"4294967296", b"65536", b"255", b"253",
-    b"\"\"", b"\\u0000", b"\\ud800", b"\xff\xfe", b"\0", b"..", b"../", b"/", b"%2F",
-    b"=", b";", b"@", b"\n", b"  ", b"&a", b"*a", b"!!binary", b"- ", b"---", b"::",
-    b"1.1.0", b"0.4.0", b"0.3.1", b"0.2.0", b"0.1.0", b"/128", b"/33", b"255.255.255.255",
-    b"::ffff:1.2.3.4", b"fe80::1%eth0", b"0000:00:00.0", b"\"type\"", b"\"name\"",
-    b"\"ips\"", b"\"interfaces\"", b"\"interface\"", b"\"prevResult\"", b"\"plugins\"",
-    b"\"ipam\"", b"\"routes\"", b"\"version\"", b"\"vnics\"", b"\"deviceID\"",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b":",
+    b",",
+    b"null",
+    b"true",
+    b"false",
+    b"0",
+    b"-1",
+    b"1e999",
+    b"-0",
+    b"18446744073709551616",
+    b"4294967296",
+    b"65536",
+    b"255",
+    b"253",
+    b"\"\"",
+    b"\\u0000",
+    b"\\ud800",
+    b"\xff\xfe",
+    b"\0",
+    b"..",
+    b"../",
+    b"/",
+    b"%2F",
+    b"=",
+    b";",
+    b"@",
+    b"\n",
+    b"  ",
+    b"&a",
+    b"*a",
+    b"!!binary",
+    b"- ",
+    b"---",
+    b"::",
+    b"1.1.0",
+    b"0.4.0",
+    b"0.3.1",
+    b"0.2.0",
+    b"0.1.0",
+    b"/128",
+    b"/33",
+    b"255.255.255.255",
+    b"::ffff:1.2.3.4",
+    b"fe80::1%eth0",
+    b"0000:00:00.0",
+    b"\"type\"",
+    b"\"name\"",
+    b"\"ips\"",
+    b"\"interfaces\"",
+    b"\"interface\"",
+    b"\"prevResult\"",
+    b"\"plugins\"",
+    b"\"ipam\"",
+    b"\"routes\"",
+    b"\"version\"",
+    b"\"vnics\"",
+    b"\"deviceID\"",
 ];
 
 /// Largest input a mutation may produce; parsers must also cope with more,
@@ -76,7 +130,11 @@ fn edit(rng: &mut Rng, buf: &mut Vec<u8>, other: &[u8]) {
 /// Deep nesting finds unbounded recursion.
 fn nest(rng: &mut Rng, buf: &mut Vec<u8>, at: usize) {
     let depth = rng.usize(1..=600);
-    let (open, close) = if rng.bool() { (b'[', b']') } else { (b'{', b'}') };
+    let (open, close) = if rng.bool() {
+        (b'[', b']')
+    } else {
+        (b'{', b'}')
+    };
     let mut piece = vec![open; depth];
     if open == b'{' {
         piece = b"{\"a\":".repeat(depth);
@@ -87,7 +145,9 @@ fn nest(rng: &mut Rng, buf: &mut Vec<u8>, at: usize) {
 
 /// Swaps one run of digits for a boundary value.
 fn replace_number(rng: &mut Rng, buf: &mut Vec<u8>) {
-    let digits: Vec<usize> = (0..buf.len()).filter(|&i| buf[i].is_ascii_digit()).collect();
+    let digits: Vec<usize> = (0..buf.len())
+        .filter(|&i| buf[i].is_ascii_digit())
+        .collect();
     if digits.is_empty() {
         return;
     }
@@ -97,9 +157,22 @@ fn replace_number(rng: &mut Rng, buf: &mut Vec<u8>) {
         end += 1;
     }
     const BOUNDS: &[&str] = &[
-        "0", "1", "127", "128", "255", "256", "32767", "65535", "65536", "2147483647",
-        "4294967295", "4294967296", "9223372036854775807", "18446744073709551615",
-        "18446744073709551616", "99999999999999999999999999",
+        "0",
+        "1",
+        "127",
+        "128",
+        "255",
+        "256",
+        "32767",
+        "65535",
+        "65536",
+        "2147483647",
+        "4294967295",
+        "4294967296",
+        "9223372036854775807",
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999999999",
     ];
     let v = BOUNDS[rng.usize(0..BOUNDS.len())];
     buf.splice(start..end, v.bytes());
@@ -121,6 +194,9 @@ mod tests {
                 changed += 1;
             }
         }
-        assert!(changed > 1900, "only {changed} of 2000 mutations changed the seed");
+        assert!(
+            changed > 1900,
+            "only {changed} of 2000 mutations changed the seed"
+        );
     }
 }

@@ -29,22 +29,70 @@ impl std::fmt::Debug for Target {
 
 /// Every target, in a fixed order.
 pub const TARGETS: &[Target] = &[
-    Target { name: "netconf", run: netconf },
-    Target { name: "conflist", run: conflist },
-    Target { name: "cni_result", run: cni_result },
-    Target { name: "cni_args", run: cni_args },
-    Target { name: "networks_annotation", run: networks_annotation },
-    Target { name: "nad", run: nad },
-    Target { name: "network_status", run: network_status },
-    Target { name: "kubeconfig", run: kubeconfig },
-    Target { name: "imds", run: imds },
-    Target { name: "device_info", run: device_info },
-    Target { name: "host_device_record", run: host_device_record },
-    Target { name: "plexus_cache", run: plexus_cache },
-    Target { name: "node_state", run: node_state },
-    Target { name: "plugin_configs", run: plugin_configs },
-    Target { name: "pod_resources", run: pod_resources },
-    Target { name: "device_plugin", run: device_plugin },
+    Target {
+        name: "netconf",
+        run: netconf,
+    },
+    Target {
+        name: "conflist",
+        run: conflist,
+    },
+    Target {
+        name: "cni_result",
+        run: cni_result,
+    },
+    Target {
+        name: "cni_args",
+        run: cni_args,
+    },
+    Target {
+        name: "networks_annotation",
+        run: networks_annotation,
+    },
+    Target {
+        name: "nad",
+        run: nad,
+    },
+    Target {
+        name: "network_status",
+        run: network_status,
+    },
+    Target {
+        name: "kubeconfig",
+        run: kubeconfig,
+    },
+    Target {
+        name: "imds",
+        run: imds,
+    },
+    Target {
+        name: "device_info",
+        run: device_info,
+    },
+    Target {
+        name: "host_device_record",
+        run: host_device_record,
+    },
+    Target {
+        name: "plexus_cache",
+        run: plexus_cache,
+    },
+    Target {
+        name: "node_state",
+        run: node_state,
+    },
+    Target {
+        name: "plugin_configs",
+        run: plugin_configs,
+    },
+    Target {
+        name: "pod_resources",
+        run: pod_resources,
+    },
+    Target {
+        name: "device_plugin",
+        run: device_plugin,
+    },
 ];
 
 /// Looks a target up by name.
@@ -52,14 +100,18 @@ pub fn find(name: &str) -> Option<Target> {
     TARGETS.iter().copied().find(|t| t.name == name)
 }
 
-const VERSIONS: &[&str] = &["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+const VERSIONS: &[&str] = &[
+    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
+];
 
 fn text(data: &[u8]) -> String {
     String::from_utf8_lossy(data).into_owned()
 }
 
 fn netconf(data: &[u8]) {
-    let Ok(conf) = NetConf::parse(data) else { return };
+    let Ok(conf) = NetConf::parse(data) else {
+        return;
+    };
     let _ = conf.ipam_conf();
     let _ = conf.runtime();
     let _ = conf.valid_attachments();
@@ -69,7 +121,9 @@ fn netconf(data: &[u8]) {
 }
 
 fn conflist(data: &[u8]) {
-    let Ok(list) = NetConfList::parse(data) else { return };
+    let Ok(list) = NetConfList::parse(data) else {
+        return;
+    };
     for plugin in &list.plugins {
         if let Ok(bytes) = serde_json::to_vec(plugin) {
             netconf(&bytes);

@@ -28,8 +28,14 @@ fn short(name: &str) {
         .iter()
         .map(|p| String::from_utf8_lossy(p).chars().take(300).collect())
         .collect();
-    assert_eq!(report.panic_count, 0, "{name}: panicking inputs: {shown:#?}");
-    assert!(report.execs > corpus.len() as u64, "{name}: no mutations ran");
+    assert_eq!(
+        report.panic_count, 0,
+        "{name}: panicking inputs: {shown:#?}"
+    );
+    assert!(
+        report.execs > corpus.len() as u64,
+        "{name}: no mutations ran"
+    );
 }
 
 #[rstest]

@@ -29,7 +29,10 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         name: "web-0".into(),
         namespace: "default".into(),
         containers: vec![
-            container("app", &[("plexus.io/vnic", &["0000:00:05.1", "0000:00:05.2"])]),
+            container(
+                "app",
+                &[("plexus.io/vnic", &["0000:00:05.1", "0000:00:05.2"])],
+            ),
             container("side", &[("plexus.io/sriov", &["0000:3b:02.0"])]),
         ],
     };
@@ -65,7 +68,10 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
 fn protobuf_seeds_match_their_source() {
     let write = std::env::var_os("PLEXUS_FUZZ_WRITE_SEEDS").is_some();
     for (target, file, bytes) in seeds() {
-        let path = plexus_fuzz::fuzz_dir().join("corpus").join(target).join(file);
+        let path = plexus_fuzz::fuzz_dir()
+            .join("corpus")
+            .join(target)
+            .join(file);
         if write {
             std::fs::write(&path, &bytes).unwrap();
         }

@@ -21,7 +21,9 @@ use serde_json::{json, Value};
 /// namespace: what "nothing changed" is checked against.
 fn snapshot(dir: &Path) -> (BTreeSet<PathBuf>, BTreeSet<String>) {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
             out.insert(p.strip_prefix(root).unwrap().to_path_buf());
@@ -60,7 +62,10 @@ fn assert_refused(plugin: &str, state: &Path, case: &Case<'_>) {
         .env("CNI_NETNS", "/var/run/netns/plexus-hostile-none")
         .env("CNI_IFNAME", "net1")
         .env("CNI_PATH", bin_path(plugin).parent().unwrap())
-        .env("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0")
+        .env(
+            "CNI_ARGS",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -118,9 +123,24 @@ fn env_cases<'a>(fifo: &'a OsStr, good: &[u8]) -> Vec<Case<'a>> {
     let runner_ns: &'static str =
         Box::leak(format!("/proc/{}/ns/net", std::process::id()).into_boxed_str());
     vec![
-        case("container id with ..", "ADD", vec![("CNI_CONTAINERID", os("../../etc/x"))], 4),
-        case("container id with /", "DEL", vec![("CNI_CONTAINERID", os("a/b"))], 4),
-        case("container id too long", "ADD", vec![("CNI_CONTAINERID", os(long_id))], 4),
+        case(
+            "container id with ..",
+            "ADD",
+            vec![("CNI_CONTAINERID", os("../../etc/x"))],
+            4,
+        ),
+        case(
+            "container id with /",
+            "DEL",
+            vec![("CNI_CONTAINERID", os("a/b"))],
+            4,
+        ),
+        case(
+            "container id too long",
+            "ADD",
+            vec![("CNI_CONTAINERID", os(long_id))],
+            4,
+        ),
         case(
             "container id not UTF-8",
             "ADD",
@@ -129,13 +149,43 @@ fn env_cases<'a>(fifo: &'a OsStr, good: &[u8]) -> Vec<Case<'a>> {
         ),
         case("ifname ..", "ADD", vec![("CNI_IFNAME", os(".."))], 4),
         case("ifname with /", "DEL", vec![("CNI_IFNAME", os("a/b"))], 4),
-        case("ifname too long", "ADD", vec![("CNI_IFNAME", os("abcdefghijklmnop"))], 4),
-        case("ifname not UTF-8", "ADD", vec![("CNI_IFNAME", OsStr::from_bytes(b"n\xff"))], 4),
-        case("netns is our own", "ADD", vec![("CNI_NETNS", os("/proc/self/ns/net"))], 4),
-        case("netns is the node's (DEL)", "DEL", vec![("CNI_NETNS", os(runner_ns))], 4),
+        case(
+            "ifname too long",
+            "ADD",
+            vec![("CNI_IFNAME", os("abcdefghijklmnop"))],
+            4,
+        ),
+        case(
+            "ifname not UTF-8",
+            "ADD",
+            vec![("CNI_IFNAME", OsStr::from_bytes(b"n\xff"))],
+            4,
+        ),
+        case(
+            "netns is our own",
+            "ADD",
+            vec![("CNI_NETNS", os("/proc/self/ns/net"))],
+            4,
+        ),
+        case(
+            "netns is the node's (DEL)",
+            "DEL",
+            vec![("CNI_NETNS", os(runner_ns))],
+            4,
+        ),
         case("netns is a FIFO", "ADD", vec![("CNI_NETNS", fifo)], 4),
-        case("netns is a directory", "CHECK", vec![("CNI_NETNS", os("/tmp"))], 4),
-        case("netns relative", "ADD", vec![("CNI_NETNS", os("netns/x"))], 4),
+        case(
+            "netns is a directory",
+            "CHECK",
+            vec![("CNI_NETNS", os("/tmp"))],
+            4,
+        ),
+        case(
+            "netns relative",
+            "ADD",
+            vec![("CNI_NETNS", os("netns/x"))],
+            4,
+        ),
     ]
 }
 
@@ -152,7 +202,11 @@ fn stdin_cases(good: &Value) -> Vec<Case<'static>> {
     vec![
         case("deeply nested stdin", "[".repeat(100_000).into_bytes(), 6),
         case("non-UTF-8 stdin", b"{\"name\":\"\xff\"}".to_vec(), 6),
-        case("truncated stdin", b"{\"cniVersion\":\"1.0.0\",\"name\":".to_vec(), 6),
+        case(
+            "truncated stdin",
+            b"{\"cniVersion\":\"1.0.0\",\"name\":".to_vec(),
+            6,
+        ),
         case("network name with ..", bad_name.to_string().into_bytes(), 7),
     ]
 }
@@ -215,10 +269,22 @@ fn plexus_refuses_hostile_pod_names_and_nad_node_paths() {
     good["apiRetryBudgetSeconds"] = json!(0);
     let stdin = good.to_string().into_bytes();
     for (what, args, code) in [
-        ("pod named ..", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=..", 4),
+        (
+            "pod named ..",
+            "K8S_POD_NAMESPACE=default;K8S_POD_NAME=..",
+            4,
+        ),
         ("namespace ..", "K8S_POD_NAMESPACE=..;K8S_POD_NAME=web-0", 4),
-        ("pod name with /", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=a/b", 4),
-        ("NAD sets stateFile", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0", 7),
+        (
+            "pod name with /",
+            "K8S_POD_NAMESPACE=default;K8S_POD_NAME=a/b",
+            4,
+        ),
+        (
+            "NAD sets stateFile",
+            "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+            7,
+        ),
     ] {
         let case = Case {
             what,
@@ -252,10 +318,84 @@ fn plexus_refuses_hostile_pod_names_and_nad_node_paths() {
         .unwrap();
     let err: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(
-        !err["msg"].as_str().unwrap_or_default().contains("nadNodeKeys"),
+        !err["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nadNodeKeys"),
         "{err}"
     );
     assert_ne!(out.status.code(), Some(0));
     // A failed ADD rolls back: nothing left in the state dir or the links.
     assert_eq!(snapshot(&state), before, "{err}");
+}
+
+/// The API token never reaches the plugin's log, even at its most verbose
+/// level and when the API call fails.
+#[test]
+fn token_never_reaches_the_log() {
+    const TOKEN: &str = "plexus-secret-token-5f1d2a";
+    let api = FakeApiServer::start().unwrap();
+    api.put_pod(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-0", "namespace": "default", "annotations":
+            {"k8s.v1.cni.cncf.io/networks": "missing-nad"}}, "spec": {}}))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(state.join("cache")).unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        json!({"apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": api.url()}}],
+            "users": [{"name": "u", "user": {"token": TOKEN}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x"})
+        .to_string(),
+    )
+    .unwrap();
+    let log = dir.path().join("plexus.log");
+    let mut conf = conf("plexus", &state);
+    conf["kubeconfig"] = json!(kubeconfig);
+    conf["logFile"] = json!(log);
+    conf["logLevel"] = json!("debug");
+    conf["apiRetryBudgetSeconds"] = json!(0);
+    let mut child = Command::new(bin_path("plexus"))
+        .env_clear()
+        .env("RUST_LOG", "trace")
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "c0ffee04")
+        .env("CNI_NETNS", "/var/run/netns/plexus-hostile-none")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", state.join("bin"))
+        .env("CNI_ARGS", "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0), "the NAD does not exist");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        logged.contains("missing-nad"),
+        "the log has the failure: {logged}"
+    );
+    for text in [
+        logged.as_str(),
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+    ] {
+        assert!(!text.contains(TOKEN), "token leaked: {text}");
+    }
+    // The token did reach the API server (so it was really in use).
+    assert!(api
+        .requests()
+        .iter()
+        .any(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN}"))));
 }

@@ -114,10 +114,7 @@ pub fn run<P: Plugin + ?Sized>(plugin: &P, about: &str, supported: &[&str]) -> i
     // A non-UTF-8 value becomes a NUL-prefixed marker (NUL cannot occur in
     // a real environment value) that `dispatch` refuses by name.
     let env = |k: &str| {
-        std::env::var_os(k).map(|v| {
-            v.into_string()
-                .unwrap_or_else(|_| NOT_UTF8.to_string())
-        })
+        std::env::var_os(k).map(|v| v.into_string().unwrap_or_else(|_| NOT_UTF8.to_string()))
     };
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
@@ -347,10 +344,12 @@ pub fn validate_container_id(id: &str) -> Result<(), CniError> {
         return Err(CniError::unknown_container("missing containerID"));
     }
     if id.len() > MAX_CONTAINER_ID_LEN {
-        return Err(CniError::invalid_env("containerID is too long").with_details(format!(
-            "{} bytes, at most {MAX_CONTAINER_ID_LEN}",
-            id.len()
-        )));
+        return Err(
+            CniError::invalid_env("containerID is too long").with_details(format!(
+                "{} bytes, at most {MAX_CONTAINER_ID_LEN}",
+                id.len()
+            )),
+        );
     }
     if !valid_id(id) {
         return Err(CniError::invalid_env("invalid characters in containerID").with_details(id));
@@ -406,10 +405,10 @@ pub fn validate_netns(netns: &str) -> Result<(), CniError> {
     }
     if let Ok(own) = std::fs::metadata("/proc/self/ns/net") {
         if own.dev() == target.dev() && own.ino() == target.ino() {
-            return Err(CniError::invalid_env(
-                "CNI_NETNS is the plugin's own network namespace",
-            )
-            .with_details(netns));
+            return Err(
+                CniError::invalid_env("CNI_NETNS is the plugin's own network namespace")
+                    .with_details(netns),
+            );
         }
     }
     Ok(())

@@ -11,7 +11,6 @@
 //! of the directory) so a reader sees the old or the new file, never a torn
 //! one. Readers reject versions they do not know instead of guessing.
 
-
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -181,8 +180,7 @@ impl NodeState {
 
     /// Parses the file's bytes, refusing other schema versions.
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseFailure> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(ParseFailure::Json)?;
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(ParseFailure::Json)?;
         let found = value
             .get("version")
             .and_then(serde_json::Value::as_u64)

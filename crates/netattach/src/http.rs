@@ -453,8 +453,14 @@ mod tests {
             pod_path("default", "../x?y"),
             "/api/v1/namespaces/default/pods/..%2Fx%3Fy"
         );
-        assert_eq!(pod_path("..", ".."), "/api/v1/namespaces/%2E%2E/pods/%2E%2E");
-        assert_eq!(pod_path("default", "."), "/api/v1/namespaces/default/pods/%2E");
+        assert_eq!(
+            pod_path("..", ".."),
+            "/api/v1/namespaces/%2E%2E/pods/%2E%2E"
+        );
+        assert_eq!(
+            pod_path("default", "."),
+            "/api/v1/namespaces/default/pods/%2E"
+        );
         assert_eq!(
             nad_path("kube-system", "sriov"),
             "/apis/k8s.cni.cncf.io/v1/namespaces/kube-system/network-attachment-definitions/sriov"

@@ -11,7 +11,9 @@ use plexus_fuzz::targets::{find, Target, TARGETS};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let which = args.next().context("usage: plexus-fuzz <target|all> [--seconds N] [--seed S] [--hang-ms M] [--out DIR]")?;
+    let which = args.next().context(
+        "usage: plexus-fuzz <target|all> [--seconds N] [--seed S] [--hang-ms M] [--out DIR]",
+    )?;
     let mut budget = Budget {
         time: Duration::from_secs(10),
         max_execs: u64::MAX,
@@ -20,7 +22,9 @@ fn main() -> Result<()> {
     };
     let mut out = PathBuf::from("target/fuzz-findings");
     while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--seconds" => budget.time = Duration::from_secs(value.parse()?),
             "--seed" => budget.seed = value.parse()?,

@@ -140,7 +140,9 @@ impl Store {
         Ok(files
             .iter()
             .filter_map(|p| {
-                let bytes = plexus_cni::fsutil::read_regular(p, plexus_cni::fsutil::MAX_NODE_FILE_BYTES).ok()?;
+                let bytes =
+                    plexus_cni::fsutil::read_regular(p, plexus_cni::fsutil::MAX_NODE_FILE_BYTES)
+                        .ok()?;
                 serde_json::from_slice(&bytes).ok()
             })
             .collect())

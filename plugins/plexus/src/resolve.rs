@@ -246,9 +246,8 @@ fn nad_conflist(
         Err(e) => return Err(e.to_string()),
     };
     let list = to_conflist(&raw, &conf.cni_version, &nad.metadata.name)?;
-    let checked = tenant_written.then(|| {
-        crate::nadpolicy::forbidden_key(&list.plugins, &conf.nad_node_keys)
-    });
+    let checked =
+        tenant_written.then(|| crate::nadpolicy::forbidden_key(&list.plugins, &conf.nad_node_keys));
     if let Some(Some((i, key))) = checked {
         return Err(format!(
             "plugins[{i}] sets {key:?}, a node path the cluster admin has not allowed in NADs \
