@@ -480,6 +480,32 @@ mod tests {
     }
 
     #[test]
+    fn more_than_max_networks_is_refused_in_both_forms() {
+        let names: Vec<String> = (0..=MAX_NETWORKS).map(|i| format!("n{i}")).collect();
+        let comma = names.join(",");
+        assert_eq!(
+            parse_networks_annotation(&comma, "ns"),
+            Err(AnnotationError::TooMany(MAX_NETWORKS + 1))
+        );
+        let json = serde_json::to_string(
+            &names
+                .iter()
+                .map(|n| serde_json::json!({"name": n}))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(
+            parse_networks_annotation(&json, "ns"),
+            Err(AnnotationError::TooMany(MAX_NETWORKS + 1))
+        );
+        let ok = names[..MAX_NETWORKS].join(",");
+        assert_eq!(
+            parse_networks_annotation(&ok, "ns").unwrap().len(),
+            MAX_NETWORKS
+        );
+    }
+
+    #[test]
     fn empty_annotation_is_an_error() {
         assert_eq!(
             parse_networks_annotation("  ", "d"),
