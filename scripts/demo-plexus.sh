@@ -470,6 +470,8 @@ path, root = sys.argv[1], sys.argv[2]
 c = json.load(open(path))
 c["plugins"][0]["cniDir"] = root + "/var/lib/cni/plexus"
 c["plugins"][0]["binDir"] = root + "/opt/cni/bin"
+# The one NAD names node paths under $ROOT: the admin allows these keys.
+c["plugins"][0]["nadNodeKeys"] = ["dataDir", "stateFile"]
 open(path, "w").write(json.dumps(c, indent=2) + "\n")
 EOF
         } || true

@@ -105,7 +105,8 @@ pub fn read_dir<T: DeserializeOwned>(
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> Option<T> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes =
+        plexus_cni::fsutil::read_regular(path, plexus_cni::fsutil::MAX_NODE_FILE_BYTES).ok()?;
     match serde_json::from_slice(&bytes) {
         Ok(v) => Some(v),
         Err(e) => {

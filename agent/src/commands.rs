@@ -78,7 +78,7 @@ pub(crate) fn cmd_vnic(paths: &Paths, cmd: &VnicCmd) -> Result<()> {
     let ops = paths.netlink()?;
     let (plan, report) = vnic::run(
         mode,
-        &paths.vnic_config(),
+        &paths.vnic_config()?,
         imds.as_ref(),
         &ops,
         &paths.in_pod_macs()?,
@@ -121,7 +121,7 @@ pub(crate) fn cmd_repair(paths: &Paths, as_json: bool) -> Result<()> {
     let net = paths.netlink()?;
     let (_, restored) = vnic::run(
         Mode::Apply,
-        &paths.vnic_config(),
+        &paths.vnic_config()?,
         imds.as_ref(),
         &net,
         &caches.in_pod_macs(),
@@ -177,7 +177,7 @@ fn remove_node(paths: &Paths, install: &InstallConfig) -> Result<uninstall::Node
     let metadata = paths.metadata();
     let r = uninstall::remove_node(&uninstall::Removal {
         install,
-        vnic: &paths.vnic_config(),
+        vnic: &paths.vnic_config()?,
         state_path: &paths.state_file,
         ops: &ops,
         metadata: metadata.as_ref(),

@@ -81,21 +81,35 @@ pub(crate) struct Paths {
     pub(crate) vnic: VnicFlags,
 }
 
+/// `--table-base`, checked by the library's own constructor so the flag and
+/// `VnicConfig::new` cannot disagree.
+fn parse_table_base(s: &str) -> Result<u32, String> {
+    let base: u32 = s.parse().map_err(|e| format!("{e}"))?;
+    VnicConfig::new(base, 1000, 9000)
+        .map(|_| base)
+        .map_err(|e| e.to_string())
+}
+
 #[derive(Args, Debug, Clone)]
 pub(crate) struct VnicFlags {
     /// Routing table of the VNIC at IMDS index i is table_base + i.
-    #[arg(long, env = "PLEXUS_TABLE_BASE", default_value_t = 100, global = true)]
+    /// 1..=187 or 256..=2^32-65: the range never covers the kernel's
+    /// tables 252-255 nor wraps.
+    #[arg(long, env = "PLEXUS_TABLE_BASE", default_value_t = 100, global = true,
+          value_parser = parse_table_base)]
     pub(crate) table_base: u32,
     /// Priority of the `from <ip>` rules (the metadata guard uses one less).
     #[arg(
         long,
         env = "PLEXUS_RULE_PRIORITY",
         default_value_t = 1000,
-        global = true
+        global = true,
+        value_parser = clap::value_parser!(u32).range(2..=32765)
     )]
     pub(crate) rule_priority: u32,
     /// MTU of secondary VNIC links.
-    #[arg(long, env = "PLEXUS_MTU", default_value_t = 9000, global = true)]
+    #[arg(long, env = "PLEXUS_MTU", default_value_t = 9000, global = true,
+          value_parser = clap::value_parser!(u32).range(68..=65535))]
     pub(crate) mtu: u32,
 }
 
@@ -216,12 +230,12 @@ impl Paths {
     pub(crate) fn netns(&self) -> Option<PathBuf> {
         self.netns.as_deref().map(netns_path)
     }
-    pub(crate) fn vnic_config(&self) -> VnicConfig {
-        VnicConfig {
-            table_base: self.vnic.table_base,
-            rule_priority: self.vnic.rule_priority,
-            mtu: self.vnic.mtu,
-        }
+    pub(crate) fn vnic_config(&self) -> Result<VnicConfig> {
+        Ok(VnicConfig::new(
+            self.vnic.table_base,
+            self.vnic.rule_priority,
+            self.vnic.mtu,
+        )?)
     }
     /// This node's metadata source (the provider is chosen by
     /// `plexus_imds::connect`); one-shot commands are not counted in metrics.
@@ -286,7 +300,7 @@ impl Paths {
     }
     pub(crate) fn reconcile(&self) -> Result<ReconcileConfig> {
         Ok(ReconcileConfig {
-            vnic: self.vnic_config(),
+            vnic: self.vnic_config()?,
             host_root: self.host_root()?,
             state_path: self.state_file.clone(),
             host_device_dir: self.host_device_dir.clone(),

@@ -338,10 +338,14 @@ impl Installer {
                 report.binaries_copied.push(name);
             }
         }
-        fs::create_dir_all(&aux).map_err(|source| InstallError::Write {
-            path: aux.clone(),
-            source,
-        })?;
+        // The token and kubeconfig are 0600 in a 0700 dir: only root on the
+        // node reads the plugin's API credentials.
+        fs::create_dir_all(&aux)
+            .and_then(|()| fs::set_permissions(&aux, fs::Permissions::from_mode(0o700)))
+            .map_err(|source| InstallError::Write {
+                path: aux.clone(),
+                source,
+            })?;
         report.token_refreshed = write_if_changed(&aux.join("token"), &token, 0o600)?;
         write_if_changed(&aux.join("ca.crt"), &ca, 0o644)?;
         report.kubeconfig_written =

@@ -455,6 +455,8 @@ fn one_nad_from_the_api_through_plexus() {
         "confDir": cluster.shared.join("etc/cni/net.d"),
         "binDir": Impl::Ours.plugin_dir(),
         "apiTimeoutSeconds": 2,
+        // The shared NAD names node paths; the admin allows exactly these.
+        "nadNodeKeys": ["dataDir", "stateFile"],
         // The cluster network (flannel on OKE); static only computes a result.
         "delegates": [{"cniVersion": "1.0.0", "name": "cluster", "type": "static",
             "ipam": {"type": "static", "addresses": [{"address": "203.0.113.2/24"}]}}]

@@ -145,6 +145,8 @@ impl PlexusNode {
                     "deviceInfoDir": path(&aux.join("devinfo")),
                     "logFile": path(&node.work_dir().join("logs/plexus.log")),
                     "logLevel": "debug",
+                    // The NADs keep host-device's records in the work dir.
+                    "nadNodeKeys": ["dataDir"],
                 }]
             }),
         )?;

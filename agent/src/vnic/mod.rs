@@ -75,9 +75,68 @@ impl Default for VnicConfig {
     }
 }
 
+/// Tables the kernel reserves (unspec, compat, default, main, local): never
+/// ours, whatever `table_base` says.
+pub const RESERVED_TABLES: [u32; 5] = [0, 252, 253, 254, 255];
+/// Highest `table_base` whose range stays below the reserved tables.
+pub const MAX_LOW_TABLE_BASE: u32 = 251 - MAX_VNICS;
+/// Rule priorities the kernel's own rules use (local 0, main 32766, default
+/// 32767) bound ours: the guard sits at `rule_priority - 1`.
+pub const RULE_PRIORITY_RANGE: std::ops::RangeInclusive<u32> = 2..=32765;
+/// Link MTUs we may set (IPv4's minimum to the largest the kernel allows).
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
+
+/// A knob outside its range; the message names the flag's meaning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
 impl VnicConfig {
+    /// The checked constructor: tables `table_base+1 ..= table_base+63` must
+    /// neither wrap past 2^32 nor cover a reserved table, so a mistyped flag
+    /// cannot make the planner own (and later delete routes of) the node's
+    /// main or local table.
+    pub fn new(table_base: u32, rule_priority: u32, mtu: u32) -> Result<Self, ConfigError> {
+        let low = (1..=MAX_LOW_TABLE_BASE).contains(&table_base);
+        let high = table_base >= 256 && table_base.checked_add(MAX_VNICS).is_some();
+        if !low && !high {
+            return Err(ConfigError(format!(
+                "table base {table_base}: our tables base+1..base+{} must lie in \
+                 2..{} or 257..{} (not the kernel's 0, 252-255, no wrap past 2^32)",
+                MAX_VNICS - 1,
+                MAX_LOW_TABLE_BASE + MAX_VNICS - 1,
+                u32::MAX
+            )));
+        }
+        if !RULE_PRIORITY_RANGE.contains(&rule_priority) {
+            return Err(ConfigError(format!(
+                "rule priority {rule_priority} outside {RULE_PRIORITY_RANGE:?} \
+                 (the kernel's own rules sit at 0, 32766, 32767)"
+            )));
+        }
+        if !MTU_RANGE.contains(&mtu) {
+            return Err(ConfigError(format!("mtu {mtu} outside {MTU_RANGE:?}")));
+        }
+        Ok(Self {
+            table_base,
+            rule_priority,
+            mtu,
+        })
+    }
+
+    /// Whether `table` is one of ours. Checked arithmetic and the reserved
+    /// list make this false for main/local/default even for a config built
+    /// without [`VnicConfig::new`].
     pub fn owns_table(&self, table: u32) -> bool {
-        table > self.table_base && table < self.table_base + MAX_VNICS
+        table > self.table_base
+            && table - self.table_base < MAX_VNICS
+            && !RESERVED_TABLES.contains(&table)
+    }
+    /// The table of the VNIC at IMDS index `index`, if it is one of ours.
+    pub fn table_for(&self, index: u32) -> Option<u32> {
+        self.table_base
+            .checked_add(index)
+            .filter(|&t| self.owns_table(t))
     }
     pub fn guard_priority(&self) -> u32 {
         self.rule_priority.saturating_sub(1)

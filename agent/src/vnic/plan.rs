@@ -85,8 +85,22 @@ pub fn plan_with_hints(
     }
     Plan {
         vnics: reports,
-        actions: planner.actions(&desired),
+        actions: only_ours(cfg, planner.actions(&desired)),
     }
+}
+
+/// The planner's last line of defence: a route or rule action outside our
+/// tables (other than the metadata guard rule) is never emitted, so no
+/// config can make a plan touch the main, local or default table.
+fn only_ours(cfg: &VnicConfig, actions: Vec<Action>) -> Vec<Action> {
+    actions
+        .into_iter()
+        .filter(|a| match a {
+            Action::AddRoute(r) | Action::DelRoute(r) => cfg.owns_table(r.table),
+            Action::AddRule(r) | Action::DelRule(r) => is_our_rule(cfg, r),
+            _ => true,
+        })
+        .collect()
 }
 
 struct Planner<'a> {
@@ -146,7 +160,11 @@ impl Planner<'_> {
             }
             None => links[0],
         };
-        let table = self.cfg.table_base + index;
+        let Some(table) = self.cfg.table_for(index) else {
+            // Outside our tables (a config not built by VnicConfig::new).
+            report.status = VnicStatus::Ambiguous;
+            return (report, None);
+        };
         report.table = Some(table);
         let want = self.desire(nic, link, table, seen_ips, &mut report);
         (report, Some(want))
@@ -313,6 +331,6 @@ pub fn plan_deconfigure(cfg: &VnicConfig, vnics: &[NodeNic], current: &Current) 
             }
         }
     }
-    p.actions = actions;
+    p.actions = only_ours(cfg, actions);
     p
 }

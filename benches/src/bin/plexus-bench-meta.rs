@@ -278,6 +278,7 @@ impl Rig {
             "cniDir": cache_dir,
             "confDir": self.path("net.d"),
             "binDir": self.ours,
+            "nadNodeKeys": ["dataDir"],
             "delegates": [Self::static_conf()],
         })
     }

@@ -112,8 +112,68 @@ pub fn json_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Cap for [`read_regular`] on the node's small JSON/PEM files (caches,
+/// device-info, state, delegate configs, kubeconfigs).
+pub const MAX_NODE_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads a node file whose path may come from a config a tenant wrote:
+/// opened with `O_NONBLOCK` (a FIFO opens without waiting for a writer),
+/// refused unless `fstat` says it is a regular file (no FIFO, socket or
+/// device such as `/dev/zero`), and refused when larger than `max` bytes, so
+/// the caller's time and memory stay bounded whatever the path names.
+pub fn read_regular(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    if meta.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is larger than {max} bytes", path.display()),
+        ));
+    }
+    let mut bytes = Vec::new();
+    // A file that grows after fstat is still cut at max + 1 and refused.
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is larger than {max} bytes", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn read_regular_refuses_fifos_devices_and_big_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let started = std::time::Instant::now();
+        let err = super::read_regular(&fifo, 1024).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let err = super::read_regular(Path::new("/dev/zero"), 1024).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; 2048]).unwrap();
+        let err = super::read_regular(&big, 1024).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert_eq!(super::read_regular(&big, 2048).unwrap().len(), 2048);
+        let missing = super::read_regular(&dir.path().join("none"), 1).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
+    }
+
     use super::*;
 
     const FAST: AtomicWrite = AtomicWrite {

@@ -111,7 +111,11 @@ pub trait Plugin {
 /// Runs a plugin against the real process env, stdin and stdout; returns the
 /// exit code for `std::process::exit`.
 pub fn run<P: Plugin + ?Sized>(plugin: &P, about: &str, supported: &[&str]) -> i32 {
-    let env = |k: &str| std::env::var(k).ok();
+    // A non-UTF-8 value becomes a NUL-prefixed marker (NUL cannot occur in
+    // a real environment value) that `dispatch` refuses by name.
+    let env = |k: &str| {
+        std::env::var_os(k).map(|v| v.into_string().unwrap_or_else(|_| NOT_UTF8.to_string()))
+    };
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
     // stderr stays unlocked: a lock held for the whole call would block any
@@ -228,6 +232,9 @@ fn dispatch<P: Plugin + ?Sized>(
             missing.join(",")
         )));
     }
+    if let Some((name, _)) = ENV_VARS.iter().find(|(n, _)| getenv(n).contains('\0')) {
+        return Err(CniError::invalid_env(format!("{name} is not valid UTF-8")));
+    }
     if cmd == "VERSION" {
         return Ok(Output::Compact(version_value(supported)?));
     }
@@ -239,6 +246,7 @@ fn dispatch<P: Plugin + ?Sized>(
     if matches!(command, Some(Command::Add | Command::Check | Command::Del)) {
         validate_container_id(&getenv("CNI_CONTAINERID"))?;
         validate_interface_name(&getenv("CNI_IFNAME"))?;
+        validate_netns(&getenv("CNI_NETNS"))?;
     }
     let Some(command) = command else {
         return Err(CniError::invalid_env(format!("unknown CNI_COMMAND: {cmd}")));
@@ -322,10 +330,26 @@ pub fn validate_config(stdin: &[u8]) -> Result<(), CniError> {
     Ok(())
 }
 
-/// Container ids start alphanumeric, then alphanumerics, `_`, `.` or `-`.
+/// What a non-UTF-8 env value reads as (see [`run`]).
+const NOT_UTF8: &str = "\0not-utf8";
+
+/// Longest container id accepted: ids end up in file names
+/// (`<id>-<ifname>.json`, NAME_MAX 255); runtimes use 64 hex digits.
+pub const MAX_CONTAINER_ID_LEN: usize = 200;
+
+/// Container ids start alphanumeric, then alphanumerics, `_`, `.` or `-`,
+/// at most [`MAX_CONTAINER_ID_LEN`] long.
 pub fn validate_container_id(id: &str) -> Result<(), CniError> {
     if id.is_empty() {
         return Err(CniError::unknown_container("missing containerID"));
+    }
+    if id.len() > MAX_CONTAINER_ID_LEN {
+        return Err(
+            CniError::invalid_env("containerID is too long").with_details(format!(
+                "{} bytes, at most {MAX_CONTAINER_ID_LEN}",
+                id.len()
+            )),
+        );
     }
     if !valid_id(id) {
         return Err(CniError::invalid_env("invalid characters in containerID").with_details(id));
@@ -352,6 +376,40 @@ pub fn validate_interface_name(name: &str) -> Result<(), CniError> {
         return Err(CniError::invalid_env(
             "interface name contains / or : or whitespace characters",
         ));
+    }
+    Ok(())
+}
+
+/// `CNI_NETNS`, when given, must be an absolute path; when it exists it
+/// must be a namespace file (nsfs files stat as regular files; a FIFO,
+/// socket, device or directory is refused before anyone opens it), and it
+/// must not be the plugin's own network namespace (same device and inode as
+/// `/proc/self/ns/net`): ADD there would move or configure the node's own
+/// links, DEL would delete them.
+pub fn validate_netns(netns: &str) -> Result<(), CniError> {
+    use std::os::unix::fs::MetadataExt;
+    if netns.is_empty() {
+        return Ok(());
+    }
+    if !netns.starts_with('/') {
+        return Err(CniError::invalid_env("CNI_NETNS is not an absolute path").with_details(netns));
+    }
+    let Ok(target) = std::fs::metadata(netns) else {
+        // Missing: the plugin reports it (DEL of a gone netns succeeds).
+        return Ok(());
+    };
+    if !target.file_type().is_file() {
+        return Err(
+            CniError::invalid_env("CNI_NETNS is not a network namespace").with_details(netns),
+        );
+    }
+    if let Ok(own) = std::fs::metadata("/proc/self/ns/net") {
+        if own.dev() == target.dev() && own.ino() == target.ino() {
+            return Err(
+                CniError::invalid_env("CNI_NETNS is the plugin's own network namespace")
+                    .with_details(netns),
+            );
+        }
     }
     Ok(())
 }

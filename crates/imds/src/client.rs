@@ -77,7 +77,8 @@ pub struct ClientConfig {
     pub base_url: String,
     /// TCP connect timeout of one attempt.
     pub connect_timeout: Duration,
-    /// Timeout of one attempt after connecting (headers + body).
+    /// Deadline of one attempt (connect, headers and body together), not a
+    /// per-read timeout that every trickled byte would reset.
     pub read_timeout: Duration,
     /// Retry behaviour.
     pub retry: RetryPolicy,
@@ -182,18 +183,29 @@ impl OciImds {
                 delay
             })
         };
-        match retry(limits, &ThreadSleeper, |_| self.attempt(path, &url), wait) {
+        // The whole call, retries included, ends by the budget: each attempt
+        // gets at most what is left of it, so a server that trickles one
+        // byte at a time cannot stretch a call past it (ureq's per-read
+        // timeout alone would be reset by every byte).
+        let deadline = Instant::now() + policy.budget;
+        let attempt = |_| self.attempt(path, &url, deadline);
+        match retry(limits, &ThreadSleeper, attempt, wait) {
             Ok(body) => decode(&url, &body),
             Err(g) => Err(g.error.into_error(url, g.attempts)),
         }
     }
 
-    fn attempt(&self, path: &str, url: &str) -> Result<String, Failure> {
+    fn attempt(&self, path: &str, url: &str, deadline: Instant) -> Result<String, Failure> {
         self.attempts.fetch_add(1, Ordering::Relaxed);
         let t0 = Instant::now();
+        let per_attempt = self.config.read_timeout;
+        let left = deadline
+            .saturating_duration_since(t0)
+            .max(Duration::from_millis(1));
         let result = self
             .agent
             .get(url)
+            .timeout(per_attempt.min(left))
             .set("Authorization", AUTH_HEADER_VALUE)
             .call();
         match result {

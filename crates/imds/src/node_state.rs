@@ -11,7 +11,6 @@
 //! of the directory) so a reader sees the old or the new file, never a torn
 //! one. Readers reject versions they do not know instead of guessing.
 
-use std::fs;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -28,6 +27,18 @@ use crate::node::{NicAddress, NodeNic};
 pub const DEFAULT_STATE_PATH: &str = "/run/plexus/state.json";
 /// Schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The state file is a few KiB; anything near this is not ours.
+pub const MAX_STATE_BYTES: u64 = 1024 * 1024;
+
+/// Why [`NodeState::parse`] refused the bytes (no path: the caller adds it).
+#[derive(Debug)]
+pub enum ParseFailure {
+    /// Not JSON of the state's shape.
+    Json(serde_json::Error),
+    /// Written by another schema version.
+    Version(u32),
+}
 
 /// The whole state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,9 +150,11 @@ impl NodeState {
         self.vnics.iter().find(|v| v.mac == *mac)
     }
 
-    /// Reads `path`; `Ok(None)` when it does not exist yet.
+    /// Reads `path`; `Ok(None)` when it does not exist yet. The read is
+    /// bounded ([`MAX_STATE_BYTES`], regular files only, never blocks), since
+    /// the path can come from a plugin config.
     pub fn read(path: &Path) -> Result<Option<Self>, StateError> {
-        let bytes = match fs::read(path) {
+        let bytes = match plexus_cni::fsutil::read_regular(path, MAX_STATE_BYTES) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
@@ -151,23 +164,32 @@ impl NodeState {
                 })
             }
         };
-        let parse_err = |source| StateError::Parse {
-            path: path.to_path_buf(),
-            source,
-        };
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(parse_err)?;
+        Self::parse(&bytes).map(Some).map_err(|e| match e {
+            ParseFailure::Json(source) => StateError::Parse {
+                path: path.to_path_buf(),
+                source,
+            },
+            ParseFailure::Version(found) => StateError::Version {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            },
+        })
+    }
+
+    /// Parses the file's bytes, refusing other schema versions.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ParseFailure> {
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(ParseFailure::Json)?;
         let found = value
             .get("version")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0);
         if found != u64::from(SCHEMA_VERSION) {
-            return Err(StateError::Version {
-                path: path.to_path_buf(),
-                found: u32::try_from(found).unwrap_or(u32::MAX),
-                supported: SCHEMA_VERSION,
-            });
+            return Err(ParseFailure::Version(
+                u32::try_from(found).unwrap_or(u32::MAX),
+            ));
         }
-        serde_json::from_value(value).map(Some).map_err(parse_err)
+        serde_json::from_value(value).map_err(ParseFailure::Json)
     }
 
     /// Replaces `path` atomically, creating its directory if needed.
@@ -201,6 +223,7 @@ pub fn rfc3339_utc(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::time::Duration;
 
     fn entry(mac: &str, pci: Option<&str>) -> VnicState {

@@ -96,16 +96,17 @@ impl DevInfoDir {
 
 /// Reads a device-info file; `Ok(None)` if it does not exist.
 pub fn load(path: &Path) -> Result<Option<DeviceInfo>, DevInfoError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(DevInfoError::Io {
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
+    let bytes =
+        match plexus_cni::fsutil::read_regular(path, plexus_cni::fsutil::MAX_NODE_FILE_BYTES) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(DevInfoError::Io {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
     serde_json::from_slice(&bytes)
         .map(Some)
         .map_err(|source| DevInfoError::Json {

@@ -361,8 +361,13 @@ impl ServerCertVerifier for NoVerify {
 /// cannot change the request path.
 fn segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    // `.` and `..` are dot-segments that URL normalisation removes, so a pod
+    // named `..` would address its namespace instead: encode them too.
+    let dots_only = s.bytes().all(|b| b == b'.');
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        if (b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+            && !(dots_only && b == b'.')
+        {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -475,6 +480,14 @@ mod tests {
         assert_eq!(
             pod_path("default", "../x?y"),
             "/api/v1/namespaces/default/pods/..%2Fx%3Fy"
+        );
+        assert_eq!(
+            pod_path("..", ".."),
+            "/api/v1/namespaces/%2E%2E/pods/%2E%2E"
+        );
+        assert_eq!(
+            pod_path("default", "."),
+            "/api/v1/namespaces/default/pods/%2E"
         );
         assert_eq!(
             nad_path("kube-system", "sriov"),

@@ -132,8 +132,12 @@ struct Context {
     namespace: Option<String>,
 }
 
+/// Kubeconfigs, tokens and certificates are small; a path naming anything
+/// else (a FIFO, `/dev/zero`, a huge file) is refused instead of read.
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 fn read(path: &Path) -> Result<Vec<u8>, KubeconfigError> {
-    std::fs::read(path).map_err(|source| KubeconfigError::Read {
+    plexus_cni::fsutil::read_regular(path, MAX_FILE_BYTES).map_err(|source| KubeconfigError::Read {
         path: path.to_owned(),
         source,
     })

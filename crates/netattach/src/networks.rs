@@ -18,6 +18,12 @@ const MAX_LABEL_LEN: usize = 63;
 /// DNS-1123 subdomain length limit (object names).
 const MAX_SUBDOMAIN_LEN: usize = 253;
 
+/// Most networks one pod may ask for (interfaces `net1`..`net32`): each
+/// costs a delegate exec, an API read and a VF, so a tenant's annotation must
+/// not turn one ADD into thousands of them. Multus has no limit; ours is
+/// documented in docs/security.md.
+pub const MAX_NETWORKS: usize = 32;
+
 /// An invalid networks annotation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AnnotationError {
@@ -27,6 +33,8 @@ pub enum AnnotationError {
     Json(String),
     #[error("invalid network {item:?}: {reason}")]
     Item { item: String, reason: &'static str },
+    #[error("the networks annotation asks for {0} networks, at most {MAX_NETWORKS} are allowed")]
+    TooMany(usize),
     #[error("network #{index} in the JSON list has no \"name\"")]
     MissingName { index: usize },
     #[error("invalid {field} {value:?} in network {network:?}: {reason}")]
@@ -110,14 +118,33 @@ pub fn parse_networks_annotation(
     if annotation.trim().is_empty() {
         return Err(AnnotationError::Empty);
     }
-    if annotation.contains(['[', '{', '"']) {
-        parse_json_form(annotation, pod_namespace)
+    let selections = if annotation.contains(['[', '{', '"']) {
+        parse_json_form(annotation, pod_namespace)?
     } else {
+        let items = annotation.split(',').count();
+        if items > MAX_NETWORKS {
+            return Err(AnnotationError::TooMany(items));
+        }
         annotation
             .split(',')
             .map(|item| parse_comma_item(item.trim(), pod_namespace))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if selections.len() > MAX_NETWORKS {
+        return Err(AnnotationError::TooMany(selections.len()));
     }
+    Ok(selections)
+}
+
+/// Whether `s` is a DNS-1123 label (namespaces): what Kubernetes accepts,
+/// so a name read from `CNI_ARGS` cannot become another API path.
+pub fn is_dns1123_label(s: &str) -> bool {
+    s.len() <= MAX_LABEL_LEN && is_label(s)
+}
+
+/// Whether `s` is a DNS-1123 subdomain (pod and NAD names).
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    s.len() <= MAX_SUBDOMAIN_LEN && s.split('.').all(is_label)
 }
 
 fn parse_comma_item(item: &str, pod_namespace: &str) -> Result<NetworkSelection, AnnotationError> {
@@ -450,6 +477,32 @@ mod tests {
     fn json_form_errors_quote_the_bad_part(#[case] input: &str, #[case] quoted: &str) {
         let err = parse_networks_annotation(input, "default").unwrap_err();
         assert!(err.to_string().contains(quoted), "{err}");
+    }
+
+    #[test]
+    fn more_than_max_networks_is_refused_in_both_forms() {
+        let names: Vec<String> = (0..=MAX_NETWORKS).map(|i| format!("n{i}")).collect();
+        let comma = names.join(",");
+        assert_eq!(
+            parse_networks_annotation(&comma, "ns"),
+            Err(AnnotationError::TooMany(MAX_NETWORKS + 1))
+        );
+        let json = serde_json::to_string(
+            &names
+                .iter()
+                .map(|n| serde_json::json!({"name": n}))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert_eq!(
+            parse_networks_annotation(&json, "ns"),
+            Err(AnnotationError::TooMany(MAX_NETWORKS + 1))
+        );
+        let ok = names[..MAX_NETWORKS].join(",");
+        assert_eq!(
+            parse_networks_annotation(&ok, "ns").unwrap().len(),
+            MAX_NETWORKS
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::sched::{setns, CloneFlags};
@@ -64,7 +64,13 @@ impl NetNs {
     /// `/var/run/netns/x` or `/proc/<pid>/ns/net`) and checks it is one.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let file = match File::open(&path) {
+        // O_NONBLOCK: a FIFO at `path` opens at once (and is then refused
+        // as not nsfs) instead of blocking until a writer appears.
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::NotFound { path })

@@ -119,7 +119,7 @@ impl Store {
     /// absent: DEL must still make progress.
     pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<Record>, Error> {
         let path = self.path(container_id, ifname);
-        match std::fs::read(&path) {
+        match plexus_cni::fsutil::read_regular(&path, plexus_cni::fsutil::MAX_NODE_FILE_BYTES) {
             Ok(b) => Ok(serde_json::from_slice(&b).ok()),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::Io { path, source: e }),
@@ -141,7 +141,9 @@ impl Store {
         Ok(files
             .iter()
             .filter_map(|p| {
-                let bytes = std::fs::read(p).ok()?;
+                let bytes =
+                    plexus_cni::fsutil::read_regular(p, plexus_cni::fsutil::MAX_NODE_FILE_BYTES)
+                        .ok()?;
                 serde_json::from_slice(&bytes).ok()
             })
             .collect())

@@ -149,7 +149,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlexusError> {
 impl CacheStore for FsCacheStore {
     fn load(&self, container_id: &str, ifname: &str) -> Result<Option<CacheEntry>, PlexusError> {
         let path = self.path(container_id, ifname)?;
-        let bytes = match std::fs::read(&path) {
+        let bytes = match plexus_cni::fsutil::read_regular(
+            &path,
+            plexus_cni::fsutil::MAX_NODE_FILE_BYTES,
+        ) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => {
@@ -188,7 +191,9 @@ impl CacheStore for FsCacheStore {
             .map_err(|e| PlexusError::Io(format!("cannot list {}: {e}", self.dir.display())))?;
         let mut out = Vec::new();
         for p in names {
-            if let Ok(bytes) = std::fs::read(&p) {
+            if let Ok(bytes) =
+                plexus_cni::fsutil::read_regular(&p, plexus_cni::fsutil::MAX_NODE_FILE_BYTES)
+            {
                 if let Ok(entry) = serde_json::from_slice::<CacheEntry>(&bytes) {
                     out.push(entry);
                 }

@@ -119,6 +119,8 @@ struct RawConf {
     pod_resources_timeout_seconds: Option<f64>,
     #[serde(default)]
     device_info_dir: Option<String>,
+    #[serde(default)]
+    nad_node_keys: Vec<String>,
 }
 
 /// The parsed, defaulted configuration.
@@ -160,6 +162,9 @@ pub struct PlexusConf {
     pub pod_resources_socket: PathBuf,
     pub pod_resources_timeout: Duration,
     pub device_info_dir: PathBuf,
+    /// Node-path keys (`crate::nadpolicy::NODE_KEYS`) the cluster admin
+    /// lets NAD configs set; every other one is refused (docs/security.md).
+    pub nad_node_keys: Vec<String>,
 }
 
 fn seconds(v: Option<f64>, default: f64, key: &str) -> Result<Duration, PlexusError> {
@@ -223,6 +228,7 @@ impl PlexusConf {
             log_to_stderr: raw.log_to_stderr.unwrap_or(true),
             log_options: raw.log_options,
             readiness_indicator_file: raw.readiness_indicator_file,
+            nad_node_keys: raw.nad_node_keys,
             namespace_isolation: raw.namespace_isolation,
             global_namespaces: raw
                 .global_namespaces

@@ -88,7 +88,8 @@ fn conf_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn read_json(path: &Path) -> Result<Value, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = plexus_cni::fsutil::read_regular(path, plexus_cni::fsutil::MAX_NODE_FILE_BYTES)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON in {}: {e}", path.display()))
 }
 

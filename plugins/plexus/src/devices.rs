@@ -91,7 +91,8 @@ pub fn cni_device_info_path(
 /// attachment (if the device plugin wrote one). Best effort: a missing DP
 /// file is normal for device plugins that do not write device-info.
 pub fn copy_dp_device_info(dp: &Path, cni: &Path) -> Result<bool, String> {
-    let bytes = match std::fs::read(dp) {
+    let bytes = match plexus_cni::fsutil::read_regular(dp, plexus_cni::fsutil::MAX_NODE_FILE_BYTES)
+    {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(format!("cannot read {}: {e}", dp.display())),
@@ -102,7 +103,8 @@ pub fn copy_dp_device_info(dp: &Path, cni: &Path) -> Result<bool, String> {
 
 /// Reads a device-info file; `None` when absent or unreadable JSON.
 pub fn read_device_info(path: &Path) -> Option<DeviceInfo> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes =
+        plexus_cni::fsutil::read_regular(path, plexus_cni::fsutil::MAX_NODE_FILE_BYTES).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

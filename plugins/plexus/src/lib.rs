@@ -25,6 +25,7 @@ pub mod handlers;
 pub mod inspect;
 pub mod kube;
 pub mod logging;
+pub mod nadpolicy;
 pub mod plan;
 pub mod resolve;
 pub mod routes;

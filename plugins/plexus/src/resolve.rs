@@ -74,6 +74,7 @@ pub fn resolve(
 ) -> Result<Resolved, PlexusError> {
     let cni_args = parse_cni_args(args)?;
     let pod = pod_identity(&cni_args, &args.container_id);
+    check_pod_names(&pod)?;
     wait_for_readiness(conf, deps.sleeper)?;
     let annotations = pod_annotations(conf, &pod, kube)?;
     let kube_opt = conf.has_kube().then_some(kube);
@@ -126,6 +127,22 @@ fn wait_for_readiness(conf: &PlexusConf, sleeper: &dyn Sleeper) -> Result<(), Pl
 
 /// The pod's annotations: from the runtime when it passed them (no API
 /// call), else from one GET of the pod; `None` without Kubernetes.
+/// Pod names from `CNI_ARGS` end up in API paths: only names Kubernetes
+/// itself accepts (namespace a DNS-1123 label, name a subdomain) get there.
+fn check_pod_names(pod: &PodIdentity) -> Result<(), PlexusError> {
+    use plexus_netattach::networks::{is_dns1123_label, is_dns1123_subdomain};
+    if pod.name.is_empty() && pod.namespace.is_empty() {
+        return Ok(());
+    }
+    if !is_dns1123_label(&pod.namespace) || !is_dns1123_subdomain(&pod.name) {
+        return Err(PlexusError::Env(format!(
+            "invalid CNI_ARGS: K8S_POD_NAMESPACE {:?} / K8S_POD_NAME {:?} is not a valid Kubernetes name",
+            pod.namespace, pod.name
+        )));
+    }
+    Ok(())
+}
+
 fn pod_annotations(
     conf: &PlexusConf,
     pod: &PodIdentity,
@@ -215,8 +232,8 @@ fn nad_conflist(
     conf: &PlexusConf,
     nad: &NetworkAttachmentDefinition,
 ) -> Result<NetConfList, String> {
-    let raw = match nad.delegate_config() {
-        Ok(v) => v,
+    let (raw, tenant_written) = match nad.delegate_config() {
+        Ok(v) => (v, true),
         Err(NadError::EmptyConfig(_)) => find_conf_by_name(&conf.conf_dir, &nad.metadata.name)
             .ok_or_else(|| {
                 format!(
@@ -224,10 +241,20 @@ fn nad_conflist(
                     nad.metadata.name,
                     conf.conf_dir.display()
                 )
-            })?,
+            })
+            .map(|v| (v, false))?,
         Err(e) => return Err(e.to_string()),
     };
-    to_conflist(&raw, &conf.cni_version, &nad.metadata.name)
+    let list = to_conflist(&raw, &conf.cni_version, &nad.metadata.name)?;
+    let checked =
+        tenant_written.then(|| crate::nadpolicy::forbidden_key(&list.plugins, &conf.nad_node_keys));
+    if let Some(Some((i, key))) = checked {
+        return Err(format!(
+            "plugins[{i}] sets {key:?}, a node path the cluster admin has not allowed in NADs \
+             (plexus conf \"nadNodeKeys\")"
+        ));
+    }
+    Ok(list)
 }
 
 /// An inline `delegates` entry as a network; `label` names it in errors.
