@@ -233,6 +233,7 @@ impl Node {
                     .parse()
                     .unwrap(),
             ),
+            ipv6: vec![],
             vlan_tag: None,
             nic_index: None,
             mtu: Some(9000),

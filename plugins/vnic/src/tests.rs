@@ -60,6 +60,7 @@ fn vnic_state() -> VnicState {
         prefix_len: 24,
         subnet_cidr: "198.51.100.0/24".parse().unwrap(),
         gateway: Some("198.51.100.1".parse().unwrap()),
+        ipv6: vec![],
         vlan_tag: None,
         nic_index: None,
         mtu: None,
