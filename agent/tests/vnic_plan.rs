@@ -143,6 +143,7 @@ fn vnic_attached_later_is_picked_up_and_detached_one_cleaned() {
             mtu: 1500,
             up: false,
             addrs: vec![],
+            accept_ra: false,
         });
     let p = plan(&cfg, &all, &net.current(&cfg).unwrap(), &in_pod());
     assert!(p.vnics[4].status == VnicStatus::Configured && p.vnics[4].table == Some(104));
