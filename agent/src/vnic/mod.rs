@@ -139,12 +139,25 @@ pub struct Current {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    SetMtu { link: String, mtu: u32 },
-    SetUp { link: String },
+    SetMtu {
+        link: String,
+        mtu: u32,
+    },
+    SetUp {
+        link: String,
+    },
     /// `accept_ra=0`: only IMDS decides this VNIC's IPv6 routes.
-    DisableRa { link: String },
-    AddAddr { link: String, addr: IpNet },
-    DelAddr { link: String, addr: IpNet },
+    DisableRa {
+        link: String,
+    },
+    AddAddr {
+        link: String,
+        addr: IpNet,
+    },
+    DelAddr {
+        link: String,
+        addr: IpNet,
+    },
     AddRoute(Route),
     DelRoute(Route),
     AddRule(Rule),

@@ -235,8 +235,7 @@ impl Planner<'_> {
     /// link, address, routes and rule; the metadata guard last.
     fn actions(&self, desired: &[Desired]) -> Vec<Action> {
         let want_routes: BTreeSet<&Route> = desired.iter().flat_map(|d| &d.routes).collect();
-        let mut want_rules: BTreeSet<Rule> =
-            desired.iter().flat_map(|d| d.rules.clone()).collect();
+        let mut want_rules: BTreeSet<Rule> = desired.iter().flat_map(|d| d.rules.clone()).collect();
         if !desired.is_empty() {
             want_rules.insert(guard_rule(self.cfg));
         }
