@@ -489,8 +489,10 @@ fn one_nad_from_the_api_through_plexus() {
             "ipam": {"type": "static", "addresses": [{"address": "203.0.113.2/24"}]}}]
     });
     let mut apis = Vec::new();
+    // Node A's VNIC is dual-stack, node B's IPv4-only: the one NAD serves both.
+    let v6: [&[&str]; 2] = [&["2001:db8:0:1::a"], &[]];
     for (i, node) in cluster.nodes.iter().enumerate() {
-        node.write_state(&cluster.state_file(), &cluster.shared);
+        node.write_state_v6(&cluster.state_file(), &cluster.shared, v6[i]);
         let node_ns = NetNs::open(node.ns.path()).unwrap();
         let api = plexus_netns::run_in(&node_ns, FakeApiServer::start)
             .unwrap()
@@ -515,7 +517,7 @@ fn one_nad_from_the_api_through_plexus() {
         apis.push((api, name, uid));
     }
 
-    for (node, (api, name, uid)) in cluster.nodes.iter().zip(&apis) {
+    for ((node, (api, name, uid)), v6) in cluster.nodes.iter().zip(&apis).zip(v6) {
         let label = node.spec.label;
         node.plexus("ADD", &conf, name, uid).assert_ok();
         let ip = node.spec.ip;
@@ -532,12 +534,16 @@ fn one_nad_from_the_api_through_plexus() {
             .and_then(|s| s.iter().find(|e| e["interface"] == "net1"))
             .unwrap_or_else(|| panic!("node {label}: no net1 in {status}"));
         assert_eq!(entry["name"], "default/sriov-vnic", "node {label}");
-        assert_eq!(entry["ips"], json!([ip]), "node {label}: {entry}");
+        // network-status lists both families of a dual-stack VNIC.
+        let mut ips = vec![ip];
+        ips.extend(v6);
+        assert_eq!(entry["ips"], json!(ips), "node {label}: {entry}");
         assert_eq!(entry["mac"], node.spec.mac, "node {label}: {entry}");
     }
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     assert!(a.ping(b.spec.ip), "pod A -> pod B over net1");
     assert!(b.ping(a.spec.ip), "pod B -> pod A over net1");
+    assert!(a.ping(GATEWAY6), "dual-stack pod A -> IPv6 router");
 
     for (node, (api, name, uid)) in cluster.nodes.iter().zip(&apis) {
         api.clear_requests();
