@@ -27,9 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use plexus_cni::result::{IpConfig, Route};
 use plexus_cni::skel::{CmdArgs, Plugin};
-use plexus_cni::{CniError, CniResult, NetConf};
+use plexus_cni::{CniError, NetConf};
 use plexus_host_device::config::{Config as HostDeviceConfig, Selector as HostDeviceSelector};
 use plexus_imds::node_state::{NodeState, VnicState, DEFAULT_STATE_PATH};
 use plexus_imds::{ClientConfig, ImdsError, MetadataSource, NoopObserver, RetryPolicy, StateError};
