@@ -653,11 +653,17 @@ task_del() {
             sh -c "ip -n $ns addr show dev ens5 | grep -q 'inet $(vnic_ip "$n")/24' &&
                    ip -n $ns route show table $TABLE | grep -q '^default via 198.51.100.1 dev ens5' &&
                    ip -n $ns rule show | grep -q '^1000:.*from $(vnic_ip "$n") lookup $TABLE'"
+        check "node$n: ens5 has $(vnic_ip6 "$n")/64 again, IPv6 table $TABLE and rule (agent's vnic apply)" \
+            sh -c "ip -n $ns -6 addr show dev ens5 | grep 'inet6 $(vnic_ip6 "$n")/64' | grep -qv tentative &&
+                   ip -n $ns -6 route show table $TABLE | grep -q '^default via fe80::1 dev ens5' &&
+                   ip -n $ns -6 rule show | grep -q '^1000:.*from $(vnic_ip6 "$n") lookup $TABLE'"
         check "node$n: no record left (plexus cache, host-device dataDir)" \
             sh -c "[ -z \"\$(ls -A $WORK/node$n/var/lib/cni/plexus $WORK/node$n/var/lib/cni/plexus-host-device 2>/dev/null | grep -v '\.lock$' | grep -v ':$' | grep .)\" ]"
     done
     check "node1 $(vnic_ip 1) -> node2 $(vnic_ip 2) again (NICs back in host use)" \
         ip netns exec "$(node_ns 1)" ping -c 2 -W 2 -I "$(vnic_ip 1)" "$(vnic_ip 2)"
+    check "node1 $(vnic_ip6 1) -> node2 $(vnic_ip6 2) again over IPv6" \
+        ip netns exec "$(node_ns 1)" ping -6 -c 2 -W 2 -I "$(vnic_ip6 1)" "$(vnic_ip6 2)"
 }
 
 # Processes whose command line names this run (temp dir or namespace tag).
