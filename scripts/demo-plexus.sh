@@ -10,14 +10,19 @@
 # configured in the host's own network namespace):
 #
 #   VCN ns   bridge br0 = the VCN. 203.0.113.1/25 and 198.51.100.1/24 play
-#            the virtual router (forwarding on); 203.0.113.2:6443 is the
+#            the virtual router (forwarding on), for IPv6 fe80::1 (OCI's
+#            link-local ipv6VirtualRouterIp) with 2001:db8::1/64 and
+#            2001:db8:0:1::1/64; 203.0.113.2:6443 is the
 #            cluster's API endpoint (nft DNAT to fake-kube-apiserver, which
 #            only binds loopback: 127.0.0.1:6443 inside the VCN ns).
-#   node1/2  ens3 = primary VNIC 203.0.113.11/.12 (/25), default via .1
+#   node1/2  ens3 = primary VNIC 203.0.113.11/.12 (/25), default via .1;
+#                   2001:db8::11/.12 (/64), IPv6 default via fe80::1
 #            ens5 = secondary VNIC (a veth with a fixed MAC plays the VF),
 #                   attached "fresh": down, MTU 1500, no address
 #            fake-imds on 169.254.169.254:80 (on lo) describing that node's
-#            VNICs: primary + secondary 198.51.100.21/.22
+#            VNICs: primary + dual-stack secondary 198.51.100.21/.22 and
+#            2001:db8:0:1::21/::22 (/64); pods ping each other and the
+#            other node over both families
 #            cni0 = the cluster network (Debian's bridge + host-local,
 #                   pods 203.0.113.128/26 on node1, .192/26 on node2)
 #   pod1/2   empty sandboxes; the "kubelet" (this script) calls plexus
@@ -90,6 +95,10 @@ node_ns() { echo "$TAG-node$1"; }
 pod_ns() { echo "$TAG-pod$1"; }
 primary_ip() { echo "203.0.113.1$1"; }
 vnic_ip() { echo "198.51.100.2$1"; }
+# The secondary VNICs are dual-stack: IPv6 from 2001:db8::/32 only, the
+# router link-local (fe80::1) as OCI's ipv6VirtualRouterIp is.
+vnic_ip6() { echo "2001:db8:0:1::2$1"; }
+primary_ip6() { echo "2001:db8::1$1"; }
 primary_mac() { echo "02:00:17:00:01:0$1"; }
 vnic_mac() { echo "02:00:17:00:02:0$1"; }
 pod_cidr() { [ "$1" = 1 ] && echo 203.0.113.128/26 || echo 203.0.113.192/26; }
@@ -253,7 +262,10 @@ setup_vcn() {
     ip -n "$NS_VCN" addr add 203.0.113.1/25 dev br0
     ip -n "$NS_VCN" addr add "${API_ENDPOINT%:*}/25" dev br0
     ip -n "$NS_VCN" addr add 198.51.100.1/24 dev br0
-    in_vcn sysctl -qw net.ipv4.ip_forward=1
+    for a in fe80::1/64 2001:db8::1/64 2001:db8:0:1::1/64; do
+        ip -n "$NS_VCN" -6 addr add "$a" dev br0 nodad
+    done
+    in_vcn sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
     # The API endpoint on the VCN: fake-kube-apiserver refuses non-loopback
     # addresses, so DNAT the endpoint to its loopback listener (route_localnet
     # lets the kernel route to 127.0.0.1 for packets arriving on br0).
@@ -306,6 +318,8 @@ setup_node() {
     ip -n "$ns" link set ens3 up
     ip -n "$ns" addr add "$(primary_ip "$n")/25" dev ens3
     ip -n "$ns" route add default via 203.0.113.1
+    ip -n "$ns" -6 addr add "$(primary_ip6 "$n")/64" dev ens3 nodad
+    ip -n "$ns" -6 route add default via fe80::1 dev ens3
     plug "$ns" ens5 "n${n}s" address "$(vnic_mac "$n")" mtu 1500
     # The metadata address exists only inside this node's namespace.
     ip -n "$ns" addr add 169.254.169.254/32 dev lo
@@ -319,7 +333,9 @@ setup_node() {
   "subnetCidrBlock":"203.0.113.0/25","vlanTag":0},
  {"vnicId":"ocid1.vnic.oc1.phx.demo-node$n-vnic1","privateIp":"$(vnic_ip "$n")",
   "macAddr":"$(vnic_mac "$n" | tr a-f A-F)","virtualRouterIp":"198.51.100.1",
-  "subnetCidrBlock":"198.51.100.0/24","vlanTag":0}]
+  "subnetCidrBlock":"198.51.100.0/24","vlanTag":0,
+  "ipv6Addresses":["$(vnic_ip6 "$n")"],"ipv6SubnetCidrBlock":"2001:db8:0:1::/64",
+  "ipv6VirtualRouterIp":"fe80::1"}]
 EOF
     nsenter --net="/run/netns/$ns" "$BIN/fake-imds" --listen 169.254.169.254:80 \
         --vnics "$dir/imds/vnics.json" 2>"$dir/imds/log" &
@@ -352,7 +368,7 @@ start_api() {
         "cniVersion":"1.0.0","name":"vnic-net","type":"host-device","device":"ens5",
         "dataDir":sys.argv[1]+"/var/lib/cni/plexus-host-device",
         "ipam":{"type":"vnic","stateFile":sys.argv[1]+"/run/plexus/state.json",
-                "routes":[{"dst":"203.0.113.0/25"}]}})))' "$ROOT")
+                "routes":[{"dst":"203.0.113.0/25"},{"dst":"2001:db8::/64"}]}})))' "$ROOT")
     cat >"$WORK/seed.json" <<EOF
 [{"apiVersion":"k8s.cni.cncf.io/v1","kind":"NetworkAttachmentDefinition",
   "metadata":{"name":"vnic-net","namespace":"default"},"spec":{"config":$nad_conf}},
@@ -409,6 +425,10 @@ task1() {
         check "node$n: table $TABLE has the subnet route and default via 198.51.100.1" \
             sh -c "ip -n $ns route show table $TABLE | grep -q '^198.51.100.0/24 dev ens5' &&
                    ip -n $ns route show table $TABLE | grep -q '^default via 198.51.100.1 dev ens5'"
+        check "node$n: ens5 has $(vnic_ip6 "$n")/64 (nodad), rule from it lookup $TABLE, v6 default via fe80::1 dev ens5" \
+            sh -c "ip -n $ns -6 addr show dev ens5 | grep 'inet6 $(vnic_ip6 "$n")/64' | grep -qv tentative &&
+                   ip -n $ns -6 rule show | grep -q '^1000:.*from $(vnic_ip6 "$n") lookup $TABLE' &&
+                   ip -n $ns -6 route show table $TABLE | grep -q '^default via fe80::1 dev ens5'"
         check "node$n: a second plan is empty" plan_is_empty "$n"
 
         # No one-shot subcommand writes the state file: it is the last step
@@ -444,6 +464,8 @@ EOF
         ip netns exec "$(node_ns 1)" ping -c 2 -W 2 -I "$(vnic_ip 1)" "$(vnic_ip 2)"
     check "node2 $(vnic_ip 2) -> node1 $(vnic_ip 1)" \
         ip netns exec "$(node_ns 2)" ping -c 2 -W 2 -I "$(vnic_ip 2)" "$(vnic_ip 1)"
+    check "node1 $(vnic_ip6 1) -> node2 $(vnic_ip6 2) over IPv6 (rule $TABLE, ens5)" \
+        ip netns exec "$(node_ns 1)" ping -6 -c 2 -W 2 -I "$(vnic_ip6 1)" "$(vnic_ip6 2)"
 }
 
 # ------------------------------------------------------------------ step 2
@@ -532,6 +554,9 @@ task4() {
         check "pod$n: net1 has node$n's VNIC IP $(vnic_ip "$n")/24 and MAC $(vnic_mac "$n")" \
             sh -c "ip -n $pns addr show dev net1 | grep -q 'inet $(vnic_ip "$n")/24' &&
                    ip -n $pns link show dev net1 | grep -q '$(vnic_mac "$n")'"
+        check "pod$n: net1 has node$n's VNIC IPv6 $(vnic_ip6 "$n")/64, usable (not tentative), route 2001:db8::/64 via fe80::1" \
+            sh -c "ip -n $pns -6 addr show dev net1 | grep 'inet6 $(vnic_ip6 "$n")/64' | grep -qv tentative &&
+                   ip -n $pns -6 route show | grep -q '^2001:db8::/64 via fe80::1 dev net1'"
         check "pod$n: route 203.0.113.0/25 via 198.51.100.1 dev net1 (from the NAD)" \
             sh -c "ip -n $pns route show | grep -q '^203.0.113.0/25 via 198.51.100.1 dev net1'"
         check "node$n: ens5 is gone from the node" sh -c "! ip -n $ns link show dev ens5"
@@ -541,15 +566,15 @@ task4() {
 p = json.load(open(sys.argv[1]))
 print(json.dumps(json.loads(p["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"]), indent=2))' \
             "$WORK/pod$n.json" 2>&1 | indent || true
-        check "pod$n: network-status lists eth0 (default) and net1 default/vnic-net $(vnic_ip "$n")" \
-            python3 - "$WORK/pod$n.json" "$(vnic_ip "$n")" "$(vnic_mac "$n")" <<'EOF'
+        check "pod$n: network-status lists eth0 (default) and net1 default/vnic-net $(vnic_ip "$n") + $(vnic_ip6 "$n")" \
+            python3 - "$WORK/pod$n.json" "$(vnic_ip "$n")" "$(vnic_mac "$n")" "$(vnic_ip6 "$n")" <<'EOF'
 import json, sys
 p = json.load(open(sys.argv[1]))
 st = json.loads(p["metadata"]["annotations"]["k8s.v1.cni.cncf.io/network-status"])
 d = [s for s in st if s.get("default")]
 v = [s for s in st if s["name"] == "default/vnic-net"]
 assert d and d[0]["interface"] == "eth0", st
-assert v and v[0]["interface"] == "net1" and v[0]["ips"] == [sys.argv[2]] and v[0]["mac"] == sys.argv[3], st
+assert v and v[0]["interface"] == "net1" and v[0]["ips"] == [sys.argv[2], sys.argv[4]] and v[0]["mac"] == sys.argv[3], st
 EOF
         info "\$ plexus-agent status   (node$n, while pod$n holds ens5)"
         info "  $SIMULATED_PCI"
@@ -581,6 +606,14 @@ pings() {
         ip netns exec "$(node_ns 1)" ping -c 2 -W 2 "$(vnic_ip 2)"
     check "node2 -> pod1 $(vnic_ip 1) (ens3, VCN router)" \
         ip netns exec "$(node_ns 2)" ping -c 2 -W 2 "$(vnic_ip 1)"
+    check "pod1 -> pod2 $(vnic_ip6 2) over IPv6 (-I net1)" \
+        ip netns exec "$(pod_ns 1)" ping -6 -c 2 -W 2 -I net1 "$(vnic_ip6 2)"
+    check "pod2 -> pod1 $(vnic_ip6 1) over IPv6 (-I net1)" \
+        ip netns exec "$(pod_ns 2)" ping -6 -c 2 -W 2 -I net1 "$(vnic_ip6 1)"
+    check "node1 $(primary_ip6 1) -> pod2 $(vnic_ip6 2) over IPv6 (ens3, VCN router)" \
+        ip netns exec "$(node_ns 1)" ping -6 -c 2 -W 2 "$(vnic_ip6 2)"
+    check "node2 $(primary_ip6 2) -> pod1 $(vnic_ip6 1) over IPv6 (ens3, VCN router)" \
+        ip netns exec "$(node_ns 2)" ping -6 -c 2 -W 2 "$(vnic_ip6 1)"
 }
 
 # ------------------------------------------------------------------ step 5
@@ -622,11 +655,17 @@ task_del() {
             sh -c "ip -n $ns addr show dev ens5 | grep -q 'inet $(vnic_ip "$n")/24' &&
                    ip -n $ns route show table $TABLE | grep -q '^default via 198.51.100.1 dev ens5' &&
                    ip -n $ns rule show | grep -q '^1000:.*from $(vnic_ip "$n") lookup $TABLE'"
+        check "node$n: ens5 has $(vnic_ip6 "$n")/64 again, IPv6 table $TABLE and rule (agent's vnic apply)" \
+            sh -c "ip -n $ns -6 addr show dev ens5 | grep 'inet6 $(vnic_ip6 "$n")/64' | grep -qv tentative &&
+                   ip -n $ns -6 route show table $TABLE | grep -q '^default via fe80::1 dev ens5' &&
+                   ip -n $ns -6 rule show | grep -q '^1000:.*from $(vnic_ip6 "$n") lookup $TABLE'"
         check "node$n: no record left (plexus cache, host-device dataDir)" \
             sh -c "[ -z \"\$(ls -A $WORK/node$n/var/lib/cni/plexus $WORK/node$n/var/lib/cni/plexus-host-device 2>/dev/null | grep -v '\.lock$' | grep -v ':$' | grep .)\" ]"
     done
     check "node1 $(vnic_ip 1) -> node2 $(vnic_ip 2) again (NICs back in host use)" \
         ip netns exec "$(node_ns 1)" ping -c 2 -W 2 -I "$(vnic_ip 1)" "$(vnic_ip 2)"
+    check "node1 $(vnic_ip6 1) -> node2 $(vnic_ip6 2) again over IPv6" \
+        ip netns exec "$(node_ns 1)" ping -6 -c 2 -W 2 -I "$(vnic_ip6 1)" "$(vnic_ip6 2)"
 }
 
 # Processes whose command line names this run (temp dir or namespace tag).

@@ -31,6 +31,9 @@ pub struct StatusRow {
     pub ip: String,
     /// VNIC subnet.
     pub subnet: String,
+    /// The VNIC's IPv6 addresses, `addr/prefix` (none on IPv4-only subnets).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<String>,
     /// `host`, `pod <ns>/<name> (<ifname>)`, `userspace`, `unknown`.
     pub location: String,
 }
@@ -89,6 +92,9 @@ fn row(e: &Entry) -> StatusRow {
         primary: e.is_primary,
         ip: vnic.map_or_else(|| DASH.into(), |v| v.address.ip.to_string()),
         subnet: vnic.map_or_else(|| DASH.into(), |v| v.address.subnet.to_string()),
+        ipv6: vnic.map_or_else(Vec::new, |v| {
+            v.ipv6.iter().map(|a| a.cidr().to_string()).collect()
+        }),
         location: location(&e.location),
     }
 }
@@ -137,7 +143,11 @@ pub fn render_table(inv: &Inventory, agent: &str) -> String {
                 } else {
                     d.vnic.clone()
                 },
-                d.ip.clone(),
+                // Both families in one cell; IPv4-only rows look as before.
+                std::iter::once(d.ip.clone())
+                    .chain(d.ipv6.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(","),
                 d.subnet.clone(),
                 d.location.clone(),
             ]
@@ -252,5 +262,34 @@ mod tests {
         let text = String::from_utf8(buf).unwrap();
         assert_eq!(text, render_table(&inv, AGENT));
         assert_eq!(text.lines().next(), Some(AGENT), "version line first");
+    }
+
+    #[test]
+    fn dual_stack_vnic_shows_both_families() {
+        let mut inv = sample::inventory();
+        let e = inv
+            .entries
+            .iter_mut()
+            .find(|e| e.vnic.is_some() && !e.is_primary)
+            .unwrap();
+        let nic = e.vnic.as_mut().unwrap();
+        nic.ipv6 = vec![plexus_imds::NicAddress {
+            ip: "2001:db8:0:1::10".parse().unwrap(),
+            subnet: "2001:db8:0:1::/64".parse().unwrap(),
+            gateway: Some("fe80::1".parse().unwrap()),
+        }];
+        let v4 = nic.address.ip.to_string();
+        let table = render_table(&inv, AGENT);
+        assert!(
+            table.contains(&format!("{v4},2001:db8:0:1::10/64")),
+            "{table}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&render_json(&inv, AGENT)).unwrap();
+        let rows = json["devices"].as_array().unwrap();
+        let with_v6: Vec<&serde_json::Value> =
+            rows.iter().filter(|r| r.get("ipv6").is_some()).collect();
+        assert_eq!(with_v6.len(), 1);
+        assert_eq!(with_v6[0]["ipv6"][0], "2001:db8:0:1::10/64");
+        assert_eq!(with_v6[0]["ip"], v4.as_str());
     }
 }

@@ -21,7 +21,7 @@ fn vnics() -> Vec<NodeNic> {
     let wire: Vec<Vnic> =
         serde_json::from_slice(&fs::read(Path::new(FIXTURES).join("imds-vnics.json")).unwrap())
             .unwrap();
-    wire.iter().map(NodeNic::from).collect()
+    wire.iter().map(|v| NodeNic::try_from(v).unwrap()).collect()
 }
 
 /// The fixture's state plus what a real node always has: main/local/default

@@ -78,6 +78,7 @@ fn setup(root: &Path) -> (ReconcileConfig, FakeNet) {
                 mtu: 9000,
                 up: true,
                 addrs: vec!["198.51.100.10/25".parse().unwrap()],
+                accept_ra: false,
             },
             Link {
                 name: "ens5".into(),
@@ -85,6 +86,7 @@ fn setup(root: &Path) -> (ReconcileConfig, FakeNet) {
                 mtu: 1500,
                 up: false,
                 addrs: vec![],
+                accept_ra: false,
             },
         ],
         ..Current::default()

@@ -95,7 +95,9 @@ fn stranded_vf_is_renamed_reconfigured_and_dead_records_collected() {
     let repair = NetlinkRepair::new(
         plexus_netlink::Handle::open_in(&plexus_netns::NetNs::open(ns.path()).unwrap()).unwrap(),
     );
-    let nics: Vec<plexus_imds::NodeNic> = vnics().iter().map(Into::into).collect();
+    let nics: Vec<plexus_imds::NodeNic> = (vnics().iter().map(TryInto::try_into))
+        .collect::<Result<_, _>>()
+        .unwrap();
     let known = known_vfs(&nics, None);
     let plan = plan_repair(
         &repair.links().unwrap(),

@@ -23,7 +23,7 @@ fn vnics() -> Vec<NodeNic> {
     let wire: Vec<Vnic> =
         serde_json::from_slice(&fs::read(Path::new(FIXTURES).join("imds-vnics.json")).unwrap())
             .unwrap();
-    wire.iter().map(NodeNic::from).collect()
+    wire.iter().map(|v| NodeNic::try_from(v).unwrap()).collect()
 }
 
 fn current() -> Current {
@@ -144,6 +144,7 @@ fn vnic_attached_later_is_picked_up_and_detached_one_cleaned() {
             mtu: 1500,
             up: false,
             addrs: vec![],
+            accept_ra: false,
         });
     let p = plan(&cfg, &all, &net.current(&cfg).unwrap(), &in_pod());
     assert!(p.vnics[4].status == VnicStatus::Configured && p.vnics[4].table == Some(104));

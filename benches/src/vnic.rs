@@ -44,15 +44,13 @@ fn imds_vnics() -> Value {
 /// (ens5 and ens6 share a VNIC), the primary marked.
 fn node_state() -> Result<NodeState> {
     let vnics: Vec<Vnic> = serde_json::from_value(imds_vnics()).context("VNIC fixture")?;
-    let entry = |v: &Vnic, primary: bool, ifname: &str, pci: &str| {
-        VnicState::from_nic(
-            &NodeNic::from(v),
-            primary,
-            Some(ifname.into()),
-            Some(pci.into()),
-        )
+    let nics: Vec<NodeNic> = (vnics.iter().map(NodeNic::try_from))
+        .collect::<Result<_, _>>()
+        .context("VNIC fixture")?;
+    let entry = |v: &NodeNic, primary: bool, ifname: &str, pci: &str| {
+        VnicState::from_nic(v, primary, Some(ifname.into()), Some(pci.into()))
     };
-    let [primary, vf, shared] = vnics.as_slice() else {
+    let [primary, vf, shared] = nics.as_slice() else {
         bail!("VNIC fixture: expected three VNICs");
     };
     Ok(NodeState::new(

@@ -202,8 +202,11 @@ fn kubeconfig(data: &[u8]) {
 fn imds(data: &[u8]) {
     if let Ok(vnics) = serde_json::from_slice::<Vec<plexus_imds::Vnic>>(data) {
         for v in &vnics {
-            let nic = plexus_imds::NodeNic::from(v);
-            let _ = nic.address.cidr();
+            // A VNIC that fails validation (e.g. IPv6 outside its subnet)
+            // is an error, never a panic.
+            if let Ok(nic) = plexus_imds::NodeNic::try_from(v) {
+                let _ = nic.address.cidr();
+            }
             let _ = v.prefix_len();
         }
         let _ = plexus_imds::primary_vnic(&vnics);

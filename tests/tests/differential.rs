@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use plexus_netns::NetNs;
 use plexus_testkit::net::{
-    bin_dir, reference_plugin, require_root, unique_name, CniCall, CniOutput, TestNs, Veth, VethEnd,
+    bin_dir, ip_json, reference_plugin, require_root, unique_name, CniCall, CniOutput, TestNs,
+    Veth, VethEnd,
 };
 use rstest::rstest;
 use serde_json::{json, Value};
@@ -165,6 +166,30 @@ fn addr_state(addrs: &Value) -> Value {
     json!(plexus_testkit::net::v4_addr_lines(addrs))
 }
 
+/// Global IPv6 addresses as `addr/len`, marked while still `tentative`
+/// (DAD running): an address must be usable when ADD returns, whichever
+/// way an implementation gets there (the reference waits for DAD, we add
+/// with `nodad`).
+fn addr6_state(addrs: &Value) -> Value {
+    let mut out: Vec<String> = (addrs.as_array().into_iter().flatten())
+        .filter(|a| a["family"] == "inet6" && a["scope"] == "global")
+        .map(|a| {
+            let t = if a["tentative"] == true {
+                " tentative"
+            } else {
+                ""
+            };
+            format!(
+                "{}/{}{t}",
+                a["local"].as_str().unwrap_or("?"),
+                a["prefixlen"]
+            )
+        })
+        .collect();
+    out.sort();
+    json!(out)
+}
+
 fn route_state(routes: &Value) -> Value {
     let mut out: Vec<String> = routes
         .as_array()
@@ -200,6 +225,8 @@ fn add_del(imp: Impl, conf: &Value) -> Observed {
         "link": link_state(&net1),
         "addrs": addr_state(&fx.pod.addrs("net1")),
         "routes": route_state(&fx.pod.routes()),
+        "addrs6": addr6_state(&fx.pod.addrs("net1")),
+        "routes6": route_state(&ip_json(Some(&fx.pod), &["-6", "route", "show"])),
     });
     assert!(
         fx.node.link(&fx.vf).is_none(),
@@ -211,6 +238,7 @@ fn add_del(imp: Impl, conf: &Value) -> Observed {
     let node_after_del = json!({
         "link": link_state(&vf),
         "addrs": addr_state(&fx.node.addrs(&fx.vf)),
+        "addrs6": addr6_state(&fx.node.addrs(&fx.vf)),
         "pod_links": fx.pod.links().as_array().map_or(0, Vec::len),
     });
     Observed {
@@ -286,7 +314,7 @@ fn add_del_matches_reference(
     );
 
     // Node after DEL: same name, MAC, MTU, no addresses, pod emptied (lo)...
-    for key in ["addrs", "pod_links"] {
+    for key in ["addrs", "addrs6", "pod_links"] {
         assert_eq!(
             ours.node_after_del[key], reference.node_after_del[key],
             "{key}"
@@ -363,6 +391,59 @@ fn route_gateways_match_reference(
     assert_eq!(ours.result["routes"], conf["ipam"]["routes"]);
     assert_eq!(ours.pod["routes"], reference.pod["routes"], "pod routes");
     assert_eq!(ours.pod["routes"], expected, "pod routes ({case})");
+}
+
+/// IPv6-only and dual-stack static configs, as the reference installs
+/// them: same result (0.3.x `version` fields included), same pod addresses
+/// of both families, none tentative when ADD returns, same routes
+/// (a default per family via each family's gateway, an IPv6 route via an
+/// explicit next hop), and the node's device bare after DEL.
+#[rstest]
+fn ipv6_and_dual_stack_match_reference(
+    #[values("0.3.1", "1.0.0")] version: &str,
+    #[values("v6-only", "dual-stack")] case: &str,
+) {
+    require_root();
+    let mut conf = config(version, Selector::Device, "ens5", false);
+    let v6 = json!({"address": "2001:db8:0:1::21/64", "gateway": "2001:db8:0:1::1"});
+    let v4 = json!({"address": "198.51.100.21/24", "gateway": "198.51.100.1"});
+    let mut routes = vec![
+        json!({"dst": "::/0"}),
+        json!({"dst": "2001:db8:ff::/48", "gw": "2001:db8:0:1::fe"}),
+    ];
+    let addresses = if case == "v6-only" {
+        vec![v6]
+    } else {
+        routes.push(json!({"dst": "0.0.0.0/0"}));
+        vec![v4, v6]
+    };
+    conf["ipam"] = json!({"type": "static", "addresses": addresses, "routes": routes});
+    let reference = add_del(Impl::Reference, &conf);
+    let ours = add_del(Impl::Ours, &conf);
+    assert_eq!(
+        ours.result,
+        without_empty_dns(&reference.result, &ours.result),
+        "ADD result ({version}, {case})"
+    );
+    assert_eq!(ours.pod, reference.pod, "pod state after ADD ({case})");
+    assert_eq!(ours.pod["addrs6"], json!(["2001:db8:0:1::21/64"]));
+    let routes6 = ours.pod["routes6"].as_array().unwrap();
+    for want in [
+        "default via 2001:db8:0:1::1 dev net1 proto boot scope universe",
+        "2001:db8:ff::/48 via 2001:db8:0:1::fe dev net1 proto boot scope universe",
+    ] {
+        assert!(routes6.iter().any(|r| r == want), "{want} in {routes6:?}");
+    }
+    if version.starts_with("0.") {
+        let last = ours.result["ips"].as_array().unwrap().last().unwrap();
+        assert_eq!(last["version"], "6");
+    }
+    for key in ["addrs", "addrs6", "pod_links"] {
+        assert_eq!(
+            ours.node_after_del[key], reference.node_after_del[key],
+            "{key}"
+        );
+    }
 }
 
 /// Intended difference: a repeated DEL. The reference fails (code 999, the

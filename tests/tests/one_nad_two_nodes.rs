@@ -36,7 +36,8 @@ use plexus_imds::node_state::{NodeState, VnicState};
 use plexus_netns::NetNs;
 use plexus_testkit::kube::FakeApiServer;
 use plexus_testkit::net::{
-    bin_dir, reference_plugin, require_root, unique_name, CniCall, CniOutput, TestNs, Veth, VethEnd,
+    bin_dir, ip_json, reference_plugin, require_root, unique_name, CniCall, CniOutput, TestNs,
+    Veth, VethEnd,
 };
 use rstest::rstest;
 use serde_json::{json, Value};
@@ -47,6 +48,9 @@ const VF: &str = "ens5";
 /// The subnet's virtual router (`virtualRouterIp`).
 const GATEWAY: &str = "198.51.100.1";
 const SUBNET: &str = "198.51.100.0/24";
+/// The IPv6 virtual router (`ipv6VirtualRouterIp`), link-local like OCI's.
+const GATEWAY6: &str = "fe80::1";
+const SUBNET6: &str = "2001:db8:0:1::/64";
 
 /// One node's secondary VNIC as the cloud assigned it.
 #[derive(Debug, Clone, Copy)]
@@ -121,7 +125,7 @@ struct Node {
 /// there), the temporary directory last.
 struct Cluster {
     nodes: Vec<Node>,
-    _vcn: TestNs,
+    vcn: TestNs,
     /// The path every node's config names; each node's runner mounts its own
     /// directory here, in its private mount namespace only.
     shared: PathBuf,
@@ -136,6 +140,18 @@ impl Cluster {
         let vcn = TestNs::new("pxvcn");
         vcn.ip(&["link", "add", "vcn0", "type", "bridge"]);
         vcn.ip(&["addr", "add", &format!("{GATEWAY}/24"), "dev", "vcn0"]);
+        // The subnet's IPv6 router: link-local, as OCI's ipv6VirtualRouterIp.
+        for a in [GATEWAY6, "2001:db8:0:1::1"] {
+            vcn.ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{a}/64"),
+                "dev",
+                "vcn0",
+                "nodad",
+            ]);
+        }
         vcn.ip(&["link", "set", "vcn0", "up"]);
         let plugins = imp.plugin_dir();
         let nodes = specs
@@ -144,7 +160,7 @@ impl Cluster {
             .collect();
         Self {
             nodes,
-            _vcn: vcn,
+            vcn,
             shared,
             _tmp: tmp,
         }
@@ -220,6 +236,18 @@ impl Node {
     /// it in the node's /sys and matches the entry by name; with a MAC-only
     /// entry it fails ("its MAC is unknown").
     fn write_state(&self, cluster_state_file: &Path, shared: &Path) {
+        self.write_state_v6(cluster_state_file, shared, &[]);
+    }
+
+    /// [`Node::write_state`] with IPv6 addresses on the secondary VNIC.
+    fn write_state_v6(&self, cluster_state_file: &Path, shared: &Path, v6: &[&str]) {
+        let ipv6: Vec<plexus_imds::NicAddress> = (v6.iter())
+            .map(|ip| plexus_imds::NicAddress {
+                ip: ip.parse().unwrap(),
+                subnet: SUBNET6.parse().unwrap(),
+                gateway: Some(GATEWAY6.parse().unwrap()),
+            })
+            .collect();
         let entry = |ifname: &str, mac: &str, ip: &str, subnet: &str, primary: bool| VnicState {
             ifname: Some(ifname.to_owned()),
             pci: None,
@@ -233,6 +261,7 @@ impl Node {
                     .parse()
                     .unwrap(),
             ),
+            ipv6: if primary { vec![] } else { ipv6.clone() },
             vlan_tag: None,
             nic_index: None,
             mtu: Some(9000),
@@ -462,8 +491,10 @@ fn one_nad_from_the_api_through_plexus() {
             "ipam": {"type": "static", "addresses": [{"address": "203.0.113.2/24"}]}}]
     });
     let mut apis = Vec::new();
+    // Node A's VNIC is dual-stack, node B's IPv4-only: the one NAD serves both.
+    let v6: [&[&str]; 2] = [&["2001:db8:0:1::a"], &[]];
     for (i, node) in cluster.nodes.iter().enumerate() {
-        node.write_state(&cluster.state_file(), &cluster.shared);
+        node.write_state_v6(&cluster.state_file(), &cluster.shared, v6[i]);
         let node_ns = NetNs::open(node.ns.path()).unwrap();
         let api = plexus_netns::run_in(&node_ns, FakeApiServer::start)
             .unwrap()
@@ -488,7 +519,7 @@ fn one_nad_from_the_api_through_plexus() {
         apis.push((api, name, uid));
     }
 
-    for (node, (api, name, uid)) in cluster.nodes.iter().zip(&apis) {
+    for ((node, (api, name, uid)), v6) in cluster.nodes.iter().zip(&apis).zip(v6) {
         let label = node.spec.label;
         node.plexus("ADD", &conf, name, uid).assert_ok();
         let ip = node.spec.ip;
@@ -505,12 +536,16 @@ fn one_nad_from_the_api_through_plexus() {
             .and_then(|s| s.iter().find(|e| e["interface"] == "net1"))
             .unwrap_or_else(|| panic!("node {label}: no net1 in {status}"));
         assert_eq!(entry["name"], "default/sriov-vnic", "node {label}");
-        assert_eq!(entry["ips"], json!([ip]), "node {label}: {entry}");
+        // network-status lists both families of a dual-stack VNIC.
+        let mut ips = vec![ip];
+        ips.extend(v6);
+        assert_eq!(entry["ips"], json!(ips), "node {label}: {entry}");
         assert_eq!(entry["mac"], node.spec.mac, "node {label}: {entry}");
     }
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     assert!(a.ping(b.spec.ip), "pod A -> pod B over net1");
     assert!(b.ping(a.spec.ip), "pod B -> pod A over net1");
+    assert!(a.ping(GATEWAY6), "dual-stack pod A -> IPv6 router");
 
     for (node, (api, name, uid)) in cluster.nodes.iter().zip(&apis) {
         api.clear_requests();
@@ -646,4 +681,89 @@ fn tutorial_per_node_nads_work_like_the_reference() {
         strip(&seen[0]),
         "ours vs reference: ADD results"
     );
+}
+
+/// Global IPv6 addresses of `dev` in `ns`, `addr/len` plus ` tentative`
+/// while DAD still runs.
+fn v6_addrs(ns: &TestNs, dev: &str) -> Vec<String> {
+    let all = ns.addrs(dev);
+    let mut out: Vec<String> = (all.as_array().into_iter().flatten())
+        .filter(|a| a["family"] == "inet6" && a["scope"] == "global")
+        .map(|a| {
+            let t = if a["tentative"] == true {
+                " tentative"
+            } else {
+                ""
+            };
+            format!("{}/{}{t}", a["local"].as_str().unwrap(), a["prefixlen"])
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The same NAD on dual-stack VNICs: each pod gets its VNIC's IPv4 and
+/// IPv6 addresses (the gateway link-local, as on OCI), usable when ADD
+/// returns; pods reach each other and the router over both families, the
+/// VCN reaches the pods; `families: ["ipv6"]` makes it IPv6-only.
+#[rstest]
+fn one_nad_dual_stack_and_ipv6_only(#[values("0.3.1", "0.4.0", "1.0.0", "1.1.0")] version: &str) {
+    require_root();
+    let cluster = Cluster::new(Impl::Ours, &[NODE_A, NODE_B]);
+    let v6 = ["2001:db8:0:1::a", "2001:db8:0:1::b"];
+    for (node, ip) in cluster.nodes.iter().zip(v6) {
+        node.write_state_v6(&cluster.state_file(), &cluster.shared, &[ip]);
+    }
+    let mut conf = one_nad(version, &cluster);
+    conf["ipam"]["defaultRoute"] = json!(true);
+    for (node, ip6) in cluster.nodes.iter().zip(v6) {
+        let result = node.cni(Impl::Ours, "ADD", &conf).assert_ok().clone();
+        let label = node.spec.label;
+        assert_eq!(result["ips"][0]["address"], format!("{}/24", node.spec.ip));
+        assert_eq!(
+            result["ips"][1]["address"],
+            format!("{ip6}/64"),
+            "{label}: {result}"
+        );
+        assert_eq!(result["ips"][1]["gateway"], GATEWAY6, "{label}: {result}");
+        if version.starts_with("0.") {
+            assert_eq!(result["ips"][1]["version"], "6");
+        }
+        // Not tentative: usable the moment ADD returns.
+        assert_eq!(v6_addrs(&node.pod, "net1"), [format!("{ip6}/64")]);
+        let defaults = ip_json(Some(&node.pod), &["-6", "route", "show", "default"]);
+        assert_eq!(defaults[0]["gateway"], GATEWAY6, "{label}: {defaults}");
+        assert_eq!(defaults[0]["dev"], "net1", "{label}: {defaults}");
+    }
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    assert!(a.ping(v6[1]), "pod A -> pod B over IPv6");
+    assert!(b.ping(v6[0]), "pod B -> pod A over IPv6");
+    assert!(a.ping(b.spec.ip), "pod A -> pod B over IPv4");
+    for node in &cluster.nodes {
+        assert!(node.ping(GATEWAY6), "pod -> link-local router");
+        assert!(
+            node.ping("2001:db8:0:1::1"),
+            "pod -> router's global address"
+        );
+    }
+    for ip6 in v6 {
+        let out = cluster
+            .vcn
+            .exec(&["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "2", ip6]);
+        assert!(out.status.success(), "VCN -> pod {ip6}");
+    }
+    for node in &cluster.nodes {
+        node.cni(Impl::Ours, "DEL", &conf).assert_ok();
+        assert_returned(node);
+    }
+
+    // IPv6-only: the same VNICs, `families: ["ipv6"]`.
+    conf["ipam"]["families"] = json!(["ipv6"]);
+    let result = a.cni(Impl::Ours, "ADD", &conf).assert_ok().clone();
+    assert_eq!(result["ips"].as_array().unwrap().len(), 1, "{result}");
+    assert_eq!(result["ips"][0]["address"], format!("{}/64", v6[0]));
+    assert!(v4_addrs(&a.pod, "net1").is_empty());
+    assert!(a.ping(GATEWAY6));
+    a.cni(Impl::Ours, "DEL", &conf).assert_ok();
+    assert_returned(a);
 }

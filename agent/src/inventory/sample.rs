@@ -73,7 +73,11 @@ pub fn claims() -> Vec<PodClaim> {
 
 /// [`vnics`] as the provider hands them to the agent.
 pub fn nics() -> Vec<NodeNic> {
-    vnics().iter().map(NodeNic::from).collect()
+    // The sample is IPv4-only, so every entry converts.
+    vnics()
+        .iter()
+        .filter_map(|v| NodeNic::try_from(v).ok())
+        .collect()
 }
 
 /// The generated OCI VM node joined with [`vnics`] and [`claims`].

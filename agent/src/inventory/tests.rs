@@ -86,13 +86,14 @@ fn failover_standby_never_wins_over_the_vf_and_non_vfs_are_not_guessed() {
     )
     .unwrap();
     let d = plexus_sysfs::discover(s.root()).unwrap();
-    let v = vec![NodeNic::from(&vnic(
+    let v = vec![NodeNic::try_from(&vnic(
         "p",
         mac,
         "198.51.100.10",
         "198.51.100.0/24",
         "198.51.100.1",
-    ))];
+    ))
+    .unwrap()];
     let inv = join(&d, &v, &[], None);
     assert!(entry(&inv, "0000:00:04.0").vnic.is_some());
     assert!(entry(&inv, "0000:00:03.0").vnic.is_none());

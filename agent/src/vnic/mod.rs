@@ -10,6 +10,16 @@
 //! that rule replies sourced from the secondary IP leave through the primary
 //! VNIC and OCI's anti-spoofing drops them.
 //!
+//! IPv6 mirrors it in the same table number (the kernel keeps one table per
+//! family): each `ipv6Addresses` entry `/prefix` of `ipv6SubnetCidrBlock`,
+//! the subnet route, `default via ipv6VirtualRouterIp dev <link>` (the
+//! device is what makes OCI's link-local `fe80::` gateway usable) and a
+//! `from <addr>` rule per address. IPv6 addresses are added with `nodad`:
+//! the VCN assigns them to this VNIC alone, and a tentative address cannot
+//! be a route's `src` nor a source for the seconds DAD takes. The netlink
+//! side also sets `accept_ra=0` on the link so a router advertisement can
+//! not add a second, competing default route to the main table.
+//!
 //! The primary VNIC (first IMDS entry) is never touched, nor is any link
 //! the main table's default route leaves through. OCI requires
 //! metadata requests to leave through the primary VNIC, so while any VNIC is
@@ -150,10 +160,16 @@ pub struct Link {
     pub mac: MacAddr,
     pub mtu: u32,
     pub up: bool,
+    /// IPv4 and global IPv6 addresses (the kernel's `fe80::` one is not ours).
     pub addrs: Vec<IpNet>,
+    /// `net.ipv6.conf.<link>.accept_ra` is on (absent in older dumps: off).
+    #[serde(default)]
+    pub accept_ra: bool,
 }
 
-/// A route in one of our tables. `dst` 0.0.0.0/0 is the default route.
+/// A route in one of our tables, either family. `dst` 0.0.0.0/0 or ::/0 is
+/// the default route; an IPv6 gateway may be link-local, so every route
+/// names its device.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Route {
     pub table: u32,
@@ -179,7 +195,7 @@ pub struct Current {
     pub links: Vec<Link>,
     /// Routes of tables [`VnicConfig::owns_table`] only.
     pub routes: Vec<Route>,
-    /// All IPv4 rules (filtered by the planner).
+    /// All rules of both families (filtered by the planner).
     pub rules: Vec<Rule>,
     /// Links the main table's default route leaves through: the node's
     /// uplink, never configured whatever IMDS says.
@@ -191,10 +207,25 @@ pub struct Current {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    SetMtu { link: String, mtu: u32 },
-    SetUp { link: String },
-    AddAddr { link: String, addr: IpNet },
-    DelAddr { link: String, addr: IpNet },
+    SetMtu {
+        link: String,
+        mtu: u32,
+    },
+    SetUp {
+        link: String,
+    },
+    /// `accept_ra=0`: only IMDS decides this VNIC's IPv6 routes.
+    DisableRa {
+        link: String,
+    },
+    AddAddr {
+        link: String,
+        addr: IpNet,
+    },
+    DelAddr {
+        link: String,
+        addr: IpNet,
+    },
     AddRoute(Route),
     DelRoute(Route),
     AddRule(Rule),
@@ -207,6 +238,7 @@ impl Action {
         match self {
             Action::SetMtu { link, .. }
             | Action::SetUp { link }
+            | Action::DisableRa { link }
             | Action::AddAddr { link, .. }
             | Action::DelAddr { link, .. } => Some(link),
             Action::AddRoute(r) | Action::DelRoute(r) => Some(&r.dev),
@@ -249,6 +281,7 @@ impl Action {
         match self {
             Action::SetMtu { link, mtu } => format!("link set {link} mtu {mtu}"),
             Action::SetUp { link } => format!("link set {link} up"),
+            Action::DisableRa { link } => format!("sysctl net.ipv6.conf.{link}.accept_ra=0"),
             Action::AddAddr { link, addr } => format!("addr add {addr} dev {link}"),
             Action::DelAddr { link, addr } => format!("addr del {addr} dev {link}"),
             Action::AddRoute(r) => format!("route add {}", route(r)),
@@ -289,6 +322,9 @@ pub struct VnicReport {
     pub vnic_id: String,
     pub mac: MacAddr,
     pub ip: IpAddr,
+    /// The VNIC's IPv6 addresses (none on an IPv4-only subnet).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<IpAddr>,
     pub link: Option<String>,
     pub table: Option<u32>,
     pub status: VnicStatus,
@@ -330,6 +366,10 @@ impl Plan {
                 status,
                 v.vnic_id
             );
+            // IPv6 addresses under the row, so IPv4-only tables stay as they were.
+            for ip in &v.ipv6 {
+                let _ = writeln!(out, "{:<3} {:<17} {}", "", "", ip);
+            }
         }
         if self.actions.is_empty() {
             out.push_str("no changes\n");

@@ -3,11 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use plexus_imds::types::is_link_local_v6;
+
 use super::{Action, Current, Link, NetOps, Route, Rule, VnicConfig, VnicError, MAIN_TABLE};
 
 /// The real [`NetOps`]: one rtnetlink socket opened in the target namespace.
 pub struct NetlinkOps {
     handle: plexus_netlink::Handle,
+    /// The target namespace for sysctls (`None`: the caller's own).
+    ns: Option<plexus_netns::NetNs>,
 }
 
 impl std::fmt::Debug for NetlinkOps {
@@ -38,6 +42,7 @@ impl NetlinkOps {
     pub fn host() -> Result<Self, VnicError> {
         Ok(Self {
             handle: plexus_netlink::Handle::new().map_err(nl_err("open netlink socket"))?,
+            ns: None,
         })
     }
 
@@ -50,7 +55,24 @@ impl NetlinkOps {
         Ok(Self {
             handle: plexus_netlink::Handle::open_in(&ns)
                 .map_err(nl_err(format!("open netlink socket in {}", path.display())))?,
+            ns: Some(ns),
         })
+    }
+
+    /// Runs a `/proc/sys/net` access in the target namespace: those files
+    /// show the namespace of the task that opens them.
+    fn in_ns<T>(&self, f: impl FnOnce() -> std::io::Result<T>) -> std::io::Result<T> {
+        match &self.ns {
+            None => f(),
+            Some(ns) => plexus_netns::run_in(ns, f).map_err(std::io::Error::other)?,
+        }
+    }
+
+    /// `accept_ra` of a link; off when IPv6 is disabled there (no file).
+    fn accept_ra(&self, link: &str) -> bool {
+        let path = accept_ra_path(link);
+        self.in_ns(|| std::fs::read_to_string(&path))
+            .is_ok_and(|v| v.trim() != "0")
     }
 
     fn index(&self, name: &str) -> Result<u32, VnicError> {
@@ -73,9 +95,19 @@ impl NetlinkOps {
     }
 }
 
+fn accept_ra_path(link: &str) -> std::path::PathBuf {
+    std::path::Path::new("/proc/sys/net/ipv6/conf")
+        .join(link)
+        .join("accept_ra")
+}
+
 fn nl_rule(r: &Rule) -> plexus_netlink::Rule {
+    let ip = r.src.or(r.dst).map(|n| n.addr());
     plexus_netlink::Rule {
-        family: plexus_netlink::Family::V4,
+        family: match ip {
+            Some(ip) => plexus_netlink::Family::of(&ip),
+            None => plexus_netlink::Family::V4,
+        },
         priority: Some(r.priority),
         table: r.table,
         src: r.src,
@@ -117,15 +149,14 @@ impl NetOps for NetlinkOps {
                     up: l.up,
                     addrs: addrs
                         .iter()
-                        .filter(|a| a.index == l.index && a.family() == Family::V4)
+                        .filter(|a| a.index == l.index && !is_link_local_v6(&a.addr.addr()))
                         .map(|a| a.addr)
                         .collect(),
+                    accept_ra: self.accept_ra(&l.name),
                 })
             })
             .collect();
-        let all_routes = h
-            .routes(Some(Family::V4), None)
-            .map_err(nl_err("list routes"))?;
+        let all_routes = h.routes(None, None).map_err(nl_err("list routes"))?;
         let uplinks = all_routes
             .iter()
             .filter(|r| r.table == MAIN_TABLE && r.dst.prefix_len() == 0)
@@ -144,9 +175,9 @@ impl NetOps for NetlinkOps {
                 })
             })
             .collect();
-        let rules = h
-            .rules(Family::V4)
-            .map_err(nl_err("list rules"))?
+        let mut nl_rules = h.rules(Family::V4).map_err(nl_err("list rules"))?;
+        nl_rules.extend(h.rules(Family::V6).map_err(nl_err("list IPv6 rules"))?);
+        let rules = nl_rules
             .into_iter()
             .filter(|r| r.iif.is_none() && r.oif.is_none())
             .map(|r| Rule {
@@ -175,8 +206,23 @@ impl NetOps for NetlinkOps {
             Action::SetUp { link } => h
                 .set_link_up(self.index(link)?, true)
                 .map_err(nl_err(ctx())),
+            Action::DisableRa { link } => {
+                let path = accept_ra_path(link);
+                self.in_ns(|| std::fs::write(&path, "0"))
+                    .map_err(|e| VnicError::Netlink {
+                        context: ctx(),
+                        message: e.to_string(),
+                    })
+            }
+            // No DAD for IPv6 (see the module doc): usable at once.
             Action::AddAddr { link, addr } => {
-                tolerate(h.add_address(self.index(link)?, addr), E::is_exists, a)
+                let flags = if addr.addr().is_ipv6() {
+                    plexus_netlink::IFA_F_NODAD
+                } else {
+                    0
+                };
+                let res = h.add_address_flags(self.index(link)?, addr, flags);
+                tolerate(res, E::is_exists, a)
             }
             Action::DelAddr { link, addr } => {
                 tolerate(h.del_address(self.index(link)?, addr), E::is_not_found, a)

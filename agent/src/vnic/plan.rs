@@ -13,8 +13,11 @@ use super::{
     MAX_VNICS, METADATA_IP,
 };
 
-fn default_dst() -> IpNet {
-    IpNet::V4(ipnet::Ipv4Net::default())
+fn default_dst(of: IpAddr) -> IpNet {
+    match of {
+        IpAddr::V4(_) => IpNet::V4(ipnet::Ipv4Net::default()),
+        IpAddr::V6(_) => IpNet::V6(ipnet::Ipv6Net::default()),
+    }
 }
 
 fn host_net(ip: IpAddr) -> IpNet {
@@ -39,9 +42,12 @@ pub(super) fn is_our_rule(cfg: &VnicConfig, r: &Rule) -> bool {
 /// Desired addressing of one secondary VNIC on one link.
 struct Desired {
     link: String,
-    addr: IpNet,
+    /// The IPv4 address, then the IPv6 ones.
+    addrs: Vec<IpNet>,
+    /// IPv6 subnets of the VNIC: any other address of ours in them is stale.
+    v6_subnets: Vec<IpNet>,
     routes: Vec<Route>,
-    rule: Option<Rule>,
+    rules: Vec<Rule>,
 }
 
 /// Pure: the actions that bring `current` to the state the NICs ask for.
@@ -145,6 +151,7 @@ impl Planner<'_> {
             vnic_id: nic.id.clone(),
             mac: nic.mac,
             ip: nic.address.ip,
+            ipv6: nic.ipv6.iter().map(|a| a.ip).collect(),
             link: links.first().map(|l| l.name.clone()),
             table: None,
             status: VnicStatus::Configured,
@@ -188,7 +195,9 @@ impl Planner<'_> {
         }
     }
 
-    /// Address, table routes and source rule of a NIC on `link`.
+    /// Addresses, table routes and source rules of a NIC on `link`: the
+    /// IPv4 table and its IPv6 twin share the table number (the kernel keeps
+    /// per-family tables), so one VNIC is one table in both families.
     fn desire(
         &self,
         nic: &NodeNic,
@@ -197,41 +206,47 @@ impl Planner<'_> {
         seen_ips: &mut BTreeSet<IpAddr>,
         report: &mut VnicReport,
     ) -> Desired {
-        let a = &nic.address;
-        let mut routes = vec![Route {
-            table,
-            dst: a.subnet.trunc(),
-            gateway: None,
-            dev: link.name.clone(),
-            src: Some(a.ip),
-        }];
-        match a.gateway {
-            Some(gw) => routes.push(Route {
-                table,
-                dst: default_dst(),
-                gateway: Some(gw),
-                dev: link.name.clone(),
-                src: None,
-            }),
-            None => report.status = VnicStatus::NoGateway,
-        }
-        let rule = if seen_ips.insert(a.ip) {
-            Some(Rule {
-                priority: self.cfg.rule_priority,
-                src: Some(host_net(a.ip)),
-                dst: None,
-                table,
-            })
-        } else {
-            report.status = VnicStatus::DuplicateIp;
-            None
-        };
-        Desired {
+        let mut d = Desired {
             link: link.name.clone(),
-            addr: a.cidr(),
-            routes,
-            rule,
+            addrs: nic.addresses().map(|a| a.cidr()).collect(),
+            v6_subnets: nic.ipv6.iter().map(|a| a.subnet.trunc()).collect(),
+            routes: Vec::new(),
+            rules: Vec::new(),
+        };
+        let first_v6 = nic.ipv6.first();
+        for a in std::iter::once(&nic.address).chain(first_v6) {
+            d.routes.push(Route {
+                table,
+                dst: a.subnet.trunc(),
+                gateway: None,
+                dev: link.name.clone(),
+                src: Some(a.ip),
+            });
+            match a.gateway {
+                Some(gw) => d.routes.push(Route {
+                    table,
+                    dst: default_dst(a.ip),
+                    gateway: Some(gw),
+                    dev: link.name.clone(),
+                    src: None,
+                }),
+                None if a.ip.is_ipv4() => report.status = VnicStatus::NoGateway,
+                None => {}
+            }
         }
+        for a in nic.addresses() {
+            if seen_ips.insert(a.ip) {
+                d.rules.push(Rule {
+                    priority: self.cfg.rule_priority,
+                    src: Some(host_net(a.ip)),
+                    dst: None,
+                    table,
+                });
+            } else {
+                report.status = VnicStatus::DuplicateIp;
+            }
+        }
+        d
     }
 
     /// Stale entries first (detached VNICs, changed gateways, VFs gone to
@@ -239,8 +254,7 @@ impl Planner<'_> {
     /// link, address, routes and rule; the metadata guard last.
     fn actions(&self, desired: &[Desired]) -> Vec<Action> {
         let want_routes: BTreeSet<&Route> = desired.iter().flat_map(|d| &d.routes).collect();
-        let mut want_rules: BTreeSet<Rule> =
-            desired.iter().filter_map(|d| d.rule.clone()).collect();
+        let mut want_rules: BTreeSet<Rule> = desired.iter().flat_map(|d| d.rules.clone()).collect();
         if !desired.is_empty() {
             want_rules.insert(guard_rule(self.cfg));
         }
@@ -275,16 +289,27 @@ impl Planner<'_> {
         if !link.up {
             out.push(Action::SetUp { link: name() });
         }
-        if !link.addrs.contains(&d.addr) {
-            out.push(Action::AddAddr {
-                link: name(),
-                addr: d.addr,
-            });
+        if link.accept_ra && !d.v6_subnets.is_empty() {
+            out.push(Action::DisableRa { link: name() });
         }
+        // IPv6 addresses of the VNIC's subnets that IMDS no longer lists
+        // (an address moved to another VNIC): gone before the new ones come.
+        let stale = (link.addrs.iter())
+            .filter(|a| d.v6_subnets.iter().any(|s| s.contains(&a.addr())))
+            .filter(|a| !d.addrs.contains(a));
+        out.extend(stale.map(|addr| Action::DelAddr {
+            link: name(),
+            addr: *addr,
+        }));
+        let missing = d.addrs.iter().filter(|a| !link.addrs.contains(a));
+        out.extend(missing.map(|addr| Action::AddAddr {
+            link: name(),
+            addr: *addr,
+        }));
         let routes = d.routes.iter().filter(|r| !self.current.routes.contains(r));
         out.extend(routes.cloned().map(Action::AddRoute));
-        let rule = d.rule.as_ref().filter(|r| !self.current.rules.contains(r));
-        out.extend(rule.cloned().map(Action::AddRule));
+        let rules = d.rules.iter().filter(|r| !self.current.rules.contains(r));
+        out.extend(rules.cloned().map(Action::AddRule));
         out
     }
 }
@@ -313,21 +338,22 @@ fn deletions(
 }
 
 /// Pure: remove exactly what [`plan`] adds — our rules (incl. the guard),
-/// every route in our tables, and each secondary VNIC's address on its
-/// link. MTU and link state are left as they are: we cannot know what they
+/// every route in our tables (both families), and each secondary VNIC's
+/// addresses on its link. MTU and link state are left as they are: we cannot know what they
 /// were before, and a down VF is worse than a 9000-byte one.
 pub fn plan_deconfigure(cfg: &VnicConfig, vnics: &[NodeNic], current: &Current) -> Plan {
     let mut p = plan(cfg, vnics, current, &BTreeSet::new());
     let mut actions = deletions(cfg, current, &BTreeSet::new(), &BTreeSet::new());
     let primary = vnics.first().map(|p| &p.mac);
     for v in vnics.iter().skip(1).filter(|v| Some(&v.mac) != primary) {
-        let addr = v.address.cidr();
-        for l in current.links.iter().filter(|l| l.mac == v.mac) {
-            if l.addrs.contains(&addr) {
-                actions.push(Action::DelAddr {
-                    link: l.name.clone(),
-                    addr,
-                });
+        for addr in v.addresses().map(|a| a.cidr()) {
+            for l in current.links.iter().filter(|l| l.mac == v.mac) {
+                if l.addrs.contains(&addr) {
+                    actions.push(Action::DelAddr {
+                        link: l.name.clone(),
+                        addr,
+                    });
+                }
             }
         }
     }

@@ -59,6 +59,10 @@ impl NetOps for FakeNet {
                 let i = link(&mut s, l)?;
                 s.links[i].up = true;
             }
+            Action::DisableRa { link: l } => {
+                let i = link(&mut s, l)?;
+                s.links[i].accept_ra = false;
+            }
             Action::AddAddr { link: l, addr } => {
                 let i = link(&mut s, l)?;
                 if s.links[i].addrs.contains(addr) {

@@ -248,7 +248,7 @@ impl OciImds {
 
 impl MetadataSource for OciImds {
     fn nics(&self) -> Result<Vec<NodeNic>, ImdsError> {
-        Ok(self.vnics()?.iter().map(NodeNic::from).collect())
+        self.vnics()?.iter().map(NodeNic::try_from).collect()
     }
 }
 

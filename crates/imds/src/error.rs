@@ -39,6 +39,15 @@ pub enum ImdsError {
         #[source]
         source: serde_json::Error,
     },
+    /// The answer parsed but describes an impossible VNIC (an IPv6 address
+    /// outside its subnet, a gateway that cannot be one): nothing of it is used.
+    #[error("metadata: VNIC {vnic_id}: {reason}")]
+    InvalidVnic {
+        /// OCID of the VNIC.
+        vnic_id: String,
+        /// What is wrong, naming the field.
+        reason: String,
+    },
     /// Reading the 2xx body failed midway.
     #[error("metadata {url}: reading body: {source}")]
     Body {

@@ -5,8 +5,8 @@
 //! IMDS today, [`crate::types`]) translates its wire format into these types
 //! at the edge, so a second cloud adds a provider, not a new code path.
 //!
-//! Addressing is a [`NicAddress`] (address, subnet, gateway) so further
-//! families are a list of the same type beside [`NodeNic::address`].
+//! Addressing is a [`NicAddress`] (address, subnet, gateway): the primary
+//! private address in [`NodeNic::address`], IPv6 ones in [`NodeNic::ipv6`].
 
 use std::net::IpAddr;
 
@@ -46,8 +46,12 @@ pub struct NodeNic {
     pub id: String,
     /// MAC (serialized lower-case, as sysfs and netlink print it).
     pub mac: MacAddr,
-    /// The NIC's primary private address.
+    /// The NIC's primary private address (IPv4 on OCI).
     pub address: NicAddress,
+    /// IPv6 addresses, each with the IPv6 subnet and gateway; empty when
+    /// the NIC has none. Validated by the provider (in subnet, sane gateway).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<NicAddress>,
     /// VLAN tag, where the cloud uses one (OCI bare metal).
     pub vlan: Option<u32>,
     /// Physical NIC the VNIC sits on (OCI bare metal).
@@ -57,6 +61,11 @@ pub struct NodeNic {
 }
 
 impl NodeNic {
+    /// Every address of the NIC: the primary one, then the IPv6 ones.
+    pub fn addresses(&self) -> impl Iterator<Item = &NicAddress> {
+        std::iter::once(&self.address).chain(&self.ipv6)
+    }
+
     /// True when `mac` is this NIC's MAC, whatever its case or padding.
     pub fn matches_mac(&self, mac: &str) -> bool {
         parse_mac(mac) == Some(self.mac)

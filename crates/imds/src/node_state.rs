@@ -71,6 +71,11 @@ pub struct VnicState {
     pub subnet_cidr: IpNet,
     /// Subnet gateway (`virtualRouterIp`).
     pub gateway: Option<IpAddr>,
+    /// The VNIC's IPv6 addresses with subnet and gateway. Added within
+    /// schema 1: files written before it have none and read as IPv4-only,
+    /// and older readers ignore the key, so the version did not change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ipv6: Vec<NicAddress>,
     /// VLAN tag (bare metal only).
     pub vlan_tag: Option<u32>,
     /// Physical NIC index (bare metal only).
@@ -98,6 +103,7 @@ impl VnicState {
             prefix_len: nic.address.prefix_len(),
             subnet_cidr: nic.address.subnet,
             gateway: nic.address.gateway,
+            ipv6: nic.ipv6.clone(),
             vlan_tag: nic.vlan,
             nic_index: nic.nic_index,
             mtu: nic.mtu,
@@ -118,6 +124,7 @@ impl VnicState {
                 subnet: self.subnet_cidr,
                 gateway: self.gateway,
             },
+            ipv6: self.ipv6.clone(),
             vlan: self.vlan_tag,
             nic_index: self.nic_index,
             mtu: self.mtu,
@@ -236,6 +243,7 @@ mod tests {
             prefix_len: 24,
             subnet_cidr: "198.51.100.0/24".parse().unwrap(),
             gateway: Some("198.51.100.1".parse().unwrap()),
+            ipv6: vec![],
             vlan_tag: None,
             nic_index: None,
             mtu: Some(9000),
@@ -291,6 +299,26 @@ mod tests {
         let back = VnicState::from_nic(&e.to_nic(), e.is_primary, e.ifname.clone(), e.pci.clone());
         assert_eq!(back, e);
         assert_eq!(e.to_nic().address.cidr().to_string(), "198.51.100.10/24");
+    }
+
+    #[test]
+    fn ipv6_roundtrips_and_files_without_it_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        // A schema-1 file written before IPv6 existed.
+        fs::write(&path, include_str!("../tests/fixtures/state-v1-ipv4.json")).unwrap();
+        let old = NodeState::read(&path).unwrap().unwrap();
+        assert!(old.vnics[0].ipv6.is_empty());
+        let mut e = entry("02:00:17:00:00:01", None);
+        e.ipv6 = vec![NicAddress {
+            ip: "2001:db8:0:1::10".parse().unwrap(),
+            subnet: "2001:db8:0:1::/64".parse().unwrap(),
+            gateway: Some("fe80::1".parse().unwrap()),
+        }];
+        let state = NodeState::new(vec![e.clone()], UNIX_EPOCH);
+        state.write_atomic(&path).unwrap();
+        assert_eq!(NodeState::read(&path).unwrap(), Some(state));
+        assert_eq!(e.to_nic().ipv6, e.ipv6);
     }
 
     #[test]

@@ -69,7 +69,7 @@ impl MetadataSource for StaticMetadata {
     fn nics(&self) -> Result<Vec<NodeNic>, ImdsError> {
         self.count(crate::client::VNICS_PATH)?;
         let vnics = self.vnics.lock().map(|v| v.clone()).unwrap_or_default();
-        Ok(vnics.iter().map(NodeNic::from).collect())
+        vnics.iter().map(NodeNic::try_from).collect()
     }
 }
 

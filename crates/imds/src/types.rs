@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use plexus_cni::MacAddr;
 use serde::{Deserialize, Serialize};
 
+use crate::error::ImdsError;
 use crate::node::{NicAddress, NodeNic};
 
 /// MTU of OCI VNICs (jumbo frames on the VCN), which IMDS does not report.
@@ -66,9 +67,17 @@ impl Vnic {
     }
 }
 
-impl From<&Vnic> for NodeNic {
-    fn from(v: &Vnic) -> Self {
-        Self {
+impl TryFrom<&Vnic> for NodeNic {
+    type Error = ImdsError;
+
+    /// Our terms for a VNIC; its IPv6 fields are checked on the way in
+    /// ([`ipv6_addresses`]) so no consumer configures half of a bad answer.
+    fn try_from(v: &Vnic) -> Result<Self, ImdsError> {
+        let ipv6 = ipv6_addresses(v).map_err(|reason| ImdsError::InvalidVnic {
+            vnic_id: v.vnic_id.clone(),
+            reason,
+        })?;
+        Ok(Self {
             id: v.vnic_id.clone(),
             mac: v.mac_addr,
             address: NicAddress {
@@ -76,11 +85,63 @@ impl From<&Vnic> for NodeNic {
                 subnet: v.subnet_cidr_block,
                 gateway: v.virtual_router_ip,
             },
+            ipv6,
             vlan: v.vlan_tag,
             nic_index: v.nic_index,
             mtu: Some(OCI_VNIC_MTU),
+        })
+    }
+}
+
+/// The VNIC's IPv6 addresses with their subnet and gateway, validated:
+/// every address is IPv6 and inside `ipv6SubnetCidrBlock` (which must be
+/// there when addresses are), and the gateway is an IPv6 unicast address,
+/// link-local (OCI's `fe80::…` virtual router) or inside the subnet.
+/// A subnet without addresses is a VNIC without IPv6 yet: empty, not an error.
+pub fn ipv6_addresses(v: &Vnic) -> Result<Vec<NicAddress>, String> {
+    if v.ipv6_addresses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let subnet = match v.ipv6_subnet_cidr_block {
+        Some(s @ IpNet::V6(_)) => s,
+        Some(other) => return Err(format!("ipv6SubnetCidrBlock {other} is not IPv6")),
+        None => return Err("ipv6Addresses without ipv6SubnetCidrBlock".into()),
+    };
+    if let Some(gw) = v.ipv6_virtual_router_ip {
+        let ok = match gw {
+            IpAddr::V6(g) => {
+                !g.is_unspecified()
+                    && !g.is_loopback()
+                    && !g.is_multicast()
+                    && (is_link_local_v6(&gw) || subnet.contains(&gw))
+            }
+            IpAddr::V4(_) => false,
+        };
+        if !ok {
+            return Err(format!(
+                "ipv6VirtualRouterIp {gw} is neither link-local nor in {subnet}"
+            ));
         }
     }
+    let mut out: Vec<NicAddress> = Vec::new();
+    for ip in &v.ipv6_addresses {
+        if !ip.is_ipv6() || !subnet.contains(ip) || *ip == subnet.network() {
+            return Err(format!("IPv6 address {ip} is not a host in {subnet}"));
+        }
+        if out.iter().all(|a| a.ip != *ip) {
+            out.push(NicAddress {
+                ip: *ip,
+                subnet: subnet.trunc(),
+                gateway: v.ipv6_virtual_router_ip,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// True for `fe80::/10`, where OCI puts the IPv6 virtual router.
+pub fn is_link_local_v6(ip: &IpAddr) -> bool {
+    matches!(ip, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 /// `mac` as a [`MacAddr`], ignoring surrounding whitespace (sysfs files end
@@ -217,11 +278,98 @@ mod tests {
 
     #[test]
     fn node_nic_is_the_vnic_in_our_terms() {
-        let nic = NodeNic::from(&vnic("02:00:17:05:D1:DB", Some(1)));
+        let nic = NodeNic::try_from(&vnic("02:00:17:05:D1:DB", Some(1))).unwrap();
         assert_eq!(nic.mac, "02:00:17:05:d1:db");
         assert!(nic.matches_mac("02:00:17:05:D1:DB"));
         assert_eq!(nic.address.cidr().to_string(), "198.51.100.5/24");
         assert_eq!((nic.nic_index, nic.mtu), (Some(1), Some(OCI_VNIC_MTU)));
+        assert!(nic.ipv6.is_empty());
+    }
+
+    fn v6(addrs: &[&str], subnet: Option<&str>, gw: Option<&str>) -> Vnic {
+        let mut v = vnic("02:00:17:05:D1:DB", None);
+        v.ipv6_addresses = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        v.ipv6_subnet_cidr_block = subnet.map(|s| s.parse().unwrap());
+        v.ipv6_virtual_router_ip = gw.map(|g| g.parse().unwrap());
+        v
+    }
+
+    #[test]
+    fn ipv6_fields_become_addresses_of_the_subnet() {
+        let one = v6(
+            &["2001:db8:0:1::10"],
+            Some("2001:db8:0:1::/64"),
+            Some("fe80::a:b:c:d"),
+        );
+        let nic = NodeNic::try_from(&one).unwrap();
+        assert_eq!(nic.ipv6.len(), 1);
+        assert_eq!(nic.ipv6[0].cidr().to_string(), "2001:db8:0:1::10/64");
+        assert_eq!(nic.ipv6[0].gateway, Some("fe80::a:b:c:d".parse().unwrap()));
+        // Several addresses, a global gateway in the subnet, duplicates folded.
+        let many = v6(
+            &["2001:db8:0:1::10", "2001:db8:0:1::11", "2001:db8:0:1::10"],
+            Some("2001:db8:0:1::/64"),
+            Some("2001:db8:0:1::1"),
+        );
+        let ips: Vec<String> = NodeNic::try_from(&many)
+            .unwrap()
+            .ipv6
+            .iter()
+            .map(|a| a.ip.to_string())
+            .collect();
+        assert_eq!(ips, ["2001:db8:0:1::10", "2001:db8:0:1::11"]);
+        // A subnet without addresses (or nothing at all) is no IPv6.
+        let none = v6(&[], Some("2001:db8:0:1::/64"), Some("fe80::1"));
+        assert!(NodeNic::try_from(&none).unwrap().ipv6.is_empty());
+    }
+
+    #[test]
+    fn bad_ipv6_fields_are_errors_naming_the_vnic() {
+        let cases = [
+            v6(&["2001:db8:0:2::10"], Some("2001:db8:0:1::/64"), None),
+            v6(&["2001:db8:0:1::10"], None, None),
+            v6(&["2001:db8:0:1::10"], Some("198.51.100.0/24"), None),
+            v6(&["198.51.100.7"], Some("2001:db8:0:1::/64"), None),
+            v6(&["2001:db8:0:1::"], Some("2001:db8:0:1::/64"), None),
+            v6(
+                &["2001:db8:0:1::10"],
+                Some("2001:db8:0:1::/64"),
+                Some("2001:db8:0:2::1"),
+            ),
+            v6(
+                &["2001:db8:0:1::10"],
+                Some("2001:db8:0:1::/64"),
+                Some("ff02::2"),
+            ),
+            v6(
+                &["2001:db8:0:1::10"],
+                Some("2001:db8:0:1::/64"),
+                Some("198.51.100.1"),
+            ),
+        ];
+        for v in &cases {
+            match NodeNic::try_from(v) {
+                Err(ImdsError::InvalidVnic { vnic_id, .. }) => assert_eq!(vnic_id, v.vnic_id),
+                other => panic!("{v:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_wire_fields_are_optional() {
+        let base = r#""vnicId":"ocid1.vnic.oc1..x","privateIp":"198.51.100.5","macAddr":"02:00:17:05:D1:DB","subnetCidrBlock":"198.51.100.0/24""#;
+        let absent: Vnic = serde_json::from_str(&format!("{{{base}}}")).unwrap();
+        let empty: Vnic =
+            serde_json::from_str(&format!("{{{base},\"ipv6Addresses\":[]}}")).unwrap();
+        assert_eq!(absent, empty);
+        let full: Vnic = serde_json::from_str(&format!(
+            "{{{base},\"ipv6Addresses\":[\"2001:db8::5\"],\"ipv6SubnetCidrBlock\":\"2001:db8::/64\",\"ipv6VirtualRouterIp\":\"fe80::a:b:c:d\"}}"
+        ))
+        .unwrap();
+        assert_eq!(NodeNic::try_from(&full).unwrap().ipv6.len(), 1);
+        // A malformed gateway is a parse error of the whole answer.
+        let bad = format!("{{{base},\"ipv6VirtualRouterIp\":\"fe80::zz\"}}");
+        assert!(serde_json::from_str::<Vnic>(&bad).is_err());
     }
 
     #[test]

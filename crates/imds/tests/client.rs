@@ -77,6 +77,10 @@ fn golden_ipv6_fields_and_unknown_keys() {
     );
     assert_eq!(v.ipv6_addresses.len(), 1);
     assert_eq!(v.vlan_tag, Some(0));
+    let nic = plexus_imds::NodeNic::try_from(v).unwrap();
+    assert_eq!(nic.ipv6.len(), 1);
+    assert_eq!(nic.ipv6[0].subnet.to_string(), "2001:db8:0:1::/64");
+    assert_eq!(nic.addresses().count(), 2);
 }
 
 #[test]

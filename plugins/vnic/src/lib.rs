@@ -7,8 +7,9 @@
 //! `runtimeConfig.deviceID`, in host-device's order) → resolve its MAC/PCI in
 //! the node's sysfs → look it up in the agent's state file (PCI, then MAC,
 //! then host name) → only when the file is missing or has no match, ask IMDS
-//! by MAC (throttled; a burst of pods must not hit it) → answer IP/prefix,
-//! gateway (`virtualRouterIp`) and routes.
+//! by MAC (throttled; a burst of pods must not hit it) → answer the VNIC's
+//! IPv4 and IPv6 addresses with prefix and gateway (`virtualRouterIp`,
+//! `ipv6VirtualRouterIp`), and routes ([`build_result`]).
 //!
 //! host-device (like other plugins that move a device) runs IPAM *after* the
 //! move, so the device is usually gone from the node: sysfs hides netdevs of
@@ -26,9 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use plexus_cni::result::{IpConfig, Route};
 use plexus_cni::skel::{CmdArgs, Plugin};
-use plexus_cni::{CniError, CniResult, MacAddr, NetConf};
+use plexus_cni::{CniError, MacAddr, NetConf};
 use plexus_host_device::config::{Config as HostDeviceConfig, Selector as HostDeviceSelector};
 use plexus_imds::node_state::{NodeState, VnicState, DEFAULT_STATE_PATH};
 use plexus_imds::{ClientConfig, ImdsError, MetadataSource, NoopObserver, RetryPolicy, StateError};
@@ -92,6 +92,14 @@ pub enum VnicError {
     /// CHECK without prevResult.
     #[error("required prevResult missing")]
     MissingPrevResult,
+    /// `families` asks for a family the VNIC has no address of.
+    #[error("VNIC {vnic_id} has no {family} address, but ipam.families asks for it")]
+    NoFamily {
+        /// Its OCID.
+        vnic_id: String,
+        /// The family asked for.
+        family: IpFamily,
+    },
 }
 
 impl VnicError {
@@ -101,12 +109,16 @@ impl VnicError {
         match self {
             Self::Config(_) | Self::NoDeviceSelector => CniError::invalid_config(msg),
             Self::Sysfs(_) | Self::State(_) => CniError::io(msg),
+            // A VNIC IMDS describes impossibly will not heal by retrying.
+            Self::Imds(ImdsError::InvalidVnic { .. }) => CniError::generic(msg),
             // IMDS trouble is transient by nature (throttling, maintenance).
             Self::Imds(_) => CniError::try_again(msg),
             Self::NoVnic { .. } | Self::NoMac { .. } | Self::Primary { .. } => {
                 CniError::generic(msg)
             }
-            Self::CheckMismatch { .. } | Self::MissingPrevResult => CniError::generic(msg),
+            Self::CheckMismatch { .. } | Self::MissingPrevResult | Self::NoFamily { .. } => {
+                CniError::generic(msg)
+            }
         }
     }
 }
@@ -141,10 +153,16 @@ pub struct IpamConfig {
     /// Extra routes (the subnet route is implicit).
     #[serde(default)]
     pub routes: Vec<ConfRoute>,
-    /// Add `0.0.0.0/0 via virtualRouterIp`: for pods whose only egress is
-    /// this VNIC; off by default so the cluster interface keeps the default.
+    /// Add `0.0.0.0/0 via virtualRouterIp` (and `::/0 via
+    /// ipv6VirtualRouterIp`): for pods whose only egress is this VNIC; off
+    /// by default so the cluster interface keeps the default.
     #[serde(default)]
     pub default_route: bool,
+    /// Address families to hand out (`["ipv4","ipv6"]`); absent: every
+    /// family the VNIC has, so one NAD serves v4-only, dual-stack and
+    /// IPv6 subnets. A family named here that the VNIC lacks is an error.
+    #[serde(default)]
+    pub families: Option<Vec<IpFamily>>,
 }
 
 fn default_state_file() -> PathBuf {
@@ -211,40 +229,12 @@ pub fn parse_request(stdin: &[u8]) -> Result<Request, CniError> {
 }
 
 mod device;
+mod result;
 #[cfg(test)]
 mod tests;
 
 pub use device::{find_in_state, needs_pod_mac, resolve_device, DeviceRef};
-
-/// The result for a VNIC: its address on the interface, the gateway, and
-/// the configured routes (the subnet route comes with the address).
-pub fn build_result(vnic: &VnicState, ipam: &IpamConfig) -> Result<CniResult, VnicError> {
-    let address = IpNet::new(vnic.ip, vnic.prefix_len)
-        .map_err(|e| VnicError::Config(format!("VNIC {} prefix: {e}", vnic.vnic_id)))?;
-    let mut routes: Vec<Route> = ipam
-        .routes
-        .iter()
-        .map(|r| Route::new(r.dst, r.gw))
-        .collect();
-    if ipam.default_route {
-        let any: IpNet = match vnic.ip {
-            IpAddr::V4(_) => IpNet::V4(ipnet::Ipv4Net::default()),
-            IpAddr::V6(_) => IpNet::V6(ipnet::Ipv6Net::default()),
-        };
-        if !routes.iter().any(|r| r.dst == any) {
-            routes.push(Route::new(any, vnic.gateway));
-        }
-    }
-    Ok(CniResult {
-        ips: vec![IpConfig {
-            interface: None,
-            address,
-            gateway: vnic.gateway,
-        }],
-        routes,
-        ..CniResult::default()
-    })
-}
+pub use result::{build_result, IpFamily};
 
 /// Builds a metadata client for a base URL; a seam so handler tests can
 /// answer without HTTP.

@@ -60,6 +60,7 @@ fn vnic_state() -> VnicState {
         prefix_len: 24,
         subnet_cidr: "198.51.100.0/24".parse().unwrap(),
         gateway: Some("198.51.100.1".parse().unwrap()),
+        ipv6: vec![],
         vlan_tag: None,
         nic_index: None,
         mtu: None,
@@ -241,4 +242,115 @@ fn unknown_mac_says_what_was_looked_at() {
         err(&stranger, POD),
         "no VNIC for device (name ens5, MAC 02:00:17:00:00:77 (of net1 in the pod), PCI -)"
     );
+}
+
+fn dual_stack() -> VnicState {
+    let v6 = |ip: &str| plexus_imds::NicAddress {
+        ip: ip.parse().unwrap(),
+        subnet: "2001:db8:0:1::/64".parse().unwrap(),
+        gateway: Some("fe80::a:b:c:d".parse().unwrap()),
+    };
+    VnicState {
+        ipv6: vec![v6("2001:db8:0:1::20"), v6("2001:db8:0:1::21")],
+        ..vnic_state()
+    }
+}
+
+#[rstest::rstest]
+fn every_family_the_vnic_has_in_every_version(
+    #[values("0.3.1", "0.4.0", "1.0.0", "1.1.0")] version: &str,
+) {
+    let mut ipam = req(json!({"device": "x"})).unwrap().ipam;
+    ipam.default_route = true;
+    let r = build_result(&dual_stack(), &ipam).unwrap();
+    let out = r.to_json(version).unwrap();
+    let ips: Vec<(&str, &str)> = out["ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["address"].as_str().unwrap(),
+                i["gateway"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        ips,
+        [
+            ("198.51.100.20/24", "198.51.100.1"),
+            ("2001:db8:0:1::20/64", "fe80::a:b:c:d"),
+            ("2001:db8:0:1::21/64", "fe80::a:b:c:d"),
+        ]
+    );
+    let versions: Vec<Option<&str>> = (out["ips"].as_array().unwrap().iter())
+        .map(|i| i.get("version").and_then(|v| v.as_str()))
+        .collect();
+    if version.starts_with("0.") {
+        assert_eq!(versions, [Some("4"), Some("6"), Some("6")]);
+    } else {
+        assert_eq!(versions, [None, None, None]);
+    }
+    assert_eq!(
+        out["routes"],
+        json!([{"dst": "0.0.0.0/0", "gw": "198.51.100.1"}, {"dst": "::/0", "gw": "fe80::a:b:c:d"}])
+    );
+}
+
+#[test]
+fn families_pick_what_is_handed_out() {
+    let pick = |families: serde_json::Value, v: &VnicState| {
+        let r = req(json!({"device": "x", "ipam": {"type": "vnic", "families": families}}));
+        build_result(v, &r.unwrap().ipam).map(|r| {
+            r.ips
+                .iter()
+                .map(|i| i.address.to_string())
+                .collect::<Vec<_>>()
+        })
+    };
+    assert_eq!(
+        pick(json!(["ipv6"]), &dual_stack()).unwrap(),
+        ["2001:db8:0:1::20/64", "2001:db8:0:1::21/64"]
+    );
+    assert_eq!(
+        pick(json!(["ipv4"]), &dual_stack()).unwrap(),
+        ["198.51.100.20/24"]
+    );
+    assert_eq!(
+        pick(json!(["ipv4", "ipv6"]), &dual_stack()).unwrap().len(),
+        3
+    );
+    let err = pick(json!(["ipv6"]), &vnic_state()).unwrap_err();
+    assert!(matches!(
+        err,
+        VnicError::NoFamily {
+            family: IpFamily::Ipv6,
+            ..
+        }
+    ));
+    assert_eq!(err.to_cni().code, CniError::INTERNAL);
+    let bad = req(json!({"device": "x", "ipam": {"type": "vnic", "families": ["ipv5"]}}));
+    assert_eq!(bad.unwrap_err().code, CniError::INVALID_NETWORK_CONFIG);
+}
+
+#[test]
+fn imds_with_a_bad_ipv6_field_is_not_retried_and_gives_nothing() {
+    let connector = Fixed(
+        serde_json::from_value(json!([
+            {"vnicId": "p", "privateIp": "198.51.100.10", "macAddr": "02:00:17:00:00:01", "subnetCidrBlock": "198.51.100.0/24"},
+            {"vnicId": "s", "privateIp": "198.51.100.20", "macAddr": "02:00:17:00:00:02", "subnetCidrBlock": "198.51.100.0/24",
+             "ipv6Addresses": ["2001:db8:0:9::1"], "ipv6SubnetCidrBlock": "2001:db8:0:1::/64"}
+        ]))
+        .unwrap(),
+    );
+    let pod = FakePod::default();
+    let dev = DeviceRef {
+        mac: Some("02:00:17:00:00:02".parse().unwrap()),
+        ..DeviceRef::default()
+    };
+    let err = VnicIpam::new(&connector, &pod)
+        .ask_imds("x", &dev, String::new())
+        .unwrap_err();
+    assert!(err.to_string().contains("2001:db8:0:9::1"), "{err}");
+    assert_eq!(err.to_cni().code, CniError::INTERNAL);
 }

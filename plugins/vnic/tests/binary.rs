@@ -40,6 +40,7 @@ fn entry(
         prefix_len: subnet.prefix_len(),
         subnet_cidr: subnet,
         gateway: Some(gw.parse().unwrap()),
+        ipv6: vec![],
         vlan_tag: None,
         nic_index: None,
         mtu: Some(9000),

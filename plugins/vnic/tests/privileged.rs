@@ -135,6 +135,7 @@ impl Moved {
                 prefix_len: subnet.prefix_len(),
                 subnet_cidr: subnet,
                 gateway: Some(gw.parse().unwrap()),
+                ipv6: vec![],
                 vlan_tag: None,
                 nic_index: None,
                 mtu: Some(9000),
