@@ -20,6 +20,8 @@
 #   util-linux, procps          nsenter, flock; ps/pkill-free process checks
 #   nftables, curl              demo-plexus.sh: the VCN's DNAT to the fake API
 #                               server, and reading the pod back from it
+#   strace                      the crash-consistency tests: SIGKILL a plugin
+#                               at its N-th marker syscall (inject=...:signal=KILL)
 #
 # Usage: scripts/deps.sh [--check]   (--check: exit 1 if something is missing,
 #                                     install nothing)
@@ -27,7 +29,7 @@ set -eu
 
 PKGS="iproute2 iputils-ping containernetworking-plugins containerd runc \
 python3-grpcio python3-protobuf protobuf-compiler gcc libc6-dev util-linux procps \
-nftables curl"
+nftables curl strace"
 
 missing() {
     # One dpkg-query for all packages: "ii " means installed and configured;
