@@ -9,7 +9,8 @@
 //! the commit of an atomic record write, `write` the record's bytes (and, last,
 //! the CNI result on stdout), `sendto` each netlink request (the move into the
 //! pod is one `RTM_SETLINK`), `connect` an HTTP connection to the API server,
-//! `flock` the device lock. A dry run under `strace -c`-like counting gives
+//! `flock` the device lock, `clone`/`clone3`/`vfork` the start of a delegate
+//! and `wait4` its end (plexus' steps). A dry run under `strace -c`-like counting gives
 //! how often each occurs, and a sweep kills at every occurrence.
 
 use std::collections::BTreeMap;
@@ -22,7 +23,9 @@ use std::process::ExitStatus;
 use anyhow::{Context, Result};
 
 /// The syscalls that mark plugin steps (see the module docs).
-pub const MARKERS: &[&str] = &["flock", "write", "rename", "sendto", "connect", "unlink"];
+pub const MARKERS: &[&str] = &[
+    "flock", "write", "rename", "sendto", "connect", "unlink", "clone", "clone3", "vfork", "wait4",
+];
 
 /// Kill the plugin at the `nth` (1-based) entry of `syscall`.
 #[derive(Debug, Clone, PartialEq, Eq)]

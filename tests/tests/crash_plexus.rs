@@ -1,0 +1,369 @@
+//! Crash consistency of the meta plugin: `plexus` (or the `host-device` it
+//! delegates to) SIGKILLed at every marker syscall of ADD and DEL, and the
+//! Kubernetes API failing (5xx, answers slower than the plugin's timeout).
+//! Then what the runtime does next (DEL; a retried ADD; DEL again), and the
+//! shared checker must find the node consistent: the VF home as it was or in
+//! exactly one live pod, its address in one place, no stray plexus cache
+//! entry, host-device record, temp file or held lock.
+//!
+//! plexus runs in a node netns (through a wrapper, under strace when it is
+//! the victim), the fake API listens there, the cluster network is `static`
+//! (it only computes eth0's result), the NAD is host-device + static. The
+//! host-device in plexus' `binDir` is a wrapper too, so it can be the victim.
+//!
+//! Root only (panics otherwise).
+// Test-only crate: fixture helpers fail the test by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Result};
+use plexus_e2e::consistency::{Live, Node, VfHome};
+use plexus_e2e::crash::{kill_points, was_killed, wrapper, KillAt, Mode};
+use plexus_netns::NetNs;
+use plexus_testkit::kube::FakeApiServer;
+use plexus_testkit::net::{
+    self, bin_path, require_root, CniCall, CniOutput, TestNs, Veth, VethEnd,
+};
+use serde_json::json;
+
+const VF_MAC: &str = "02:00:cb:00:71:d1";
+const VF_MTU: u32 = 9000;
+const ADDR: &str = "203.0.113.62";
+const POD: &str = "crashpod";
+
+/// Which process gets killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Victim {
+    Plexus,
+    HostDevice,
+}
+
+/// Node netns with one VF and the fake API; a pod netns per container id.
+/// Drop order: API, VF, pods, node, temp dir.
+struct Fixture {
+    api: FakeApiServer,
+    _vf: Veth,
+    pods: RefCell<BTreeMap<String, TestNs>>,
+    node: TestNs,
+    tmp: tempfile::TempDir,
+    vf_name: String,
+    uid: String,
+}
+
+impl Fixture {
+    fn new() -> Result<Self> {
+        require_root();
+        let node = TestNs::new("pxkn");
+        let vf_name = net::unique_name("vf");
+        let vf = Veth::create(
+            VethEnd::new(vf_name.clone())
+                .in_ns(&node)
+                .mac(VF_MAC)
+                .mtu(VF_MTU)
+                .up(),
+            VethEnd::new(net::unique_name("wire")).in_ns(&node).up(),
+        );
+        let node_ns = NetNs::open(node.path())?;
+        let api = plexus_netns::run_in(&node_ns, FakeApiServer::start)??;
+        let tmp = tempfile::tempdir()?;
+        let nad = json!({
+            "cniVersion": "1.0.0", "type": "host-device", "device": vf_name,
+            "dataDir": tmp.path().join("host-device"),
+            "ipam": {"type": "static", "addresses": [{"address": format!("{ADDR}/24")}]},
+        });
+        api.put_nad("default", "vf", &nad.to_string())
+            .map_err(anyhow::Error::msg)?;
+        let pod = api
+            .put_pod(json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": POD, "namespace": "default",
+                    "annotations": {"k8s.v1.cni.cncf.io/networks": "vf"}},
+                "spec": {"containers": [{"name": "app", "image": "localhost/app"}]}}))
+            .map_err(anyhow::Error::msg)?;
+        let uid = pod["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let kc = json!({"apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": api.url()}}],
+            "users": [{"name": "plexus", "user": {}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "plexus"}}],
+            "current-context": "c"});
+        std::fs::write(tmp.path().join("kubeconfig"), kc.to_string())?;
+        for dir in ["bin", "conf.d"] {
+            std::fs::create_dir_all(tmp.path().join(dir))?;
+        }
+        symlink(bin_path("static"), tmp.path().join("bin/static"))?;
+        let this = Self {
+            api,
+            _vf: vf,
+            pods: RefCell::default(),
+            node,
+            tmp,
+            vf_name,
+            uid,
+        };
+        this.host_device_mode(&Mode::Plain)?;
+        Ok(this)
+    }
+
+    fn pod(&self, cid: &str) -> PathBuf {
+        self.pods
+            .borrow_mut()
+            .entry(cid.to_owned())
+            .or_insert_with(|| TestNs::new("pxkp"))
+            .path()
+    }
+
+    /// The host-device plexus delegates to: plain, counted or killed.
+    fn host_device_mode(&self, mode: &Mode) -> Result<()> {
+        wrapper(
+            &self.tmp.path().join("bin"),
+            "host-device",
+            &self.node.path(),
+            &bin_path("host-device"),
+            mode,
+            true,
+        )?;
+        Ok(())
+    }
+
+    fn conf(&self) -> String {
+        let t = self.tmp.path();
+        json!({
+            "cniVersion": "1.0.0", "name": "plexus", "type": "plexus",
+            "kubeconfig": t.join("kubeconfig"),
+            "cniDir": t.join("cache"),
+            "confDir": t.join("conf.d"),
+            "binDir": t.join("bin"),
+            "apiTimeoutSeconds": 2,
+            "delegates": [{"cniVersion": "1.0.0", "name": "cluster", "type": "static",
+                "ipam": {"type": "static", "addresses": [{"address": "198.51.100.2/24"}]}}],
+        })
+        .to_string()
+    }
+
+    fn checker(&self) -> Node {
+        Node {
+            netns: self.node.path(),
+            vfs: vec![VfHome {
+                name: self.vf_name.clone(),
+                mac: VF_MAC.to_owned(),
+                mtu: u64::from(VF_MTU),
+                up: true,
+            }],
+            pod_addrs: vec![ADDR.to_owned()],
+            record_dirs: vec![
+                self.tmp.path().join("host-device"),
+                self.tmp.path().join("cache"),
+            ],
+        }
+    }
+
+    /// The runtime calling plexus for container `cid` of the pod.
+    fn call(&self, command: &str, cid: &str, plexus: &Mode) -> CniOutput {
+        let bin = wrapper(
+            self.tmp.path(),
+            "plexus-run",
+            &self.node.path(),
+            &bin_path("plexus"),
+            plexus,
+            false,
+        )
+        .unwrap();
+        CniCall::new(bin, command)
+            .container_id(cid)
+            .netns(self.pod(cid))
+            .ifname("eth0")
+            .cni_path(self.tmp.path().join("bin"))
+            .args(format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={POD};\
+                 K8S_POD_INFRA_CONTAINER_ID={cid};K8S_POD_UID={}",
+                self.uid
+            ))
+            .stdin(self.conf())
+            .run()
+    }
+
+    fn ok(&self, command: &str, cid: &str) -> Result<()> {
+        let out = self.call(command, cid, &Mode::Plain);
+        ensure!(
+            out.status.success(),
+            "{command} {cid} failed: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        Ok(())
+    }
+
+    fn check(&self, cids: &[&str], when: &str) -> Result<()> {
+        let live: Live = cids
+            .iter()
+            .map(|c| ((*c).to_owned(), self.pod(c)))
+            .collect();
+        let pods: Vec<PathBuf> = self.pods.borrow().values().map(TestNs::path).collect();
+        self.checker()
+            .check(&live, &pods, &[])
+            .map_err(|e| anyhow::anyhow!("{when}: {e:#}"))
+    }
+
+    /// Kill points of one clean `command` in `victim`.
+    fn points(&self, victim: Victim, command: &str) -> Result<Vec<KillAt>> {
+        let log = self.tmp.path().join(format!("{victim:?}-{command}.strace"));
+        let count = Mode::Count(log.clone());
+        if command == "DEL" {
+            self.ok("ADD", "count")?;
+        }
+        let out = match victim {
+            Victim::Plexus => self.call(command, "count", &count),
+            Victim::HostDevice => {
+                self.host_device_mode(&count)?;
+                let out = self.call(command, "count", &Mode::Plain);
+                self.host_device_mode(&Mode::Plain)?;
+                out
+            }
+        };
+        ensure!(
+            out.status.success(),
+            "counted {command}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        if command == "ADD" {
+            self.ok("DEL", "count")?;
+        }
+        self.check(&[], "after the counting run")?;
+        let points = kill_points(&log)?;
+        ensure!(
+            points.len() >= 4,
+            "only {points:?} for {victim:?} {command}"
+        );
+        Ok(points)
+    }
+
+    /// `command` with `victim` killed at `at`; fails unless the kill landed
+    /// (plexus itself, or host-device seen as a failed delegate).
+    fn killed(&self, victim: Victim, command: &str, cid: &str, at: &KillAt) -> Result<()> {
+        let out = match victim {
+            Victim::Plexus => self.call(command, cid, &Mode::Kill(at.clone())),
+            Victim::HostDevice => {
+                self.host_device_mode(&Mode::Kill(at.clone()))?;
+                let out = self.call(command, cid, &Mode::Plain);
+                self.host_device_mode(&Mode::Plain)?;
+                out
+            }
+        };
+        let landed = match victim {
+            Victim::Plexus => was_killed(&out.status),
+            Victim::HostDevice => !out.status.success(),
+        };
+        if !landed {
+            bail!(
+                "{victim:?} {command} not killed at {at} ({}): {}{}",
+                out.status,
+                out.stdout,
+                out.stderr
+            );
+        }
+        Ok(())
+    }
+
+    /// ADD killed at each point, runtime DELs, pod retried and deleted.
+    fn sweep_add(&self, victim: Victim) -> Result<usize> {
+        let points = self.points(victim, "ADD")?;
+        for (i, at) in points.iter().enumerate() {
+            let (cid, retry) = (format!("add{i}"), format!("retry{i}"));
+            let when = format!("{victim:?} ADD killed at {at}");
+            self.killed(victim, "ADD", &cid, at)?;
+            self.ok("DEL", &cid)?;
+            self.check(&[], &format!("{when}, then DEL"))?;
+            self.ok("ADD", &retry)?;
+            self.check(&[&retry], &format!("{when}, retried ADD"))?;
+            self.ok("DEL", &retry)?;
+            self.check(&[], &format!("{when}, retried pod deleted"))?;
+        }
+        Ok(points.len())
+    }
+
+    /// DEL killed at each point, then DEL again.
+    fn sweep_del(&self, victim: Victim) -> Result<usize> {
+        let points = self.points(victim, "DEL")?;
+        for (i, at) in points.iter().enumerate() {
+            let cid = format!("del{i}");
+            self.ok("ADD", &cid)?;
+            // With host-device killed, plexus' DEL reports the failure (DEL
+            // best-effort, errors listed); either way the retry must finish.
+            let _ = self.killed(victim, "DEL", &cid, at);
+            self.ok("DEL", &cid)?;
+            self.check(&[], &format!("{victim:?} DEL killed at {at}, DEL again"))?;
+        }
+        Ok(points.len())
+    }
+
+    /// ADD under an API fault (whatever it answers), check, DEL, check.
+    fn under_fault(&self, cid: &str, what: &str) -> Result<()> {
+        let out = self.call("ADD", cid, &Mode::Plain);
+        if out.status.success() {
+            self.check(&[cid], &format!("{what}: ADD succeeded"))?;
+        } else {
+            ensure!(
+                out.json["code"].as_u64().is_some(),
+                "{what}: no CNI error: {}",
+                out.stdout
+            );
+            self.check(&[], &format!("{what}: ADD failed"))?;
+        }
+        self.api.clear_faults();
+        self.ok("DEL", cid)?;
+        self.check(&[], &format!("{what}: after DEL"))
+    }
+}
+
+#[test]
+fn crash_plexus_killed_during_add_then_del_and_retry() -> Result<()> {
+    let f = Fixture::new()?;
+    let n = f.sweep_add(Victim::Plexus)?;
+    eprintln!("plexus ADD: {n} kill points consistent");
+    Ok(())
+}
+
+#[test]
+fn crash_plexus_killed_during_del_then_del_again() -> Result<()> {
+    let f = Fixture::new()?;
+    let n = f.sweep_del(Victim::Plexus)?;
+    eprintln!("plexus DEL: {n} kill points consistent");
+    Ok(())
+}
+
+#[test]
+fn crash_plexus_host_device_killed_under_plexus() -> Result<()> {
+    let f = Fixture::new()?;
+    let add = f.sweep_add(Victim::HostDevice)?;
+    let del = f.sweep_del(Victim::HostDevice)?;
+    eprintln!("host-device under plexus: ADD {add}, DEL {del} kill points consistent");
+    Ok(())
+}
+
+/// The API server failing: 5xx on the pod GET and on the status PATCH,
+/// answers slower than `apiTimeoutSeconds`. Whatever ADD decides, the node
+/// is consistent, and DEL (needing no API) cleans it.
+#[test]
+fn crash_plexus_api_faults() -> Result<()> {
+    let f = Fixture::new()?;
+    let pod = format!("/api/v1/namespaces/default/pods/{POD}");
+    f.api.inject("GET", &pod, 503, 100);
+    f.under_fault("get503", "GET pod 503")?;
+    f.api.inject("PATCH", &pod, 500, 100);
+    f.under_fault("patch500", "PATCH status 500")?;
+    f.api
+        .inject_latency("GET", &pod, Duration::from_secs(4), 100);
+    f.under_fault("getslow", "GET pod slower than the timeout")?;
+    f.api
+        .inject_latency("PATCH", &pod, Duration::from_secs(4), 100);
+    f.under_fault("patchslow", "PATCH slower than the timeout")?;
+    Ok(())
+}
