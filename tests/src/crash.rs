@@ -80,6 +80,11 @@ pub fn wrapper(
         bin.display()
     );
     let path = dir.join(name);
+    // Concurrent callers with the same wrapper must not rewrite a file
+    // another one is executing (ETXTBSY).
+    if fs::read_to_string(&path).is_ok_and(|old| old == script) {
+        return Ok(path);
+    }
     fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
     Ok(path)

@@ -17,9 +17,9 @@
 // Test-only crate: fixture helpers fail the test by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::{bail, ensure, Result};
 use plexus_e2e::consistency::{Live, Node, VfHome};
@@ -39,7 +39,7 @@ const ADDR: &str = "203.0.113.61";
 /// pods (taking the VF with them if it is still there), the node.
 struct Fixture {
     _vf: Veth,
-    pods: RefCell<BTreeMap<String, TestNs>>,
+    pods: Mutex<BTreeMap<String, TestNs>>,
     node: TestNs,
     tmp: tempfile::TempDir,
     vf_name: String,
@@ -60,7 +60,7 @@ impl Fixture {
         );
         Self {
             _vf: vf,
-            pods: RefCell::default(),
+            pods: Mutex::default(),
             node,
             tmp: tempfile::tempdir().unwrap(),
             vf_name,
@@ -70,7 +70,8 @@ impl Fixture {
     /// The pod netns of container `cid`, created on first use.
     fn pod(&self, cid: &str) -> PathBuf {
         self.pods
-            .borrow_mut()
+            .lock()
+            .unwrap()
             .entry(cid.to_owned())
             .or_insert_with(|| TestNs::new("pxcp"))
             .path()
@@ -145,7 +146,13 @@ impl Fixture {
 
     fn check(&self, cids: &[&str], when: &str) -> Result<()> {
         let live = self.live(cids);
-        let pods: Vec<PathBuf> = self.pods.borrow().values().map(TestNs::path).collect();
+        let pods: Vec<PathBuf> = self
+            .pods
+            .lock()
+            .unwrap()
+            .values()
+            .map(TestNs::path)
+            .collect();
         self.checker()
             .check(&live, &pods, &[])
             .map_err(|e| anyhow::anyhow!("{when}: {e:#}"))

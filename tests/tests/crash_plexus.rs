@@ -15,10 +15,10 @@
 // Test-only crate: fixture helpers fail the test by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Result};
@@ -48,7 +48,7 @@ enum Victim {
 struct Fixture {
     api: FakeApiServer,
     _vf: Veth,
-    pods: RefCell<BTreeMap<String, TestNs>>,
+    pods: Mutex<BTreeMap<String, TestNs>>,
     node: TestNs,
     tmp: tempfile::TempDir,
     vf_name: String,
@@ -101,7 +101,7 @@ impl Fixture {
         let this = Self {
             api,
             _vf: vf,
-            pods: RefCell::default(),
+            pods: Mutex::default(),
             node,
             tmp,
             vf_name,
@@ -113,7 +113,8 @@ impl Fixture {
 
     fn pod(&self, cid: &str) -> PathBuf {
         self.pods
-            .borrow_mut()
+            .lock()
+            .unwrap()
             .entry(cid.to_owned())
             .or_insert_with(|| TestNs::new("pxkp"))
             .path()
@@ -166,9 +167,14 @@ impl Fixture {
 
     /// The runtime calling plexus for container `cid` of the pod.
     fn call(&self, command: &str, cid: &str, plexus: &Mode) -> CniOutput {
+        let name = match plexus {
+            Mode::Plain => "plexus-plain".to_owned(),
+            Mode::Count(_) => "plexus-count".to_owned(),
+            Mode::Kill(k) => format!("plexus-kill-{}-{}", k.syscall, k.nth),
+        };
         let bin = wrapper(
             self.tmp.path(),
-            "plexus-run",
+            &name,
             &self.node.path(),
             &bin_path("plexus"),
             plexus,
@@ -205,7 +211,13 @@ impl Fixture {
             .iter()
             .map(|c| ((*c).to_owned(), self.pod(c)))
             .collect();
-        let pods: Vec<PathBuf> = self.pods.borrow().values().map(TestNs::path).collect();
+        let pods: Vec<PathBuf> = self
+            .pods
+            .lock()
+            .unwrap()
+            .values()
+            .map(TestNs::path)
+            .collect();
         self.checker()
             .check(&live, &pods, &[])
             .map_err(|e| anyhow::anyhow!("{when}: {e:#}"))
@@ -365,5 +377,105 @@ fn crash_plexus_api_faults() -> Result<()> {
     f.api
         .inject_latency("PATCH", &pod, Duration::from_secs(4), 100);
     f.under_fault("patchslow", "PATCH slower than the timeout")?;
+    Ok(())
+}
+
+/// Two runtimes (or a runtime and its retry) racing ADD and DEL for one
+/// container: whatever order they land in, the node is consistent while the
+/// container may still exist, and the DEL kubelet sends last cleans it.
+#[test]
+fn crash_plexus_racing_add_and_del_one_container() -> Result<()> {
+    let f = Fixture::new()?;
+    // Writes the wrapper once, before two callers share it.
+    f.ok("DEL", "warmup")?;
+    for i in 0..12 {
+        let cid = format!("race{i}");
+        f.pod(&cid);
+        let (add, del) = std::thread::scope(|s| {
+            let add = s.spawn(|| f.call("ADD", &cid, &Mode::Plain));
+            if i % 2 == 1 {
+                std::thread::sleep(Duration::from_millis(5 * i));
+            }
+            let del = s.spawn(|| f.call("DEL", &cid, &Mode::Plain));
+            (add.join().unwrap(), del.join().unwrap())
+        });
+        ensure!(
+            del.status.success(),
+            "racing DEL failed: {}{}",
+            del.stdout,
+            del.stderr
+        );
+        let when = format!("race {i} (ADD ok: {})", add.status.success());
+        f.check(&[&cid], &when)?;
+        f.ok("DEL", &cid)?;
+        f.check(&[], &format!("{when}, final DEL"))?;
+    }
+    Ok(())
+}
+
+/// plexus' cache dir read-only, then full (a 64 KiB tmpfs filled up): ADD
+/// fails with a CNI error and undoes the delegates, or succeeds; DEL always
+/// succeeds; the node ends consistent.
+#[test]
+fn crash_plexus_cache_dir_read_only_or_full() -> Result<()> {
+    let f = Fixture::new()?;
+    let cache = f.tmp.path().join("cache");
+    std::fs::create_dir_all(&cache)?;
+    {
+        let _ro = Mount::bind_read_only(&cache)?;
+        f.under_fault("ro", "read-only cache dir")?;
+    }
+    let _full = Mount::tiny_tmpfs(&cache)?;
+    let _ = std::fs::write(cache.join("filler"), vec![b' '; 128 * 1024]);
+    let out = f.call("ADD", "full", &Mode::Plain);
+    let _ = std::fs::remove_file(cache.join("filler"));
+    if out.status.success() {
+        f.check(&["full"], "full cache dir: ADD succeeded")?;
+    } else {
+        ensure!(
+            out.json["code"].as_u64().is_some(),
+            "full: no CNI error: {}",
+            out.stdout
+        );
+        f.check(&[], "full cache dir: ADD failed")?;
+    }
+    f.ok("DEL", "full")?;
+    f.check(&[], "full cache dir: after DEL")
+}
+
+/// A mount over a test directory, unmounted on drop.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn bind_read_only(dir: &std::path::Path) -> Result<Self> {
+        let d = dir.display().to_string();
+        sh(&["mount", "--bind", &d, &d])?;
+        let this = Self(dir.to_owned());
+        sh(&["mount", "-o", "remount,bind,ro", &d])?;
+        Ok(this)
+    }
+
+    fn tiny_tmpfs(dir: &std::path::Path) -> Result<Self> {
+        let d = dir.display().to_string();
+        sh(&["mount", "-t", "tmpfs", "-o", "size=64k", "plexus-full", &d])?;
+        Ok(Self(dir.to_owned()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = sh(&["umount", &self.0.display().to_string()]);
+    }
+}
+
+fn sh(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }
