@@ -24,6 +24,8 @@ use std::sync::Mutex;
 use anyhow::{bail, ensure, Result};
 use plexus_e2e::consistency::{Live, Node, VfHome};
 use plexus_e2e::crash::{kill_points, was_killed, wrapper, KillAt, Mode};
+use plexus_netns::NetNs;
+use plexus_testkit::imds::{FakeImds, Fault};
 use plexus_testkit::net::{
     self, bin_path, require_root, CniCall, CniOutput, TestNs, Veth, VethEnd,
 };
@@ -43,6 +45,8 @@ struct Fixture {
     node: TestNs,
     tmp: tempfile::TempDir,
     vf_name: String,
+    /// The `ipam` section; `static` unless a test swaps it.
+    ipam: Mutex<serde_json::Value>,
 }
 
 impl Fixture {
@@ -64,6 +68,9 @@ impl Fixture {
             node,
             tmp: tempfile::tempdir().unwrap(),
             vf_name,
+            ipam: Mutex::new(
+                json!({"type": "static", "addresses": [{"address": format!("{ADDR}/24")}]}),
+            ),
         }
     }
 
@@ -88,7 +95,7 @@ impl Fixture {
             "type": "host-device",
             "device": self.vf_name,
             "dataDir": self.data_dir(),
-            "ipam": {"type": "static", "addresses": [{"address": format!("{ADDR}/24")}]},
+            "ipam": *self.ipam.lock().unwrap(),
         })
         .to_string()
     }
@@ -353,5 +360,66 @@ fn sh(args: &[&str]) -> Result<()> {
         "{args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    Ok(())
+}
+
+/// `vnic` IPAM without a state file asks IMDS, which answers garbage, 5xx,
+/// or flaps between those and good answers: ADD either gives the pod the
+/// VNIC's address or fails with a CNI error leaving the VF home; DEL always
+/// succeeds; the node ends consistent.
+#[test]
+fn crash_host_device_vnic_imds_garbage_errors_and_flapping() -> Result<()> {
+    let f = Fixture::new();
+    let node = NetNs::open(f.node.path())?;
+    let vnics = json!([
+        {"vnicId": "ocid1.vnic.oc1..primary", "privateIp": "203.0.113.2",
+         "macAddr": "02:00:CB:00:71:FF", "virtualRouterIp": "203.0.113.1",
+         "subnetCidrBlock": "203.0.113.0/24"},
+        {"vnicId": "ocid1.vnic.oc1..vf", "privateIp": ADDR,
+         "macAddr": VF_MAC.to_uppercase(), "virtualRouterIp": "203.0.113.1",
+         "subnetCidrBlock": "203.0.113.0/24"},
+    ]);
+    let imds = plexus_netns::run_in(&node, || FakeImds::start(vnics))??;
+    *f.ipam.lock().unwrap() = json!({
+        "type": "vnic",
+        "stateFile": f.tmp.path().join("no-state.json"),
+        "imdsUrl": imds.url(),
+    });
+    let cases: [(&str, Vec<Fault>); 4] = [
+        ("good", vec![]),
+        ("flapping", vec![Fault::GarbageJson, Fault::Status(503)]),
+        // Unconsumed faults carry over: both cases expect failures.
+        ("garbage", vec![Fault::GarbageJson; 50]),
+        ("5xx", vec![Fault::Status(500); 50]),
+    ];
+    for (name, faults) in cases {
+        for fault in faults.iter().cloned() {
+            imds.push_faults(1, fault);
+        }
+        let out = f.call("ADD", name, &Mode::Plain);
+        eprintln!("IMDS {name}: ADD -> {} {}", out.status, out.json["msg"]);
+        if out.status.success() {
+            ensure!(
+                out.json["ips"][0]["address"] == format!("{ADDR}/24"),
+                "IMDS {name}: wrong address {}",
+                out.stdout
+            );
+            f.check(&[name], &format!("IMDS {name}: ADD succeeded"))?;
+        } else {
+            ensure!(
+                out.json["code"].as_u64().is_some(),
+                "IMDS {name}: {}",
+                out.stdout
+            );
+            ensure!(
+                name != "good",
+                "ADD failed with a healthy IMDS: {}",
+                out.stdout
+            );
+            f.check(&[], &format!("IMDS {name}: ADD failed"))?;
+        }
+        f.ok("DEL", name)?;
+        f.check(&[], &format!("IMDS {name}: after DEL"))?;
+    }
     Ok(())
 }

@@ -53,6 +53,8 @@ struct Fixture {
     tmp: tempfile::TempDir,
     vf_name: String,
     uid: String,
+    /// Extra plexus config keys a test sets.
+    extra: Mutex<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Fixture {
@@ -106,6 +108,7 @@ impl Fixture {
             tmp,
             vf_name,
             uid,
+            extra: Mutex::default(),
         };
         this.host_device_mode(&Mode::Plain)?;
         Ok(this)
@@ -135,17 +138,21 @@ impl Fixture {
 
     fn conf(&self) -> String {
         let t = self.tmp.path();
-        json!({
+        let mut conf = json!({
             "cniVersion": "1.0.0", "name": "plexus", "type": "plexus",
             "kubeconfig": t.join("kubeconfig"),
             "cniDir": t.join("cache"),
             "confDir": t.join("conf.d"),
             "binDir": t.join("bin"),
             "apiTimeoutSeconds": 2,
+            "apiRetryBudgetSeconds": 2,
             "delegates": [{"cniVersion": "1.0.0", "name": "cluster", "type": "static",
                 "ipam": {"type": "static", "addresses": [{"address": "198.51.100.2/24"}]}}],
-        })
-        .to_string()
+        });
+        for (k, v) in self.extra.lock().unwrap().iter() {
+            conf[k] = v.clone();
+        }
+        conf.to_string()
     }
 
     fn checker(&self) -> Node {
@@ -319,6 +326,7 @@ impl Fixture {
     /// ADD under an API fault (whatever it answers), check, DEL, check.
     fn under_fault(&self, cid: &str, what: &str) -> Result<()> {
         let out = self.call("ADD", cid, &Mode::Plain);
+        eprintln!("{what}: ADD -> {}", outcome(&out));
         if out.status.success() {
             self.check(&[cid], &format!("{what}: ADD succeeded"))?;
         } else {
@@ -478,4 +486,58 @@ fn sh(args: &[&str]) -> Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     Ok(())
+}
+
+/// The NAD names a device-plugin resource and the kubelet's PodResources
+/// socket is down (missing, or a stale socket file nobody serves): ADD
+/// fails with a CNI error before touching anything, DEL succeeds.
+#[test]
+fn crash_plexus_pod_resources_down() -> Result<()> {
+    let f = Fixture::new()?;
+    let nad = json!({
+        "apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": "vf", "namespace": "default",
+            "annotations": {"k8s.v1.cni.cncf.io/resourceName": "oracle.com/vf"}},
+        "spec": {"config": json!({
+            "cniVersion": "1.0.0", "type": "host-device", "device": f.vf_name,
+            "dataDir": f.tmp.path().join("host-device"),
+            "ipam": {"type": "static", "addresses": [{"address": format!("{ADDR}/24")}]},
+        }).to_string()},
+    });
+    f.api.put_object(nad).map_err(anyhow::Error::msg)?;
+    let stale = f.tmp.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale)?);
+    for (name, socket) in [
+        ("missing", f.tmp.path().join("none.sock")),
+        ("stale", stale),
+    ] {
+        {
+            let mut extra = f.extra.lock().unwrap();
+            extra.insert("podResourcesSocket".into(), json!(socket));
+            extra.insert("podResourcesTimeoutSeconds".into(), json!(1));
+        }
+        let out = f.call("ADD", name, &Mode::Plain);
+        ensure!(
+            !out.status.success(),
+            "ADD {name} succeeded without PodResources"
+        );
+        ensure!(
+            out.json["code"].as_u64().is_some(),
+            "{name}: no CNI error: {}",
+            out.stdout
+        );
+        f.check(&[], &format!("PodResources {name}: ADD failed"))?;
+        f.ok("DEL", name)?;
+        f.check(&[], &format!("PodResources {name}: after DEL"))?;
+    }
+    Ok(())
+}
+
+/// "ok" or "CNI error <code>: <msg>", for the test log.
+fn outcome(out: &CniOutput) -> String {
+    if out.status.success() {
+        "ok".to_owned()
+    } else {
+        format!("CNI error {}: {}", out.json["code"], out.json["msg"])
+    }
 }
