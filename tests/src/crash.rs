@@ -90,22 +90,35 @@ pub fn wrapper(
     Ok(path)
 }
 
-/// Every kill point of a counted run: each marker syscall at each of its
-/// occurrences, in the order of the log.
+/// Every kill point of a counted run, in the order of the log. strace counts
+/// `when=N` per traced thread, so with `-f` the N-th call of a syscall is
+/// reachable only if some thread makes N of them: the points are, per
+/// syscall, 1 up to the largest per-thread count.
 pub fn kill_points(log: &Path) -> Result<Vec<KillAt>> {
     let text = fs::read_to_string(log).with_context(|| format!("reading {}", log.display()))?;
-    let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+    let mut per_thread: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let mut reached: BTreeMap<String, u32> = BTreeMap::new();
     let mut points = Vec::new();
     for line in text.lines() {
         // "<pid> <syscall>(..." with -f, "<syscall>(..." without.
-        let call = line
-            .split_whitespace()
-            .find(|w| w.contains('('))
-            .and_then(|w| w.split('(').next())
-            .unwrap_or_default();
-        if MARKERS.contains(&call) {
-            let n = seen.entry(call.to_owned()).or_default();
-            *n += 1;
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        let (pid, call_word) = if first.contains('(') {
+            ("", first)
+        } else {
+            (first, words.next().unwrap_or_default())
+        };
+        let call = call_word.split('(').next().unwrap_or_default();
+        if !MARKERS.contains(&call) {
+            continue;
+        }
+        let n = per_thread
+            .entry((pid.to_owned(), call.to_owned()))
+            .or_default();
+        *n += 1;
+        let max = reached.entry(call.to_owned()).or_default();
+        if *n > *max {
+            *max = *n;
             points.push(KillAt {
                 syscall: call.to_owned(),
                 nth: *n,
