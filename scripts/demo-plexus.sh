@@ -55,11 +55,11 @@
 #     state as found at ADD); the address and table 101 routes left with the
 #     device, agent `vnic apply` restores them (the rule stayed on the node)
 #
-# Usage: sudo ./scripts/demo-plexus.sh
+# Usage: ./scripts/demo-plexus.sh   (root, or a sudo user: re-runs via sudo)
 #   PLEXUS_DEMO_BIN_DIR=<dir>   our binaries (plexus, host-device, static,
 #                               vnic, plexus-agent, fake-imds,
 #                               fake-kube-apiserver); default: build them
-#                               with cargo into target/release
+#                               (dev profile, the build scripts/test.sh uses)
 # Needs: iproute2, nsenter/unshare (util-linux), nft, curl, python3,
 #        Debian's containernetworking-plugins (/usr/lib/cni: bridge, host-local).
 # Exit status: 0 when every check passed, 1 otherwise.
@@ -69,6 +69,7 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 # shellcheck source=scripts/lib.sh
 . "$REPO/scripts/lib.sh"
+as_root "$0" "$@"
 
 TAG="pxp$$"
 NS_VCN="$TAG-vcn"
@@ -95,8 +96,9 @@ pod_cidr() { [ "$1" = 1 ] && echo 203.0.113.128/26 || echo 203.0.113.192/26; }
 pod_uid() { echo "5d6c1f0e-8a1b-4c2d-9e3f-00000000000$1"; }
 cid() { echo "$TAG-sandbox-pod$1"; }
 TABLE=101   # table_base 100 + IMDS index 1
+# Said wherever `plexus-agent status` prints PCI/driver facts.
+SIMULATED_PCI="PCI, TYPE, DRIVER: simulated (fake sysfs tree; the VFs are veths); VNIC, IP, SUBNET: from the fake IMDS; INTERFACE, MAC, WHERE: real (kernel, CNI caches)"
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 info() { printf '   %s\n' "$*"; }
 indent() { sed 's/^/   | /'; }
 
@@ -105,10 +107,10 @@ check() {
     local what=$1
     shift
     if "$@" >/dev/null 2>&1; then
-        printf '   \033[32mok\033[0m   %s\n' "$what"
+        printf '   %sok%s   %s\n' "$C_GREEN" "$C_OFF" "$what"
         PASSED=$((PASSED + 1))
     else
-        printf '   \033[31mFAIL\033[0m %s\n' "$what"
+        printf '   %sFAIL%s %s\n' "$C_RED" "$C_OFF" "$what"
         FAILED=$((FAILED + 1))
     fi
 }
@@ -117,6 +119,7 @@ check() {
 # aborted the run (set -e).
 on_exit() {
     local rc=$?
+    trap - EXIT
     cleanup
     if [ -z "$SUMMARY_DONE" ]; then
         printf '\n%s passed, %s failed (aborted, exit %s)\n' "$PASSED" "$((FAILED + 1))" "$rc"
@@ -130,19 +133,11 @@ cleanup() {
     for p in "${PIDS[@]}"; do
         stop_pid "$p"
     done
-    PIDS=()
     for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$TAG-" || true); do
         ip netns del "$ns" 2>/dev/null || true
     done
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         rm -rf "$WORK"
-    fi
-}
-
-need_root() {
-    if [ "$(id -u)" != 0 ]; then
-        echo "demo-plexus.sh needs root (namespaces, mounts): sudo $0" >&2
-        exit 1
     fi
 }
 
@@ -164,8 +159,9 @@ select_bins() {
     if [ -n "${PLEXUS_DEMO_BIN_DIR:-}" ]; then
         BIN=$PLEXUS_DEMO_BIN_DIR
     else
-        step "building Plexus (release profile)"
-        BIN=$(build_demo_bins)
+        step "building Plexus: cargo build --workspace --bins (dev profile, shared with scripts/test.sh)"
+        timed "build" build_bins
+        BIN=$(bins_dir)
     fi
     local b
     for b in plexus host-device static vnic plexus-agent fake-imds fake-kube-apiserver; do
@@ -217,15 +213,25 @@ agent() {
     "${AGENT_ARGV[@]}" "$@"
 }
 
-# stop_pid <pid>: SIGTERM, then SIGKILL after 5 s; reaps it.
+# stop_pid <pid>: SIGTERM, then SIGKILL after 5 s; reaps it and forgets it.
+# Each pid is signalled and waited for exactly once: it leaves PIDS here, so
+# cleanup never signals a pid the kernel may have handed to another process
+# since, nor makes bash wait for a child it has already reaped (the
+# intermittent "wait_for: No record of process" of earlier versions, which
+# stopped the API server and the agent twice).
 stop_pid() {
-    local p=$1 i
-    kill "$p" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
+    local p=$1 i keep=() q
+    for q in "${PIDS[@]}"; do
+        [ "$q" = "$p" ] || keep+=("$q")
     done
-    kill -9 "$p" 2>/dev/null || true
+    PIDS=("${keep[@]}")
+    if kill "$p" 2>/dev/null; then
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$p" 2>/dev/null || true
+    fi
     wait "$p" 2>/dev/null || true
 }
 
@@ -430,6 +436,7 @@ assert any(v.get("ifname") == "ens5" and v.get("pci") == "0000:00:05.0" and v["i
            and not v["is_primary"] for v in s["vnics"]), s
 EOF
         info "\$ plexus-agent status"
+        info "  $SIMULATED_PCI"
         agent "$n" status 2>&1 | indent || true
     done
     step "1. check: node1 -> node2 secondary IP from the secondary IP (the tutorial's Task 1 ping)"
@@ -543,6 +550,7 @@ assert d and d[0]["interface"] == "eth0", st
 assert v and v[0]["interface"] == "net1" and v[0]["ips"] == [sys.argv[2]] and v[0]["mac"] == sys.argv[3], st
 EOF
         info "\$ plexus-agent status   (node$n, while pod$n holds ens5)"
+        info "  $SIMULATED_PCI"
         agent "$n" status 2>&1 | indent || true
     done
     step "3. events (kubectl describe pod): AddedInterface from the fake API"
@@ -605,6 +613,7 @@ task_del() {
         check "node$n: vnic apply after DEL (exit $rc)" test "$rc" = 0
         { ip -n "$ns" addr show dev ens5; ip -n "$ns" route show table "$TABLE"; } 2>&1 | indent || true
         info "\$ plexus-agent status"
+        info "  $SIMULATED_PCI"
         agent "$n" status 2>&1 | indent || true
         check "node$n: status shows ens5 on the host again" status_shows_host "$n"
         check "node$n: ens5 has $(vnic_ip "$n")/24 again, table $TABLE complete (agent's vnic apply)" \
@@ -624,10 +633,12 @@ no_leftover_processes() {
 }
 
 main() {
-    need_root
+    local started=$SECONDS
+    printf '%sPlexus demo, part 2: the tutorial the Plexus way (scripts/demo-plexus.sh)%s\n' "$C_BOLD" "$C_OFF"
+    real_and_simulated
+    [ -n "${PLEXUS_DEMO_DEPS_DONE:-}" ] || timed "packages" "$REPO/scripts/deps.sh"
     need_tools
     select_bins
-    local started=$SECONDS
     trap on_exit EXIT
     trap 'exit 130' INT TERM
     WORK=$(mktemp -d "/tmp/plexus-demo-$TAG.XXXXXX")
@@ -653,6 +664,7 @@ main() {
     check "temp dir removed" test ! -e "$work"
     WORK=""
     SUMMARY_DONE=1
+    trap - EXIT
     printf '\n%s passed, %s failed (%ss)\n' "$PASSED" "$FAILED" "$((SECONDS - started))"
     [ "$FAILED" -eq 0 ]
 }

@@ -15,12 +15,14 @@
 # static gives it the VNIC's address. Checks: pod<->pod over net1, node->pod
 # over the VCN, and after DEL the NIC is back on its node (name, MTU, up).
 #
-# Usage: sudo ./scripts/demo.sh
+# Usage: ./scripts/demo.sh   (as root, or as a sudo user: it re-runs itself
+#                             through sudo, keeping the caller's toolchain)
 #   PLEXUS_DEMO_PLUGINS=reference   run Debian's Go plugins (/usr/lib/cni)
 #                                   instead of ours, for comparison
 #   PLEXUS_DEMO_PLUGIN_DIR=<dir>    explicit plugin directory (skips the build)
 #   PLEXUS_DEMO_TUTORIAL_ONLY=1     stop after part 1
-# Builds our binaries once with `cargo build --release` (both parts use them).
+# Builds our binaries once, `cargo build --workspace --bins` in the dev profile
+# (both parts use them, and scripts/test.sh then reuses the same build).
 # Part 2 (scripts/demo-plexus.sh, run next with our plugins): the same
 # scenario the Plexus way: plexus-agent configures the VNICs from a fake IMDS,
 # the meta plugin reads one NAD from a fake API server, vnic IPAM gives each
@@ -32,6 +34,7 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 # shellcheck source=scripts/lib.sh
 . "$REPO/scripts/lib.sh"
+as_root "$0" "$@"
 BUILT_HERE=""
 
 # Namespace names carry the pid so concurrent runs never collide.
@@ -53,7 +56,6 @@ vnic_ip() { echo "198.51.100.2$1"; }
 vnic_mac() { echo "02:00:c6:33:64:2$1"; }
 VNIC_MTU=9000
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 info() { printf '   %s\n' "$*"; }
 
 check() {
@@ -62,9 +64,9 @@ check() {
     shift
     CHECKS=$((CHECKS + 1))
     if "$@" >/dev/null 2>&1; then
-        printf '   \033[32mok\033[0m   %s\n' "$what"
+        printf '   %sok%s   %s\n' "$C_GREEN" "$C_OFF" "$what"
     else
-        printf '   \033[31mFAIL\033[0m %s\n' "$what"
+        printf '   %sFAIL%s %s\n' "$C_RED" "$C_OFF" "$what"
         FAILED=$((FAILED + 1))
     fi
 }
@@ -78,17 +80,11 @@ cleanup() {
     done
 }
 
-need_root() {
-    if [ "$(id -u)" != 0 ]; then
-        echo "demo.sh needs root (network namespaces): sudo $0" >&2
-        exit 1
-    fi
-}
-
 install_deps() {
     # The project's one installer covers both parts of the demo (iproute2,
     # iputils-ping, containernetworking-plugins, nftables, curl, ...).
-    "$REPO/scripts/deps.sh"
+    step "Debian packages (scripts/deps.sh)"
+    timed "packages" "$REPO/scripts/deps.sh"
 }
 
 select_plugins() {
@@ -97,8 +93,9 @@ select_plugins() {
     elif [ "${PLEXUS_DEMO_PLUGINS:-ours}" = reference ]; then
         PLUGIN_DIR=/usr/lib/cni
     else
-        step "building Plexus (release profile; part 2 reuses the build)"
-        PLUGIN_DIR=$(build_demo_bins)
+        step "building Plexus: cargo build --workspace --bins (dev profile; part 2 and scripts/test.sh reuse it)"
+        timed "build" build_bins
+        PLUGIN_DIR=$(bins_dir)
         BUILT_HERE=1
     fi
     local p
@@ -235,7 +232,9 @@ del_pods() {
 }
 
 main() {
-    need_root
+    local started=$SECONDS
+    printf '%sPlexus demo, part 1: the OKE SR-IOV tutorial by hand (scripts/demo.sh)%s\n' "$C_BOLD" "$C_OFF"
+    real_and_simulated
     install_deps
     select_plugins
     trap cleanup EXIT
@@ -252,9 +251,9 @@ main() {
     del_pods
     step "cleanup (namespaces $TAG-*)"
     if [ "$FAILED" -eq 0 ]; then
-        printf '\n\033[32m%d/%d checks passed\033[0m\n' "$CHECKS" "$CHECKS"
+        printf '\n%s%d/%d checks passed%s (part 1, %ss)\n' "$C_GREEN" "$CHECKS" "$CHECKS" "$C_OFF" "$((SECONDS - started))"
     else
-        printf '\n\033[31m%d of %d checks failed\033[0m\n' "$FAILED" "$CHECKS"
+        printf '\n%s%d of %d checks failed%s\n' "$C_RED" "$FAILED" "$CHECKS" "$C_OFF"
         exit 1
     fi
     # Part 2: the same scenario the Plexus way (agent, meta plugin, one NAD,
@@ -262,10 +261,11 @@ main() {
     if [ "$PLUGIN_DIR" != /usr/lib/cni ] && [ -z "${PLEXUS_DEMO_TUTORIAL_ONLY:-}" ]; then
         trap - EXIT
         cleanup
-        printf '\n\033[1m######## Part 2: the tutorial the Plexus way (scripts/demo-plexus.sh) ########\033[0m\n'
+        printf '\n%s######## Part 2: the tutorial the Plexus way (scripts/demo-plexus.sh) ########%s\n' "$C_BOLD" "$C_OFF"
         if [ -n "$BUILT_HERE" ]; then
             export PLEXUS_DEMO_BIN_DIR="$PLUGIN_DIR"
         fi
+        export PLEXUS_DEMO_DEPS_DONE=1
         exec "$REPO/scripts/demo-plexus.sh"
     fi
 }

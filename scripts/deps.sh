@@ -1,9 +1,9 @@
 #!/bin/sh
 # deps.sh: install the Debian 12 packages Plexus' tests, demo and CI need.
 #
-# Idempotent and quiet: with everything present it only asks dpkg (well under
-# a second) and prints nothing; otherwise it runs `apt-get update` once and
-# installs what is missing. Used by .ci/run, the demo and the runtime e2e tests
+# Idempotent: with everything present it only asks dpkg (well under a
+# second) and prints nothing; otherwise it says what it installs (stderr),
+# runs `apt-get update` once and installs what is missing. Used by .ci/run, the demo and the runtime e2e tests
 # on a fresh machine that has only the Rust toolchain, cargo-nextest, gcc,
 # Python 3 and git.
 #
@@ -55,6 +55,10 @@ if [ "${1:-}" = "--check" ]; then
 fi
 
 if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null; then
+        echo "deps.sh: missing packages:$need; installing through sudo" >&2
+        exec sudo "$0" "$@"
+    fi
     echo "deps.sh: missing packages:$need (run as root to install)" >&2
     exit 1
 fi
@@ -69,6 +73,7 @@ flock 9
 need=$(missing)
 [ -z "$need" ] && exit 0
 
+echo "deps.sh: installing$need (apt-get; about a minute on a fresh machine)" >&2
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 export DEBIAN_FRONTEND=noninteractive

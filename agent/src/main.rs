@@ -28,7 +28,7 @@ use plexus_imds::node_state::{NodeState, DEFAULT_STATE_PATH};
 use plexus_imds::{ClientConfig, OciImds, DEFAULT_BASE_URL};
 
 #[derive(Parser, Debug)]
-#[command(name = "plexus-agent", version, about = "Plexus node agent")]
+#[command(name = "plexus-agent", version = plexus_buildinfo::LONG, about = "Plexus node agent")]
 struct Cli {
     #[command(flatten)]
     paths: Paths,
@@ -514,10 +514,11 @@ fn cmd_status(paths: &Paths, as_json: bool) -> Result<()> {
         plexus_dir: paths.meta_cache_dir.clone(),
     };
     let inv = inventory::build(&paths.host_root()?, &imds, &caches, previous.as_ref())?;
+    let agent = plexus_buildinfo::line("plexus-agent");
     emit(&if as_json {
-        status::render_json(&inv)
+        status::render_json(&inv, &agent)
     } else {
-        status::render_table(&inv)
+        status::render_table(&inv, &agent)
     });
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! `plexus-agent status`: one row per device — interface, PCI, MAC, driver,
 //! VNIC OCID, IP/subnet, and where it is now (host, which pod, userspace) —
-//! rendered from an [`Inventory`]. Rendering is pure; the CLI passes its one
-//! stdout writer to [`write_status`].
+//! rendered from an [`Inventory`], under the agent's own version line (which
+//! build looked at the node). Rendering is pure; the CLI passes its one
+//! stdout writer and its version line to [`write_status`].
 
 use std::io::Write;
 
@@ -37,6 +38,8 @@ pub struct StatusRow {
 /// The `--json` document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatusReport {
+    /// The agent that wrote the report: `plexus-agent <version> (<commit>)`.
+    pub agent: String,
     /// One per device.
     pub devices: Vec<StatusRow>,
     /// VNICs no device carries: `ocid (mac)`.
@@ -91,8 +94,9 @@ fn row(e: &Entry) -> StatusRow {
 }
 
 /// The report behind both renderings.
-pub fn report(inv: &Inventory) -> StatusReport {
+pub fn report(inv: &Inventory, agent: &str) -> StatusReport {
     StatusReport {
+        agent: agent.to_string(),
         devices: inv.entries.iter().map(row).collect(),
         vnics_without_device: inv
             .unmatched_vnics
@@ -103,9 +107,10 @@ pub fn report(inv: &Inventory) -> StatusReport {
     }
 }
 
-/// Plain-text table with aligned columns, then unmatched VNICs and warnings.
-pub fn render_table(inv: &Inventory) -> String {
-    let r = report(inv);
+/// The version line, a plain-text table with aligned columns, then
+/// unmatched VNICs and warnings.
+pub fn render_table(inv: &Inventory, agent: &str) -> String {
+    let r = report(inv, agent);
     let header = [
         "INTERFACE",
         "PCI",
@@ -144,7 +149,7 @@ pub fn render_table(inv: &Inventory) -> String {
             *w = (*w).max(c.chars().count());
         }
     }
-    let mut out = String::new();
+    let mut out = format!("{}\n\n", r.agent);
     let mut line = |cols: Vec<&str>| {
         let last = cols.len() - 1;
         for (i, c) in cols.iter().enumerate() {
@@ -176,17 +181,23 @@ pub fn render_table(inv: &Inventory) -> String {
 }
 
 /// Pretty JSON of [`report`].
-pub fn render_json(inv: &Inventory) -> String {
-    serde_json::to_string_pretty(&report(inv)).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+pub fn render_json(inv: &Inventory, agent: &str) -> String {
+    serde_json::to_string_pretty(&report(inv, agent))
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
         + "\n"
 }
 
 /// Writes the table (or JSON) to `out`, the CLI's stdout writer.
-pub fn write_status(out: &mut dyn Write, inv: &Inventory, json: bool) -> std::io::Result<()> {
+pub fn write_status(
+    out: &mut dyn Write,
+    inv: &Inventory,
+    agent: &str,
+    json: bool,
+) -> std::io::Result<()> {
     let text = if json {
-        render_json(inv)
+        render_json(inv, agent)
     } else {
-        render_table(inv)
+        render_table(inv, agent)
     };
     out.write_all(text.as_bytes())?;
     out.flush()
@@ -197,6 +208,9 @@ mod tests {
     use super::*;
     use crate::inventory::sample;
     use std::path::PathBuf;
+
+    /// A fixed version line: goldens must not change with every commit.
+    const AGENT: &str = "plexus-agent 0.0.0-test (0123456789ab)";
 
     fn golden(name: &str, actual: &str) {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -214,23 +228,29 @@ mod tests {
 
     #[test]
     fn table_matches_golden() {
-        golden("status.golden.txt", &render_table(&sample::inventory()));
+        golden(
+            "status.golden.txt",
+            &render_table(&sample::inventory(), AGENT),
+        );
     }
 
     #[test]
     fn json_matches_golden() {
         let inv = sample::inventory();
-        let text = render_json(&inv);
+        let text = render_json(&inv, AGENT);
         golden("status.golden.json", &text);
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["devices"].as_array().unwrap().len(), inv.entries.len());
+        assert_eq!(v["agent"], AGENT);
     }
 
     #[test]
     fn writer_gets_the_rendering() {
         let inv = sample::inventory();
         let mut buf = Vec::new();
-        write_status(&mut buf, &inv, false).unwrap();
-        assert_eq!(String::from_utf8(buf).unwrap(), render_table(&inv));
+        write_status(&mut buf, &inv, AGENT, false).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        assert_eq!(text, render_table(&inv, AGENT));
+        assert_eq!(text.lines().next(), Some(AGENT), "version line first");
     }
 }

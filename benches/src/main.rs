@@ -49,7 +49,7 @@ enum Section {
 }
 
 #[derive(Debug, Parser)]
-#[command(about = "Side-by-side benchmarks of Plexus' CNI plugins (run as root)")]
+#[command(name = "plexus-bench", version = plexus_buildinfo::LONG, about = "Side-by-side benchmarks of Plexus' CNI plugins (run as root)")]
 struct Args {
     /// Measured ADD+DEL cycles per series.
     #[arg(long, default_value_t = 200)]

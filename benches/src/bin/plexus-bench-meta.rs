@@ -53,7 +53,7 @@ const TARGET_OVERHEAD_MS: f64 = 2.0;
 const TARGET_RSS_KIB: u64 = 15 * 1024;
 
 #[derive(Debug, Parser)]
-#[command(about = "Meta-plugin overhead, peak RSS and API requests (run as root)")]
+#[command(name = "plexus-bench-meta", version = plexus_buildinfo::LONG, about = "Meta-plugin overhead, peak RSS and API requests (run as root)")]
 struct Args {
     /// Measured ADD+DEL cycles per series.
     #[arg(long, default_value_t = 200)]

@@ -16,6 +16,7 @@ use plexus_netlink::Handle;
 use plexus_netns::NetNs;
 
 fn main() {
+    plexus_buildinfo::exit_if_version_flag("plexus-bench-move");
     if let Err(e) = run() {
         eprintln!("plexus-bench-move: {e}");
         std::process::exit(1);

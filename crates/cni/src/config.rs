@@ -236,11 +236,12 @@ pub struct PortMapping {
     /// Container port.
     #[serde(alias = "ContainerPort")]
     pub container_port: u16,
-    /// `tcp`/`udp`/`sctp`.
+    /// `tcp`/`udp`/`sctp`; left out when empty (the plugin's default).
     #[serde(
         default,
         deserialize_with = "crate::nullable::nullable",
-        alias = "Protocol"
+        alias = "Protocol",
+        skip_serializing_if = "String::is_empty"
     )]
     pub protocol: String,
     /// Host IP to bind, if any.

@@ -18,6 +18,7 @@ pub mod exec;
 pub mod fsutil;
 mod nullable;
 pub mod result;
+pub mod retry;
 pub mod skel;
 pub mod testing;
 pub mod timefmt;

@@ -210,6 +210,26 @@ pub struct CniResult {
     pub dns: Dns,
 }
 
+/// The version whose format carries every field: how a [`CniResult`]
+/// serializes on its own (caches, logs), with `cniVersion` included.
+pub const CANONICAL_VERSION: &str = "1.1.0";
+
+impl Serialize for CniResult {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json(CANONICAL_VERSION)
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for CniResult {
+    /// Any version, read as [`CniResult::from_json_any`] does.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Self::from_json_any(&v).map_err(serde::de::Error::custom)
+    }
+}
+
 /// 0.1.0/0.2.0 per-family block.
 #[derive(Debug, Serialize, Deserialize)]
 struct LegacyIp {
@@ -234,6 +254,26 @@ fn to_value<T: Serialize>(v: &T) -> Result<Value, CniError> {
 fn from_value<T: for<'de> Deserialize<'de>>(v: &Value, what: &str) -> Result<T, CniError> {
     serde_json::from_value(v.clone())
         .map_err(|e| CniError::decode(format!("failed to parse result {what}: {e}")))
+}
+
+/// A list field, naming the offending element on failure (serde's own
+/// message does not quote the bad value).
+fn list_from_value<T: for<'de> Deserialize<'de>>(
+    v: &Value,
+    what: &str,
+) -> Result<Vec<T>, CniError> {
+    let Some(items) = v.as_array() else {
+        return from_value(v, what);
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            serde_json::from_value(item.clone()).map_err(|e| {
+                CniError::decode(format!("failed to parse result {what}[{i}] {item}: {e}"))
+            })
+        })
+        .collect()
 }
 
 impl CniResult {
@@ -388,13 +428,13 @@ impl CniResult {
             return Ok(out);
         }
         if let Some(list) = v.get("interfaces").filter(|x| !x.is_null()) {
-            out.interfaces = from_value(list, "interfaces")?;
+            out.interfaces = list_from_value(list, "interfaces")?;
         }
         if let Some(list) = v.get("ips").filter(|x| !x.is_null()) {
-            out.ips = from_value(list, "ips")?;
+            out.ips = list_from_value(list, "ips")?;
         }
         if let Some(list) = v.get("routes").filter(|x| !x.is_null()) {
-            out.routes = from_value(list, "routes")?;
+            out.routes = list_from_value(list, "routes")?;
         }
         if format != ResultFormat::V11 {
             for i in &mut out.interfaces {
@@ -422,6 +462,21 @@ impl CniResult {
             .unwrap_or(fallback_version)
             .to_string();
         Self::from_json_as(&v, &version)
+    }
+
+    /// Parses a result stored without knowing its config: by its own
+    /// `cniVersion`, else by its shape (`ip4`/`ip6` means 0.2.0, anything
+    /// else is read as the 1.1.0 superset).
+    pub fn from_json_any(v: &Value) -> Result<Self, CniError> {
+        if let Some(version) = v
+            .get("cniVersion")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            return Self::from_json_as(v, version);
+        }
+        let legacy = v.get("ip4").is_some() || v.get("ip6").is_some();
+        Self::from_json_as(v, if legacy { "0.2.0" } else { CANONICAL_VERSION })
     }
 
     /// Converts a result JSON from its own version to `version`.
@@ -518,6 +573,22 @@ mod tests {
         let v = CniResult::default().to_json("1.0.0").unwrap();
         assert_eq!(v, json!({"cniVersion":"1.0.0"}));
         assert_eq!(CniResult::default().to_json("2.0.0").unwrap_err().code, 1);
+    }
+
+    #[test]
+    fn serde_is_the_canonical_form_and_reads_any_version() {
+        let r = sample();
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v, r.to_json(CANONICAL_VERSION).unwrap());
+        assert_eq!(serde_json::from_value::<CniResult>(v).unwrap(), r);
+        let old: CniResult = serde_json::from_value(r.to_json("0.3.1").unwrap()).unwrap();
+        assert_eq!(old.ips, r.ips);
+        let legacy: CniResult =
+            serde_json::from_value(json!({"ip4": {"ip": "198.51.100.2/24"}})).unwrap();
+        assert_eq!(legacy.ips.len(), 1);
+        let bad = json!({"ips": [{"address": "nope"}]});
+        let e = CniResult::from_json_any(&bad).unwrap_err();
+        assert!(e.msg.contains("\"nope\""), "{}", e.msg);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use plexus_cni::retry::{retry, Limits, ThreadSleeper};
 use serde::de::DeserializeOwned;
 
 use crate::error::ImdsError;
@@ -169,23 +170,20 @@ impl OciImds {
     pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ImdsError> {
         let url = format!("{}{}", self.config.base_url.trim_end_matches('/'), path);
         let policy = &self.config.retry;
-        let started = Instant::now();
-        let mut attempt: u32 = 0;
-        loop {
-            attempt += 1;
-            let failure = match self.attempt(path, &url) {
-                Ok(body) => return decode(&url, &body),
-                Err(failure) => failure,
-            };
-            let next_delay = policy.backoff(attempt - 1, jitter());
-            let retryable = failure.retryable();
-            let out_of_attempts = attempt >= policy.max_attempts.max(1);
-            let out_of_budget = started.elapsed() + next_delay > policy.budget;
-            if !retryable || out_of_attempts || out_of_budget {
-                return Err(failure.into_error(url, attempt));
-            }
-            tracing::debug!(%url, attempt, delay_ms = next_delay.as_millis() as u64, "retrying metadata request");
-            std::thread::sleep(next_delay);
+        let limits = Limits {
+            max_attempts: policy.max_attempts,
+            budget: policy.budget,
+        };
+        let wait = |failure: &Failure, n| {
+            let delay = policy.backoff(n, jitter());
+            failure.retryable().then(|| {
+                tracing::debug!(%url, attempt = n + 1, delay_ms = delay.as_millis() as u64, "retrying metadata request");
+                delay
+            })
+        };
+        match retry(limits, &ThreadSleeper, |_| self.attempt(path, &url), wait) {
+            Ok(body) => decode(&url, &body),
+            Err(g) => Err(g.error.into_error(url, g.attempts)),
         }
     }
 

@@ -8,12 +8,14 @@
 //! honoured for 429/5xx, transport errors and timeouts.
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::DigitallySignedStruct;
+
+use plexus_cni::retry::{exponential, retry, Limits, ThreadSleeper};
 
 use crate::api::{network_status_patch, ApiError, Event, Pod, PodApi, PodRef};
 use crate::kubeconfig::ClientConfig;
@@ -128,28 +130,26 @@ impl HttpPodApi {
         content_type: Option<&str>,
         body: Option<&str>,
     ) -> Result<Vec<u8>, ApiError> {
-        let start = Instant::now();
-        let mut backoff = self.retry.initial_backoff;
-        let mut attempt = 1;
-        loop {
-            let err = match self.once(method, path, content_type, body) {
-                Ok(body) => return Ok(body),
-                Err(e) => e,
-            };
-            let retry_after = match &err {
+        let policy = self.retry;
+        let limits = Limits {
+            max_attempts: policy.max_attempts,
+            budget: policy.budget,
+        };
+        let call = |_| self.once(method, path, content_type, body);
+        let wait = |err: &ApiError, n| {
+            if !err.is_retryable() {
+                return None;
+            }
+            let retry_after = match err {
                 ApiError::Retryable { retry_after, .. } => *retry_after,
                 _ => None,
             };
-            let wait = retry_after.unwrap_or(backoff).min(self.retry.max_backoff);
-            let out_of_budget = start.elapsed() + wait >= self.retry.budget;
-            if !err.is_retryable() || attempt >= self.retry.max_attempts || out_of_budget {
-                return Err(err);
-            }
-            tracing::debug!(%method, %path, attempt, error = %err, ?wait, "retrying Kubernetes API request");
-            std::thread::sleep(wait);
-            backoff = (backoff * 2).min(self.retry.max_backoff);
-            attempt += 1;
-        }
+            let backoff = exponential(policy.initial_backoff, policy.max_backoff, n);
+            let wait = retry_after.unwrap_or(backoff).min(policy.max_backoff);
+            tracing::debug!(%method, %path, retry = n + 1, error = %err, ?wait, "retrying Kubernetes API request");
+            Some(wait)
+        };
+        retry(limits, &ThreadSleeper, call, wait).map_err(|g| g.error)
     }
 
     fn once(

@@ -195,42 +195,27 @@ impl ClientConfig {
         if cluster.server.is_empty() {
             return Err(invalid(format!("cluster {:?} has no server", ctx.cluster)));
         }
-        let resolve = |p: &PathBuf| {
-            if p.is_absolute() {
-                p.clone()
-            } else {
-                base_dir.join(p)
-            }
+        let pem = |field: &str, data: &Option<String>, file: &Option<PathBuf>| {
+            inline_or_file(field, data.as_deref(), file.as_deref(), base_dir)
+                .map_err(|e| e.or_invalid(origin))
         };
-        let decode = |field: &str, data: &str| {
-            base64::engine::general_purpose::STANDARD
-                .decode(data.trim())
-                .map_err(|e| invalid(format!("{field}: {e}")))
-        };
-        let ca_pem = match (
+        let ca_pem = pem(
+            "certificate-authority-data",
             &cluster.certificate_authority_data,
             &cluster.certificate_authority,
-        ) {
-            (Some(data), _) => Some(decode("certificate-authority-data", data)?),
-            (None, Some(path)) => Some(read(&resolve(path))?),
-            (None, None) => None,
-        };
+        )?;
         // A token file wins over an inline token: it is the one that rotates.
         let token = match (&user.token_file, &user.token) {
-            (Some(path), _) => Some(TokenSource::File(resolve(path))),
+            (Some(path), _) => Some(TokenSource::File(resolve_path(base_dir, path))),
             (None, Some(t)) if !t.is_empty() => Some(TokenSource::Static(t.clone())),
             _ => None,
         };
-        let cert = match (&user.client_certificate_data, &user.client_certificate) {
-            (Some(data), _) => Some(decode("client-certificate-data", data)?),
-            (None, Some(path)) => Some(read(&resolve(path))?),
-            (None, None) => None,
-        };
-        let key = match (&user.client_key_data, &user.client_key) {
-            (Some(data), _) => Some(decode("client-key-data", data)?),
-            (None, Some(path)) => Some(read(&resolve(path))?),
-            (None, None) => None,
-        };
+        let cert = pem(
+            "client-certificate-data",
+            &user.client_certificate_data,
+            &user.client_certificate,
+        )?;
+        let key = pem("client-key-data", &user.client_key_data, &user.client_key)?;
         let identity = match (cert, key) {
             (Some(cert_pem), Some(key_pem)) => Some(ClientIdentity { cert_pem, key_pem }),
             (None, None) => None,
@@ -320,6 +305,52 @@ impl ClientConfig {
     /// True for `https://` servers (the only ones needing a TLS config).
     pub fn is_https(&self) -> bool {
         self.server.starts_with("https://")
+    }
+}
+
+/// A relative path in a kubeconfig is relative to the kubeconfig's directory.
+fn resolve_path(base_dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base_dir.join(p)
+    }
+}
+
+/// Why [`inline_or_file`] failed: bad base64 (named by field) or a read error.
+enum PemError {
+    Base64(String),
+    Read(KubeconfigError),
+}
+
+impl PemError {
+    fn or_invalid(self, origin: &Path) -> KubeconfigError {
+        match self {
+            Self::Base64(message) => KubeconfigError::Invalid {
+                path: origin.to_owned(),
+                message,
+            },
+            Self::Read(e) => e,
+        }
+    }
+}
+
+/// A PEM given inline as base64 (`*-data`, which wins) or as a file.
+fn inline_or_file(
+    field: &str,
+    data: Option<&str>,
+    file: Option<&Path>,
+    base_dir: &Path,
+) -> Result<Option<Vec<u8>>, PemError> {
+    match (data, file) {
+        (Some(data), _) => base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map(Some)
+            .map_err(|e| PemError::Base64(format!("{field}: {e}"))),
+        (None, Some(path)) => read(&resolve_path(base_dir, path))
+            .map(Some)
+            .map_err(PemError::Read),
+        (None, None) => Ok(None),
     }
 }
 

@@ -38,31 +38,10 @@ pub enum AnnotationError {
     },
 }
 
-/// One requested host port mapping (`portMappings` capability).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortMapEntry {
-    #[serde(rename = "hostPort")]
-    pub host_port: i64,
-    #[serde(rename = "containerPort")]
-    pub container_port: i64,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub protocol: String,
-    #[serde(rename = "hostIP", default, skip_serializing_if = "String::is_empty")]
-    pub host_ip: String,
-}
-
-/// A requested bandwidth limit (`bandwidth` capability).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BandwidthEntry {
-    #[serde(rename = "ingressRate", default)]
-    pub ingress_rate: i64,
-    #[serde(rename = "ingressBurst", default)]
-    pub ingress_burst: i64,
-    #[serde(rename = "egressRate", default)]
-    pub egress_rate: i64,
-    #[serde(rename = "egressBurst", default)]
-    pub egress_burst: i64,
-}
+/// A requested host port mapping and bandwidth limit: the CNI
+/// capability types themselves, so what the annotation asks for is exactly
+/// what a delegate's `runtimeConfig` receives.
+pub use plexus_cni::config::{Bandwidth as BandwidthEntry, PortMapping as PortMapEntry};
 
 /// One validated selection, namespace already defaulted to the pod's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

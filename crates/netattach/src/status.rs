@@ -3,10 +3,8 @@
 //! client's `CreateNetworkStatuses` does, and encoded byte-for-byte like
 //! Multus writes it (each element indented by four spaces, joined by `,`).
 
-use std::net::IpAddr;
-use std::str::FromStr;
-
-use ipnet::IpNet;
+use plexus_cni::result::Route;
+use plexus_cni::CniResult;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -19,18 +17,8 @@ pub enum StatusError {
     Encode(#[from] serde_json::Error),
 }
 
-/// DNS settings from the result; serialized as `{}` when empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Dns {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub nameservers: Vec<String>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub domain: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub search: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub options: Vec<String>,
-}
+/// DNS settings: the CNI result's own type (serialized as `{}` when empty).
+pub use plexus_cni::result::Dns;
 
 /// `device-info.pci`: every key optional, named in kebab-case.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,160 +150,46 @@ fn is_false(v: &bool) -> bool {
     !*v
 }
 
-/// A CNI result of any version reduced to what network-status needs.
-struct CurrentResult {
-    interfaces: Vec<Iface>,
-    ips: Vec<IpConf>,
-    routes: Vec<Route>,
-    dns: Dns,
+/// Multus counts `0.0.0.0/x` and `::/x` as default routes, whatever `x` is.
+fn is_default_route(route: &Route) -> bool {
+    route.dst.addr().is_unspecified()
 }
 
-struct Iface {
-    name: String,
-    mac: String,
-    mtu: u32,
-    sandbox: String,
-}
-
-struct IpConf {
-    address: IpNet,
-    interface: Option<usize>,
-    gateway: Option<IpAddr>,
-}
-
-struct Route {
-    dst: IpNet,
-    gw: Option<IpAddr>,
-}
-
-impl Route {
-    /// Multus counts `0.0.0.0/x` and `::/x` as default routes, whatever `x` is.
-    fn is_default(&self) -> bool {
-        self.dst.addr().is_unspecified()
-    }
-}
-
-fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn parse_result(result: &Value, network: &str) -> Result<CurrentResult, StatusError> {
-    let bad = |reason: String| StatusError::InvalidResult {
-        network: network.to_owned(),
-        reason,
-    };
-    if !result.is_object() {
-        return Err(bad("not a JSON object".into()));
-    }
-    let parse_net = |s: &str| IpNet::from_str(s).map_err(|_| bad(format!("bad address {s:?}")));
-    let parse_ip = |v: Option<&Value>| -> Result<Option<IpAddr>, StatusError> {
-        match v.and_then(Value::as_str) {
-            None | Some("") => Ok(None),
-            Some(s) => IpAddr::from_str(s)
-                .map(Some)
-                .map_err(|_| bad(format!("bad gateway {s:?}"))),
-        }
-    };
-    let parse_routes = |v: Option<&Value>| -> Result<Vec<Route>, StatusError> {
-        v.and_then(Value::as_array)
-            .map(|routes| {
-                routes
-                    .iter()
-                    .map(|r| {
-                        Ok(Route {
-                            dst: parse_net(str_field(r, "dst"))?,
-                            gw: parse_ip(r.get("gw"))?,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_else(|| Ok(Vec::new()))
-    };
-    let mut ips = Vec::new();
-    let mut routes = Vec::new();
-    // 0.1.0/0.2.0 results carry `ip4`/`ip6` blocks and no interfaces.
-    for legacy in ["ip4", "ip6"] {
-        if let Some(block) = result.get(legacy) {
-            ips.push(IpConf {
-                address: parse_net(str_field(block, "ip"))?,
-                interface: None,
-                gateway: parse_ip(block.get("gateway"))?,
-            });
-            routes.extend(parse_routes(block.get("routes"))?);
-        }
-    }
-    for ip in result
-        .get("ips")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let interface = match ip.get("interface") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .and_then(|i| usize::try_from(i).ok())
-                    .ok_or_else(|| bad(format!("bad interface index {v}")))?,
-            ),
-        };
-        ips.push(IpConf {
-            address: parse_net(str_field(ip, "address"))?,
-            interface,
-            gateway: parse_ip(ip.get("gateway"))?,
-        });
-    }
-    routes.extend(parse_routes(result.get("routes"))?);
-    let interfaces = result
-        .get("interfaces")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .map(|i| Iface {
-            name: str_field(i, "name").to_owned(),
-            mac: str_field(i, "mac").to_owned(),
-            mtu: i
-                .get("mtu")
-                .and_then(Value::as_u64)
-                .and_then(|m| u32::try_from(m).ok())
-                .unwrap_or(0),
-            sandbox: str_field(i, "sandbox").to_owned(),
-        })
-        .collect();
-    let dns = match result.get("dns") {
-        Some(d) if d.is_object() => {
-            serde_json::from_value(d.clone()).map_err(|e| bad(format!("bad dns: {e}")))?
-        }
-        _ => Dns::default(),
-    };
-    Ok(CurrentResult {
-        interfaces,
-        ips,
-        routes,
-        dns,
-    })
-}
-
-/// Builds the network-status entries for one delegate's result (`result` is
-/// the CNI result JSON of any version). `network` is `ns/nad` for NAD
-/// networks or the delegate name for the cluster network; `is_default` marks
-/// the cluster (master) network.
-///
-/// Mirrors `CreateNetworkStatuses`: a single-interface result yields one entry
-/// carrying every IP; otherwise one entry per sandbox interface, IPs mapped by
-/// their `interface` index (unindexed IPs go to the last entry), and a result
-/// without sandbox interfaces yields nothing. Gateways are the `gw`s of
-/// default routes; routes without a `gw` are skipped (Go would print `<nil>`).
+/// Builds the network-status entries for one delegate's result JSON of any
+/// version (decoded by [`CniResult::from_json_any`]); see
+/// [`network_statuses_from_cni_result`].
 pub fn network_statuses_from_result(
     result: &Value,
     network: &str,
     is_default: bool,
     device_info: Option<&DeviceInfo>,
 ) -> Result<Vec<NetworkStatus>, StatusError> {
-    let r = parse_result(result, network)?;
+    let r = CniResult::from_json_any(result).map_err(|e| StatusError::InvalidResult {
+        network: network.to_owned(),
+        reason: e.msg,
+    })?;
+    network_statuses_from_cni_result(&r, network, is_default, device_info)
+}
+
+/// Builds the network-status entries for one delegate's result. `network`
+/// is `ns/nad` for NAD networks or the delegate name for the cluster
+/// network; `is_default` marks the cluster (master) network.
+///
+/// Mirrors `CreateNetworkStatuses`: a single-interface result yields one entry
+/// carrying every IP; otherwise one entry per sandbox interface, IPs mapped by
+/// their `interface` index (unindexed IPs go to the last entry), and a result
+/// without sandbox interfaces yields nothing. Gateways are the `gw`s of
+/// default routes; routes without a `gw` are skipped (Go would print `<nil>`).
+pub fn network_statuses_from_cni_result(
+    r: &CniResult,
+    network: &str,
+    is_default: bool,
+    device_info: Option<&DeviceInfo>,
+) -> Result<Vec<NetworkStatus>, StatusError> {
     let gateways: Vec<String> = r
         .routes
         .iter()
-        .filter(|rt| rt.is_default())
+        .filter(|rt| is_default_route(rt))
         .filter_map(|rt| rt.gw.map(|g| g.to_string()))
         .collect();
     let base = NetworkStatus {
@@ -338,7 +212,7 @@ pub fn network_statuses_from_result(
         if let Some(iface) = r.interfaces.iter().find(|i| !i.sandbox.is_empty()) {
             st.interface = iface.name.clone();
             st.mac = iface.mac.clone();
-            st.mtu = iface.mtu;
+            st.mtu = iface.mtu.unwrap_or(0);
         }
         return Ok(vec![st]);
     }
@@ -370,7 +244,7 @@ pub fn network_statuses_from_result(
         statuses.push(NetworkStatus {
             interface: iface.name.clone(),
             mac: iface.mac.clone(),
-            mtu: iface.mtu,
+            mtu: iface.mtu.unwrap_or(0),
             default,
             ..base.clone()
         });
@@ -386,23 +260,6 @@ pub fn network_statuses_from_result(
         }
     }
     Ok(statuses)
-}
-
-/// [`network_statuses_from_result`] for the canonical `plexus-cni` result
-/// (rendered as 1.1.0 first, so interface indexes and MTUs are kept).
-pub fn network_statuses_from_cni_result(
-    result: &plexus_cni::CniResult,
-    network: &str,
-    is_default: bool,
-    device_info: Option<&DeviceInfo>,
-) -> Result<Vec<NetworkStatus>, StatusError> {
-    let value = result
-        .to_json("1.1.0")
-        .map_err(|e| StatusError::InvalidResult {
-            network: network.to_owned(),
-            reason: e.to_string(),
-        })?;
-    network_statuses_from_result(&value, network, is_default, device_info)
 }
 
 /// Encodes the annotation value exactly as the NAD client does: every element

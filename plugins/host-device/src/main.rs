@@ -5,6 +5,7 @@ use plexus_host_device::net::KernelOpener;
 use plexus_host_device::HostDevice;
 
 fn main() {
+    plexus_buildinfo::exit_if_version_flag("host-device");
     // Our `static` IPAM, when it is the one installed next to this binary,
     // runs in-process: it saves a process start-up on every ADD and DEL.
     let exec = BuiltinExec::next_to_current_exe(ProcessExec).with(Builtin {

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use plexus_cni::fsutil::{self, AtomicWrite};
+use plexus_cni::{CniResult, NetConfList};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -40,17 +41,19 @@ pub struct Attachment {
     #[serde(default)]
     pub is_default: bool,
     /// The delegate conflist exactly as run (deviceID, args.cni injected).
-    pub conf: Value,
+    pub conf: NetConfList,
     /// `CNI_ARGS` given to the delegate.
     #[serde(default)]
     pub cni_args: String,
     /// Capability args offered to the delegate (filtered per plugin).
     #[serde(default)]
     pub capability_args: Map<String, Value>,
-    /// The chain's final result in the delegate's version; `None` until ADD
-    /// finished (DEL still runs the delegate: it may have done part of it).
+    /// The chain's final result, decoded once at the delegate boundary
+    /// (stored in the canonical 1.1.0 form; older entries in the delegate's
+    /// version still load). `None` until ADD finished (DEL still runs the
+    /// delegate: it may have done part of it).
     #[serde(default)]
-    pub result: Option<Value>,
+    pub result: Option<CniResult>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,7 +281,10 @@ mod tests {
             attachments: vec![Attachment {
                 network: "default/sriov".into(),
                 ifname: "net1".into(),
-                conf: json!({"cniVersion":"1.0.0","name":"sriov","plugins":[{"type":"host-device"}]}),
+                conf: serde_json::from_value(
+                    json!({"cniVersion":"1.0.0","name":"sriov","plugins":[{"type":"host-device"}]}),
+                )
+                .unwrap(),
                 ..Attachment::default()
             }],
             ..CacheEntry::default()

@@ -4,6 +4,10 @@
 //! cniVersion ≥ 0.4.0); CHECK in order with the final result; GC and STATUS
 //! only for ≥ 1.1.0. Every plugin gets `name`, `cniVersion` and the
 //! `runtimeConfig` subset it declared (`build_plugin_conf`).
+//!
+//! This is the delegate boundary: each plugin's stdout is decoded once into
+//! a [`CniResult`] and carried typed from here on; it is rendered in the
+//! chain's version only when handed back to a plugin as `prevResult`.
 
 use std::path::PathBuf;
 
@@ -11,7 +15,7 @@ use plexus_cni::config::{build_plugin_conf, inject_gc_attachments, GcAttachment}
 use plexus_cni::error::CniError;
 use plexus_cni::exec::{DelegateEnv, Exec};
 use plexus_cni::version::greater_than_or_equal;
-use plexus_cni::Command;
+use plexus_cni::{CniResult, Command, NetConfList};
 use serde_json::{Map, Value};
 
 /// Where and as what a delegate runs.
@@ -36,41 +40,30 @@ impl RunEnv {
     }
 }
 
-/// A delegate conflist: `{"cniVersion","name","plugins":[...]}`.
+/// A delegate conflist.
 #[derive(Debug, Clone, Copy)]
 pub struct Chain<'a> {
-    pub conf: &'a Value,
+    pub conf: &'a NetConfList,
 }
 
 impl<'a> Chain<'a> {
-    pub fn new(conf: &'a Value) -> Self {
+    pub fn new(conf: &'a NetConfList) -> Self {
         Self { conf }
     }
 
     pub fn version(&self) -> &str {
-        self.conf
-            .get("cniVersion")
-            .and_then(Value::as_str)
-            .unwrap_or(plexus_cni::version::DEFAULT_CONFIG_VERSION)
+        match self.conf.cni_version.as_str() {
+            "" => plexus_cni::version::DEFAULT_CONFIG_VERSION,
+            v => v,
+        }
     }
 
     pub fn name(&self) -> &str {
-        self.conf
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
+        &self.conf.name
     }
 
     fn plugins(&self) -> &'a [Value] {
-        self.conf
-            .get("plugins")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-    }
-
-    fn flag(&self, key: &str) -> bool {
-        self.conf.get(key).and_then(Value::as_bool).unwrap_or(false)
+        &self.conf.plugins
     }
 
     fn at_least(&self, v: &str) -> bool {
@@ -86,11 +79,9 @@ impl<'a> Chain<'a> {
         input: Input<'_>,
     ) -> Result<Vec<u8>, CniError> {
         let Input { prev, caps, gc } = input;
-        let plugin_type = plugin
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let mut conf = build_plugin_conf(plugin, self.name(), self.version(), prev, caps)?;
+        let plugin_type = plugin_type(plugin);
+        let prev = prev.map(|r| r.to_json(self.version())).transpose()?;
+        let mut conf = build_plugin_conf(plugin, self.name(), self.version(), prev.as_ref(), caps)?;
         if let Some(list) = gc {
             inject_gc_attachments(&mut conf, list)?;
         }
@@ -101,15 +92,15 @@ impl<'a> Chain<'a> {
         exec.exec_plugin(&path, &stdin, &denv.to_env(command))
     }
 
-    /// ADD through the chain; returns the final result JSON (in the chain's
-    /// version, as the last plugin printed it).
+    /// ADD through the chain; returns the last plugin's result, decoded in
+    /// its own `cniVersion` (the chain's when it names none, as libcni).
     pub fn add(
         &self,
         exec: &dyn Exec,
         env: &RunEnv,
         caps: &Map<String, Value>,
-    ) -> Result<Value, CniError> {
-        let mut prev: Option<Value> = None;
+    ) -> Result<CniResult, CniError> {
+        let mut prev: Option<CniResult> = None;
         for plugin in self.plugins() {
             let out = self.run(
                 exec,
@@ -122,16 +113,14 @@ impl<'a> Chain<'a> {
                     gc: None,
                 },
             )?;
-            let v: Value = serde_json::from_slice(&out).map_err(|e| {
+            let r = CniResult::from_slice(&out, self.version()).map_err(|e| {
                 CniError::decode(format!(
-                    "failed to parse result of plugin {:?}: {e}",
-                    plugin
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
+                    "failed to parse result of plugin {:?}: {}",
+                    plugin_type(plugin),
+                    e.msg
                 ))
             })?;
-            prev = Some(v);
+            prev = Some(r);
         }
         prev.ok_or_else(|| {
             CniError::invalid_config(format!("network {:?} has no plugins", self.name()))
@@ -146,7 +135,7 @@ impl<'a> Chain<'a> {
         exec: &dyn Exec,
         env: &RunEnv,
         caps: &Map<String, Value>,
-        result: Option<&Value>,
+        result: Option<&CniResult>,
     ) -> Result<(), CniError> {
         let prev = if self.at_least("0.4.0") { result } else { None };
         let mut first_err = None;
@@ -175,12 +164,12 @@ impl<'a> Chain<'a> {
         exec: &dyn Exec,
         env: &RunEnv,
         caps: &Map<String, Value>,
-        result: Option<&Value>,
+        result: Option<&CniResult>,
     ) -> Result<CheckOutcome, CniError> {
         if !self.at_least("0.4.0") {
             return Ok(CheckOutcome::SkippedVersion);
         }
-        if self.flag("disableCheck") {
+        if self.conf.disable_check {
             return Ok(CheckOutcome::Disabled);
         }
         let Some(result) = result else {
@@ -235,7 +224,7 @@ impl<'a> Chain<'a> {
         env: &RunEnv,
         valid: &[GcAttachment],
     ) -> Result<bool, CniError> {
-        if !self.at_least("1.1.0") || self.flag("disableGC") {
+        if !self.at_least("1.1.0") || self.conf.disable_gc {
             return Ok(false);
         }
         let mut first_err = None;
@@ -253,11 +242,18 @@ impl<'a> Chain<'a> {
     }
 }
 
+fn plugin_type(plugin: &Value) -> &str {
+    plugin
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
 /// What a plugin receives besides its config: `prevResult`, capability
 /// args, and (GC only) the valid attachments.
 #[derive(Clone, Copy)]
 struct Input<'b> {
-    prev: Option<&'b Value>,
+    prev: Option<&'b CniResult>,
     caps: &'b Map<String, Value>,
     gc: Option<&'b [GcAttachment]>,
 }

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use plexus_cni::NetConf;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -66,18 +67,10 @@ impl StringOrList {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawConf {
-    #[serde(default)]
-    cni_version: String,
-    #[serde(default)]
-    name: String,
-    #[serde(rename = "type", default)]
-    plugin_type: String,
-    #[serde(default)]
-    capabilities: Option<Map<String, Value>>,
-    #[serde(default)]
-    runtime_config: Option<Map<String, Value>>,
-    #[serde(default)]
-    prev_result: Option<Value>,
+    /// The keys every plugin config has (`cniVersion`, `name`, `type`,
+    /// `capabilities`, `runtimeConfig`, `prevResult`), typed once in plexus-cni.
+    #[serde(flatten)]
+    base: NetConf,
     #[serde(default)]
     kubeconfig: String,
     #[serde(default)]
@@ -197,17 +190,27 @@ impl PlexusConf {
                 )));
             }
         }
+        let base = raw.base;
+        let runtime_config = match base.runtime_config {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(other) => {
+                return Err(PlexusError::Decode(format!(
+                    "failed to load netconf: runtimeConfig is not an object: {other}"
+                )))
+            }
+        };
         Ok(Self {
-            cni_version: if raw.cni_version.is_empty() {
+            cni_version: if base.cni_version.is_empty() {
                 plexus_cni::version::DEFAULT_CONFIG_VERSION.to_string()
             } else {
-                raw.cni_version
+                base.cni_version
             },
-            name: raw.name,
-            plugin_type: raw.plugin_type,
-            capabilities: raw.capabilities.unwrap_or_default(),
-            runtime_config: raw.runtime_config.unwrap_or_default(),
-            prev_result: raw.prev_result,
+            name: base.name,
+            plugin_type: base.plugin_type,
+            capabilities: base.capabilities.unwrap_or_default(),
+            runtime_config,
+            prev_result: base.prev_result,
             kubeconfig: raw.kubeconfig,
             cluster_network: raw.cluster_network,
             default_networks: raw.default_networks,

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use plexus_cni::args::CniArgs;
+use plexus_cni::NetConfList;
 use plexus_netattach::NetworkSelection;
 use serde_json::{json, Map, Value};
 
@@ -15,13 +16,13 @@ use crate::cache::PodIdentity;
 /// (Multus v4.0.2 nested itself after a restart this way).
 pub const OWN_TYPE: &str = "plexus";
 
-/// Normalizes a conf or conflist to a conflist, filling `cniVersion` (and
-/// `name`) when absent, and checks every plugin has a `type`.
+/// Normalizes a conf or conflist to a typed conflist, filling `cniVersion`
+/// (and `name`) when absent, and checks every plugin has a `type`.
 pub fn to_conflist(
     conf: &Value,
     default_version: &str,
     default_name: &str,
-) -> Result<Value, String> {
+) -> Result<NetConfList, String> {
     let obj = conf.as_object().ok_or("config is not a JSON object")?;
     let version = obj
         .get("cniVersion")
@@ -56,7 +57,7 @@ pub fn to_conflist(
             return Err(format!("plugin #{i} has no \"type\""));
         }
     }
-    Ok(list)
+    serde_json::from_value(list).map_err(|e| format!("invalid configuration list: {e}"))
 }
 
 /// Whether a config (conf or conflist) is one of ours.
@@ -157,7 +158,7 @@ pub fn auxiliary_plugins(
 
 /// Sets `deviceID` and `pciBusID` on every plugin of the chain (Multus'
 /// JSON injection for resourceName-derived devices).
-pub fn inject_device_id(conflist: &mut Value, device_id: &str) {
+pub fn inject_device_id(conflist: &mut NetConfList, device_id: &str) {
     for p in plugins_mut(conflist) {
         p.insert("deviceID".into(), json!(device_id));
         p.insert("pciBusID".into(), json!(device_id));
@@ -165,7 +166,7 @@ pub fn inject_device_id(conflist: &mut Value, device_id: &str) {
 }
 
 /// Merges the annotation's `cni-args` into `args.cni` of every plugin.
-pub fn inject_cni_args(conflist: &mut Value, cni_args: &Map<String, Value>) {
+pub fn inject_cni_args(conflist: &mut NetConfList, cni_args: &Map<String, Value>) {
     for p in plugins_mut(conflist) {
         let args = p.entry("args").or_insert_with(|| json!({}));
         if !args.is_object() {
@@ -185,13 +186,8 @@ pub fn inject_cni_args(conflist: &mut Value, cni_args: &Map<String, Value>) {
     }
 }
 
-fn plugins_mut(conflist: &mut Value) -> impl Iterator<Item = &mut Map<String, Value>> {
-    conflist
-        .get_mut("plugins")
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_object_mut)
+fn plugins_mut(conflist: &mut NetConfList) -> impl Iterator<Item = &mut Map<String, Value>> {
+    conflist.plugins.iter_mut().filter_map(Value::as_object_mut)
 }
 
 /// Capability args for one delegate: the runtime's, and for annotation
@@ -338,7 +334,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            l,
+            serde_json::to_value(&l).unwrap(),
             json!({"cniVersion":"1.0.0","name":"sriov","plugins":[{"type":"host-device","device":"ens5"}]})
         );
         let l = to_conflist(
@@ -347,7 +343,7 @@ mod tests {
             "x",
         )
         .unwrap();
-        assert_eq!(l["cniVersion"], "0.3.1");
+        assert_eq!(l.cni_version, "0.3.1");
         assert!(to_conflist(&json!({"name":"x"}), "1.0.0", "x")
             .unwrap_err()
             .contains("type"));
@@ -357,19 +353,18 @@ mod tests {
 
     #[test]
     fn injections_reach_every_plugin() {
-        let mut l =
-            json!({"plugins":[{"type":"host-device"},{"type":"tuning","args":{"cni":{"keep":1}}}]});
+        let mut l: NetConfList = serde_json::from_value(
+            json!({"plugins":[{"type":"host-device"},{"type":"tuning","args":{"cni":{"keep":1}}}]}),
+        )
+        .unwrap();
         inject_device_id(&mut l, "0000:00:04.0");
         let mut extra = Map::new();
         extra.insert("foo".into(), json!("bar"));
         inject_cni_args(&mut l, &extra);
-        assert_eq!(l["plugins"][0]["pciBusID"], "0000:00:04.0");
-        assert_eq!(l["plugins"][1]["deviceID"], "0000:00:04.0");
-        assert_eq!(l["plugins"][0]["args"]["cni"]["foo"], "bar");
-        assert_eq!(
-            l["plugins"][1]["args"]["cni"],
-            json!({"keep":1,"foo":"bar"})
-        );
+        assert_eq!(l.plugins[0]["pciBusID"], "0000:00:04.0");
+        assert_eq!(l.plugins[1]["deviceID"], "0000:00:04.0");
+        assert_eq!(l.plugins[0]["args"]["cni"]["foo"], "bar");
+        assert_eq!(l.plugins[1]["args"]["cni"], json!({"keep":1,"foo":"bar"}));
     }
 
     #[test]

@@ -5,13 +5,17 @@
 
 use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use plexus_cni::retry::{exponential, retry, Limits};
 use plexus_netattach::api::PodRef;
 use plexus_netattach::{ApiError, Event, NetworkAttachmentDefinition, Pod, PodApi};
 
 use crate::config::PlexusConf;
 use crate::error::PlexusError;
+
+/// Component name on events, as `kubectl describe pod` shows it.
+pub const EVENT_COMPONENT: &str = "plexus";
 
 /// Builds the pod API client from the plexus config (kubeconfig, timeout).
 pub trait KubeConnect {
@@ -38,25 +42,12 @@ impl KubeConnect for HttpKube {
             plexus_netattach::http::HttpPodApi::new(config)
                 .with_timeout(conf.api_timeout)
                 .with_retry(plexus_netattach::http::RetryPolicy::none())
-                .with_event_component(crate::handlers::EVENT_COMPONENT),
+                .with_event_component(EVENT_COMPONENT),
         ))
     }
 }
 
-/// Sleeps between retries; a trait so handler tests never wait.
-pub trait Sleeper {
-    fn sleep(&self, d: Duration);
-}
-
-/// The real sleeper.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ThreadSleeper;
-
-impl Sleeper for ThreadSleeper {
-    fn sleep(&self, d: Duration) {
-        std::thread::sleep(d);
-    }
-}
+pub use plexus_cni::retry::{Sleeper, ThreadSleeper};
 
 /// Runs `call` until it succeeds, fails with a non-retryable error, or the
 /// next wait would exceed `budget`. Backoff 100 ms doubling to 1 s, or the
@@ -66,34 +57,23 @@ pub fn with_retry<T>(
     sleeper: &dyn Sleeper,
     mut call: impl FnMut() -> Result<T, ApiError>,
 ) -> Result<T, ApiError> {
-    let start = Instant::now();
-    let mut backoff = Duration::from_millis(100);
-    let mut waited = Duration::ZERO;
-    loop {
-        match call() {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() => {
-                let wait = match &e {
-                    ApiError::Retryable {
-                        retry_after: Some(r),
-                        ..
-                    } => *r,
-                    _ => backoff,
-                };
-                // Count both wall time and our own waits (the fake sleeper
-                // does not advance the clock).
-                let spent = start.elapsed().max(waited);
-                if spent + wait > budget {
-                    return Err(e);
-                }
-                sleeper.sleep(wait);
-                waited += wait;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => return Err(e),
-        }
-    }
+    let limits = Limits {
+        max_attempts: u32::MAX,
+        budget,
+    };
+    let wait = |e: &ApiError, n| match e {
+        ApiError::Retryable {
+            retry_after: Some(r),
+            ..
+        } => Some(*r),
+        _ if e.is_retryable() => Some(exponential(BACKOFF, MAX_BACKOFF, n)),
+        _ => None,
+    };
+    retry(limits, sleeper, |_| call(), wait).map_err(|g| g.error)
 }
+
+const BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 fn api_err(what: String, e: &ApiError) -> PlexusError {
     PlexusError::Api {

@@ -12,15 +12,21 @@
 //! handlers in [`handlers`] take them all through [`handlers::Deps`].
 //! Behaviour reference: Multus thin plugin `pkg/multus/multus.go`.
 
+pub mod add;
 pub mod cache;
 pub mod chain;
 pub mod config;
+pub mod del;
 pub mod delegates;
 pub mod devices;
 pub mod error;
+pub mod gc;
 pub mod handlers;
+pub mod inspect;
 pub mod kube;
 pub mod logging;
+pub mod plan;
+pub mod resolve;
 pub mod routes;
 
 use plexus_cni::exec::Exec;

@@ -7,6 +7,7 @@ use plexus::{PlexusPlugin, ABOUT};
 use plexus_cni::exec::ProcessExec;
 
 fn main() {
+    plexus_buildinfo::exit_if_version_flag("plexus");
     let plugin = PlexusPlugin {
         exec: &ProcessExec,
         kube: &HttpKube,

@@ -7,7 +7,8 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde_json::{json, Value};
+use plexus_cni::result::Route;
+use plexus_cni::CniResult;
 
 use crate::error::PlexusError;
 
@@ -56,8 +57,7 @@ impl RouteOps for NetlinkRoutes {
 
     fn add_default_route(&self, netns: &str, ifname: &str, gw: IpAddr) -> Result<(), String> {
         let (h, index) = handle_and_link(netns, ifname)?;
-        let dst = IpNet::new(unspecified(gw), 0).map_err(|e| e.to_string())?;
-        let mut r = plexus_netlink::Route::new(dst);
+        let mut r = plexus_netlink::Route::new(default_dst(gw));
         r.gateway = Some(gw);
         r.oif = Some(index);
         h.replace_route(&r)
@@ -65,10 +65,11 @@ impl RouteOps for NetlinkRoutes {
     }
 }
 
-fn unspecified(like: IpAddr) -> IpAddr {
-    match like {
-        IpAddr::V4(_) => IpAddr::from([0u8; 4]),
-        IpAddr::V6(_) => IpAddr::from([0u16; 8]),
+/// `0.0.0.0/0` or `::/0`, the family of `gw`.
+fn default_dst(gw: IpAddr) -> IpNet {
+    match gw {
+        IpAddr::V4(_) => IpNet::V4(ipnet::Ipv4Net::default()),
+        IpAddr::V6(_) => IpNet::V6(ipnet::Ipv6Net::default()),
     }
 }
 
@@ -101,45 +102,25 @@ pub fn plan_filters(requests: &[Vec<IpAddr>]) -> Result<Option<Vec<(bool, bool)>
     ))
 }
 
-fn is_default_dst(route: &Value, v6: bool) -> bool {
-    route
-        .get("dst")
-        .and_then(Value::as_str)
-        .and_then(|d| d.parse::<IpNet>().ok())
-        .is_some_and(|n| n.prefix_len() == 0 && n.addr().is_ipv6() == v6)
+fn is_default_of(route: &Route, v6: bool) -> bool {
+    route.dst.prefix_len() == 0 && route.dst.addr().is_ipv6() == v6
 }
 
-/// Removes default routes of a family from a result (any version) so the
-/// status and the runtime see what the pod really has.
-pub fn strip_default_routes(result: &mut Value, v6: bool) {
-    if let Some(routes) = result.get_mut("routes").and_then(Value::as_array_mut) {
-        routes.retain(|r| !is_default_dst(r, v6));
-    }
-    for legacy in ["ip4", "ip6"] {
-        if let Some(routes) = result
-            .get_mut(legacy)
-            .and_then(|b| b.get_mut("routes"))
-            .and_then(Value::as_array_mut)
-        {
-            routes.retain(|r| !is_default_dst(r, v6));
-        }
-    }
+/// Removes default routes of a family from a result so the status and the
+/// runtime see what the pod really has.
+pub fn strip_default_routes(result: &mut CniResult, v6: bool) {
+    result.routes.retain(|r| !is_default_of(r, v6));
 }
 
 /// Adds `default via gw` to a result's routes.
-pub fn add_default_route(result: &mut Value, gw: IpAddr) {
-    let dst = if gw.is_ipv4() { "0.0.0.0/0" } else { "::/0" };
-    if let Some(obj) = result.as_object_mut() {
-        let routes = obj.entry("routes").or_insert_with(|| json!([]));
-        if let Some(list) = routes.as_array_mut() {
-            list.push(json!({"dst": dst, "gw": gw.to_string()}));
-        }
-    }
+pub fn add_default_route(result: &mut CniResult, gw: IpAddr) {
+    result.routes.push(Route::new(default_dst(gw), Some(gw)));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
@@ -158,20 +139,27 @@ mod tests {
 
     #[test]
     fn result_edits() {
-        let mut r = json!({"cniVersion":"1.0.0","routes":[
-            {"dst":"0.0.0.0/0","gw":"198.51.100.1"},{"dst":"::/0"},{"dst":"198.51.100.0/24"}]});
+        let mut r = CniResult::from_json(&json!({"cniVersion":"1.0.0","routes":[
+            {"dst":"0.0.0.0/0","gw":"198.51.100.1"},{"dst":"::/0"},{"dst":"198.51.100.0/24"}]}))
+        .unwrap();
         strip_default_routes(&mut r, false);
         assert_eq!(
-            r["routes"],
+            r.to_json("1.0.0").unwrap()["routes"],
             json!([{"dst":"::/0"},{"dst":"198.51.100.0/24"}])
         );
         add_default_route(&mut r, ip("203.0.113.1"));
         assert_eq!(
-            r["routes"][2],
+            r.to_json("1.0.0").unwrap()["routes"][2],
             json!({"dst":"0.0.0.0/0","gw":"203.0.113.1"})
         );
-        let mut bare = json!({"cniVersion":"1.0.0"});
+        let mut bare = CniResult::default();
         add_default_route(&mut bare, ip("203.0.113.1"));
-        assert_eq!(bare["routes"].as_array().map(Vec::len), Some(1));
+        assert_eq!(bare.routes.len(), 1);
+        // Legacy results keep their routes inside ip4/ip6: same edit.
+        let mut old = CniResult::from_json(&json!({"cniVersion":"0.2.0",
+            "ip4":{"ip":"198.51.100.2/24","routes":[{"dst":"0.0.0.0/0","gw":"198.51.100.1"}]}}))
+        .unwrap();
+        strip_default_routes(&mut old, false);
+        assert!(old.to_json("0.2.0").unwrap()["ip4"].get("routes").is_none());
     }
 }

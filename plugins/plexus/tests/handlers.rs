@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use plexus::config::PlexusConf;
 use plexus::handlers;
 use plexus_cni::{CniError, Command};
 use plexus_netattach::testing::Call as Api;
@@ -26,6 +27,18 @@ fn nad_conf(version: &str, plugin: &str, extra: Value) -> Value {
 
 fn s(a: &str, b: &str, c: &str) -> (String, String, String) {
     (a.into(), b.into(), c.into())
+}
+
+/// A pod with the NAD `net-a` (delegate `hd-a`) attached as container `c1`.
+fn added_with_net_a(version: &str) -> (Harness, Value, PlexusConf) {
+    let h = Harness::new();
+    h.add_pod(Some("net-a"));
+    h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
+    let (stdin, conf) = h.conf(version, json!({}));
+    if let Err(e) = handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()) {
+        panic!("ADD: {e}");
+    }
+    (h, stdin, conf)
 }
 
 #[rstest]
@@ -229,11 +242,7 @@ fn failure_rolls_back_earlier_networks_and_names_the_failing_one(
 fn del_replays_the_cache_without_the_api(
     #[values("0.3.1", "0.4.0", "1.0.0", "1.1.0")] version: &str,
 ) {
-    let h = Harness::new();
-    h.add_pod(Some("net-a"));
-    h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
-    let (stdin, conf) = h.conf(version, json!({}));
-    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    let (h, stdin, conf) = added_with_net_a(version);
     h.exec.clear();
     let api_calls = h.kube.api.calls().len();
     let connects = *h.kube.connects.lock().unwrap();
@@ -298,10 +307,15 @@ fn del_goes_on_past_failures_and_reports_the_real_ones(
     let (stdin, conf) = h.conf(version, json!({}));
     handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
     h.exec.clear();
+    // Code 3 is the spec's "nothing to clean up": not a failure.
     h.exec.fail(
         "hd-b",
         "DEL",
-        CniError::generic("failed to find \"net2\": Link not found"),
+        CniError::new(
+            CniError::UNKNOWN_CONTAINER,
+            "failed to find \"net2\": Link not found",
+            "",
+        ),
     );
     h.exec.fail("hd-a", "DEL", CniError::generic("EBUSY"));
     let err = handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).unwrap_err();
@@ -311,7 +325,39 @@ fn del_goes_on_past_failures_and_reports_the_real_ones(
         msg.contains("EBUSY") && !msg.contains("Link not found"),
         "{msg}"
     );
-    // Multus default (retryDeleteOnError=false): the entry is consumed.
+    // A real failure keeps the record the retried DEL needs (unlike Multus'
+    // default, see docs/plexus.md).
+    assert_eq!(h.cache.entries().len(), 1);
+}
+
+#[rstest]
+fn del_judges_gone_by_code_not_by_message(
+    #[values("0.3.1", "0.4.0", "1.0.0", "1.1.0")] version: &str,
+) {
+    let (h, stdin, conf) = added_with_net_a(version);
+    // A third-party delegate's real failure that happens to say "not found"
+    // (or an exec ENOENT) must not pass as "already gone".
+    h.exec.fail(
+        "hd-a",
+        "DEL",
+        CniError::generic("failed to release VF: no such file or directory (not found)"),
+    );
+    let err = handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).unwrap_err();
+    assert!(err.to_string().contains("failed to release VF"), "{err}");
+    assert_eq!(h.cache.entries().len(), 1, "the record DEL needs is kept");
+    // A delegate binary gone missing (exec ENOENT) is no "already gone".
+    h.exec.clear_failures();
+    h.exec.remove("hd-a");
+    assert!(handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).is_err());
+    assert_eq!(h.cache.entries().len(), 1);
+    // Once the delegate recovers, the retried DEL replays the same record.
+    h.exec.clear();
+    h.exec.clear_failures();
+    handlers::del(&args(Command::Del, "c1", &stdin), &conf, &h.deps()).unwrap();
+    assert_eq!(
+        h.exec.summary(),
+        vec![s("DEL", "hd-a", "net1"), s("DEL", "cluster-cni", "eth0")]
+    );
     assert!(h.cache.entries().is_empty());
 }
 
@@ -329,11 +375,7 @@ fn retry_delete_on_error_keeps_the_entry(#[values("0.3.1", "1.1.0")] version: &s
 
 #[rstest]
 fn check_checks_every_attachment(#[values("0.4.0", "1.0.0", "1.1.0")] version: &str) {
-    let h = Harness::new();
-    h.add_pod(Some("net-a"));
-    h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
-    let (stdin, conf) = h.conf(version, json!({}));
-    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    let (h, stdin, conf) = added_with_net_a(version);
     h.exec.clear();
     handlers::check(&args(Command::Check, "c1", &stdin), &conf, &h.deps()).unwrap();
     assert_eq!(
@@ -372,11 +414,7 @@ fn check_skips_delegates_below_0_4_0() {
 
 #[rstest]
 fn gc_removes_unlisted_attachments_and_forwards_gc(#[values("1.1.0")] version: &str) {
-    let h = Harness::new();
-    h.add_pod(Some("net-a"));
-    h.add_nad("default", "net-a", nad_conf(version, "hd-a", json!({})));
-    let (stdin, conf) = h.conf(version, json!({}));
-    handlers::add(&args(Command::Add, "c1", &stdin), &conf, &h.deps()).unwrap();
+    let (h, stdin, conf) = added_with_net_a(version);
     handlers::add(&args(Command::Add, "c2", &stdin), &conf, &h.deps()).unwrap();
     h.exec.clear();
     let mut gc_stdin = stdin.clone();

@@ -9,7 +9,7 @@ use clap::Parser;
 use plexus_testkit::imds::FakeImds;
 
 #[derive(Parser)]
-#[command(about = "Fake OCI instance metadata service (IMDS v2)")]
+#[command(name = "fake-imds", version = plexus_buildinfo::LONG, about = "Fake OCI instance metadata service (IMDS v2)")]
 struct Args {
     /// Address to listen on, e.g. 127.0.0.1:8169 or 169.254.169.254:80 in a netns.
     #[arg(long, default_value = "127.0.0.1:0")]

@@ -11,7 +11,7 @@ use clap::Parser;
 use plexus_testkit::kube::{load_seed, serve, Options};
 
 #[derive(Parser)]
-#[command(about = "Fake Kubernetes API server (pods, events, NetworkAttachmentDefinitions)")]
+#[command(name = "fake-kube-apiserver", version = plexus_buildinfo::LONG, about = "Fake Kubernetes API server (pods, events, NetworkAttachmentDefinitions)")]
 struct Args {
     /// Loopback address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:0")]

@@ -92,6 +92,12 @@ impl FakeDelegates {
     pub fn clear(&self) {
         self.calls.lock().unwrap().clear();
     }
+
+    /// Undoes every `fail` and `remove`.
+    pub fn clear_failures(&self) {
+        self.failures.lock().unwrap().clear();
+        self.missing.lock().unwrap().clear();
+    }
 }
 
 impl Exec for FakeDelegates {
