@@ -218,6 +218,10 @@ fn crash_host_device_add_killed_then_del() -> Result<()> {
         f.ok("DEL", &retry)?;
         f.check(&[], &format!("ADD killed at {at}, retried pod deleted"))?;
     }
+    eprintln!(
+        "host-device ADD then DEL: {} kill points consistent",
+        points.len()
+    );
     Ok(())
 }
 
@@ -228,7 +232,8 @@ fn crash_host_device_add_killed_then_del() -> Result<()> {
 #[test]
 fn crash_host_device_add_killed_then_add_again() -> Result<()> {
     let f = Fixture::new();
-    for (i, at) in f.points("ADD")?.iter().enumerate() {
+    let points = f.points("ADD")?;
+    for (i, at) in points.iter().enumerate() {
         let (stale, next) = (format!("stale{i}"), format!("next{i}"));
         f.killed("ADD", &stale, at)?;
         let again = f.call("ADD", &next, &Mode::Plain);
@@ -243,6 +248,10 @@ fn crash_host_device_add_killed_then_add_again() -> Result<()> {
         }
         f.check(&[], &format!("ADD killed at {at}, both DELs"))?;
     }
+    eprintln!(
+        "host-device ADD then ADD again: {} kill points consistent",
+        points.len()
+    );
     Ok(())
 }
 
@@ -250,13 +259,15 @@ fn crash_host_device_add_killed_then_add_again() -> Result<()> {
 #[test]
 fn crash_host_device_del_killed_then_del_again() -> Result<()> {
     let f = Fixture::new();
-    for (i, at) in f.points("DEL")?.iter().enumerate() {
+    let points = f.points("DEL")?;
+    for (i, at) in points.iter().enumerate() {
         let cid = format!("del{i}");
         f.ok("ADD", &cid)?;
         f.killed("DEL", &cid, at)?;
         f.ok("DEL", &cid)?;
         f.check(&[], &format!("DEL killed at {at}, DEL again"))?;
     }
+    eprintln!("host-device DEL: {} kill points consistent", points.len());
     Ok(())
 }
 

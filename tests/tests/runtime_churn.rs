@@ -388,11 +388,13 @@ fn finish(cri: &Cri, id: &str, plan: Plan, stats: &Mutex<Stats>) -> bool {
 /// The VF `i` is home as the node had it.
 fn vf_home(t: &ChurnNode, i: usize) -> Result<()> {
     let want = &t.vf_homes()[i];
-    let link = t
-        .node
-        .netns()
-        .link(&want.name)
-        .with_context(|| format!("VF {} not on the node", want.name))?;
+    let Some(link) = t.node.netns().link(&want.name) else {
+        return Err(anyhow!(
+            "VF {} not on the node: {}",
+            want.name,
+            where_is(t, i)
+        ));
+    };
     let up = link["flags"]
         .as_array()
         .is_some_and(|f| f.iter().any(|x| x == "UP"));
@@ -402,6 +404,36 @@ fn vf_home(t: &ChurnNode, i: usize) -> Result<()> {
         want.name
     );
     Ok(())
+}
+
+/// Where VF `i` went: a link with its MAC on the node (renamed) or in a pod
+/// netns, and whether its veth peer still exists (gone: the pair died with
+/// a pod netns, as a real VF would have fallen back to the host as `net1`).
+fn where_is(t: &ChurnNode, i: usize) -> String {
+    let mac = vf_mac(i);
+    let mut seen = Vec::new();
+    let node_links = t.node.netns().links();
+    for l in node_links.as_array().into_iter().flatten() {
+        if l["address"] == mac.as_str() {
+            seen.push(format!("on the node as {}", l["ifname"]));
+        }
+    }
+    for e in fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+        let path = e.path();
+        if !e.file_name().to_string_lossy().starts_with("cni-") {
+            continue;
+        }
+        if let Ok(links) = plexus_e2e::runtime::ip_json_at(&path, &["link", "show"]) {
+            for l in links.as_array().into_iter().flatten() {
+                if l["address"] == mac.as_str() {
+                    seen.push(format!("in {} as {}", path.display(), l["ifname"]));
+                }
+            }
+        }
+    }
+    let peer = t.vfs[i].b();
+    let peer_alive = t.node.netns().link(peer).is_some();
+    format!("seen {seen:?}; veth peer {peer} exists: {peer_alive}")
 }
 
 /// SIGKILLs plexus/host-device/vnic processes started from the node's CNI
@@ -530,7 +562,16 @@ fn runtime_churn_pods_keep_vfs_and_leave_nothing() -> Result<()> {
     if let Ok(path) = std::env::var("PLEXUS_CHURN_REPORT") {
         fs::write(&path, serde_json::to_string_pretty(&report)?)?;
     }
-    outcome.map_err(|e| anyhow!("{e:#}\n{}", t.node.log_tail()))?;
+    if let Err(e) = outcome {
+        // The node's work dir goes with the teardown: keep the plugin log.
+        let kept = std::env::temp_dir().join(format!("plexus-churn-{seed}.log"));
+        let _ = fs::copy(t.node.work_dir().join("logs/plexus.log"), &kept);
+        return Err(anyhow!(
+            "{e:#}\nplexus log kept in {}\n{}",
+            kept.display(),
+            t.node.log_tail()
+        ));
+    }
 
     // The end state: nothing left anywhere.
     t.node.assert_no_sandboxes()?;
