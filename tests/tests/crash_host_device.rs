@@ -390,23 +390,23 @@ fn crash_host_device_vnic_imds_garbage_errors_and_flapping() -> Result<()> {
          "macAddr": VF_MAC.to_uppercase(), "virtualRouterIp": "203.0.113.1",
          "subnetCidrBlock": "203.0.113.0/24"},
     ]);
-    let imds = plexus_netns::run_in(&node, || FakeImds::start(vnics))??;
-    *f.ipam.lock().unwrap() = json!({
-        "type": "vnic",
-        "stateFile": f.tmp.path().join("no-state.json"),
-        "imdsUrl": imds.url(),
-    });
     let cases: [(&str, Vec<Fault>); 4] = [
         ("good", vec![]),
-        ("flapping", vec![Fault::GarbageJson, Fault::Status(503)]),
-        // Unconsumed faults carry over: both cases expect failures.
+        ("flapping", vec![Fault::Status(503), Fault::Status(500)]),
         ("garbage", vec![Fault::GarbageJson; 50]),
         ("5xx", vec![Fault::Status(500); 50]),
     ];
     for (name, faults) in cases {
+        // A fresh IMDS per case: unconsumed faults must not carry over.
+        let imds = plexus_netns::run_in(&node, || FakeImds::start(vnics.clone()))??;
         for fault in faults.iter().cloned() {
             imds.push_faults(1, fault);
         }
+        *f.ipam.lock().unwrap() = json!({
+            "type": "vnic",
+            "stateFile": f.tmp.path().join("no-state.json"),
+            "imdsUrl": imds.url(),
+        });
         let out = f.call("ADD", name, &Mode::Plain);
         eprintln!("IMDS {name}: ADD -> {} {}", out.status, out.json["msg"]);
         if out.status.success() {
