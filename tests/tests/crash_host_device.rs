@@ -151,6 +151,9 @@ impl Fixture {
             .collect()
     }
 
+    /// Checks the node; when nothing is live and it is consistent, the pod
+    /// netns of finished attachments are deleted (the next check need not
+    /// search them again).
     fn check(&self, cids: &[&str], when: &str) -> Result<()> {
         let live = self.live(cids);
         let pods: Vec<PathBuf> = self
@@ -162,7 +165,11 @@ impl Fixture {
             .collect();
         self.checker()
             .check(&live, &pods, &[])
-            .map_err(|e| anyhow::anyhow!("{when}: {e:#}"))
+            .map_err(|e| anyhow::anyhow!("{when}: {e:#}"))?;
+        if cids.is_empty() {
+            self.pods.lock().unwrap().clear();
+        }
+        Ok(())
     }
 
     /// The kill points of one clean `command` (ADD from a fresh node, or

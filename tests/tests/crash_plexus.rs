@@ -188,7 +188,7 @@ impl Fixture {
             false,
         )
         .unwrap();
-        CniCall::new(bin, command)
+        let out = CniCall::new(bin, command)
             .container_id(cid)
             .netns(self.pod(cid))
             .ifname("eth0")
@@ -199,7 +199,8 @@ impl Fixture {
                 self.uid
             ))
             .stdin(self.conf())
-            .run()
+            .run();
+        out
     }
 
     fn ok(&self, command: &str, cid: &str) -> Result<()> {
@@ -213,6 +214,9 @@ impl Fixture {
         Ok(())
     }
 
+    /// Checks the node; when nothing is live and it is consistent, the pod
+    /// netns of finished attachments are deleted (the next check need not
+    /// search them again).
     fn check(&self, cids: &[&str], when: &str) -> Result<()> {
         let live: Live = cids
             .iter()
@@ -227,7 +231,11 @@ impl Fixture {
             .collect();
         self.checker()
             .check(&live, &pods, &[])
-            .map_err(|e| anyhow::anyhow!("{when}: {e:#}"))
+            .map_err(|e| anyhow::anyhow!("{when}: {e:#}"))?;
+        if cids.is_empty() {
+            self.pods.lock().unwrap().clear();
+        }
+        Ok(())
     }
 
     /// Kill points of one clean `command` in `victim`.
@@ -308,6 +316,41 @@ impl Fixture {
         Ok(points.len())
     }
 
+    /// ADD killed at each point and the runtime lost track of it: the next
+    /// sandbox of the pod ADDs under a new container id (it gets the VF or
+    /// fails cleanly while the stale attachment holds it), then the stale
+    /// sandbox is DELed (kubelet's garbage collection), then the new one.
+    fn sweep_add_again(&self, victim: Victim) -> Result<usize> {
+        let points = self.points(victim, "ADD")?;
+        for (i, at) in points.iter().enumerate() {
+            let (stale, next) = (format!("stale{i}"), format!("next{i}"));
+            let when = format!("{victim:?} ADD killed at {at}");
+            self.killed(victim, "ADD", &stale, at)?;
+            let again = self.call("ADD", &next, &Mode::Plain);
+            eprintln!(
+                "{when}: ADD again {:?} -> {}",
+                again.elapsed,
+                outcome(&again)
+            );
+            let live: &[&str] = if again.status.success() {
+                &[&stale, &next]
+            } else {
+                &[&stale]
+            };
+            self.check(live, &format!("{when}, ADD again -> {}", outcome(&again)))?;
+            self.ok("DEL", &stale)?;
+            let live: &[&str] = if again.status.success() {
+                &[&next]
+            } else {
+                &[]
+            };
+            self.check(live, &format!("{when}, stale DEL"))?;
+            self.ok("DEL", &next)?;
+            self.check(&[], &format!("{when}, both DELs"))?;
+        }
+        Ok(points.len())
+    }
+
     /// DEL killed at each point, then DEL again.
     fn sweep_del(&self, victim: Victim) -> Result<usize> {
         let points = self.points(victim, "DEL")?;
@@ -348,6 +391,14 @@ fn crash_plexus_killed_during_add_then_del_and_retry() -> Result<()> {
     let f = Fixture::new()?;
     let n = f.sweep_add(Victim::Plexus)?;
     eprintln!("plexus ADD: {n} kill points consistent");
+    Ok(())
+}
+
+#[test]
+fn crash_plexus_killed_during_add_then_add_again() -> Result<()> {
+    let f = Fixture::new()?;
+    let n = f.sweep_add_again(Victim::Plexus)?;
+    eprintln!("plexus ADD then ADD again: {n} kill points consistent");
     Ok(())
 }
 
