@@ -592,3 +592,65 @@ fn outcome(out: &CniOutput) -> String {
         format!("CNI error {}: {}", out.json["code"], out.json["msg"])
     }
 }
+
+/// An API server that sends a response's headers and the start of its body,
+/// then hangs (a proxy or server stalled mid-response): plexus gives up at
+/// `apiTimeoutSeconds` with a retriable CNI error, nothing changed; DEL
+/// needs no API.
+#[test]
+fn crash_plexus_api_hangs_mid_body() -> Result<()> {
+    use std::io::{Read, Write};
+    let f = Fixture::new()?;
+    let node = NetNs::open(f.node.path())?;
+    let listener = plexus_netns::run_in(&node, || std::net::TcpListener::bind("127.0.0.1:0"))??;
+    let url = format!("http://{}", listener.local_addr()?);
+    listener.set_nonblocking(true)?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let kubeconfig = f.tmp.path().join("kubeconfig");
+    let text = std::fs::read_to_string(&kubeconfig)?.replace(&f.api.url(), &url);
+    std::fs::write(&kubeconfig, text)?;
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut held = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut conn, _)) => {
+                        let mut buf = [0u8; 4096];
+                        let _ = conn.read(&mut buf);
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                              Content-Length: 4096\r\n\r\n{\"kind\":\"Pod\",\"metadata\":{",
+                        );
+                        held.push(conn);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        let r = (|| {
+            let out = f.call("ADD", "hang", &Mode::Plain);
+            eprintln!(
+                "API hangs mid-body: ADD -> {} after {:?}",
+                outcome(&out),
+                out.elapsed
+            );
+            ensure!(!out.status.success(), "ADD succeeded against a hanging API");
+            ensure!(
+                out.json["code"] == 11,
+                "not a retriable error: {}",
+                out.stdout
+            );
+            ensure!(
+                out.elapsed < Duration::from_secs(15),
+                "ADD hung {:?}",
+                out.elapsed
+            );
+            f.check(&[], "API hangs mid-body: ADD failed")?;
+            f.ok("DEL", "hang")?;
+            f.check(&[], "API hangs mid-body: after DEL")
+        })();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    result
+}
