@@ -20,6 +20,9 @@
 #   util-linux, procps          nsenter, flock; ps/pkill-free process checks
 #   nftables, curl              demo-plexus.sh: the VCN's DNAT to the fake API
 #                               server, and reading the pod back from it
+#   skopeo                      the image tests: containers/image (podman's
+#                               loader) reads our archive as oci-archive and
+#                               as docker-archive
 #   strace                      the crash-consistency tests: SIGKILL a plugin
 #                               at its N-th marker syscall (inject=...:signal=KILL)
 #
@@ -29,7 +32,7 @@ set -eu
 
 PKGS="iproute2 iputils-ping containernetworking-plugins containerd runc \
 python3-grpcio python3-protobuf protobuf-compiler gcc libc6-dev util-linux procps \
-nftables curl strace"
+nftables curl skopeo strace"
 
 missing() {
     # One dpkg-query for all packages: "ii " means installed and configured;

@@ -27,6 +27,10 @@ if [ -n "${SUDO_UID:-}" ] && [ "$SUDO_UID" != 0 ]; then
     # nextest, as root, then finds them fresh and only runs them.
     timed "test build" cargo_as_owner test --locked --workspace --no-run
 fi
+# The image the DaemonSet tests run (static binaries, fast profile): built
+# here so its compile time is not charged to one test's timeout.
+step "test image: scripts/build-image.sh --profile image-test"
+timed "test image" ./scripts/build-image.sh --profile image-test >/dev/null
 rc=0
 timed "tests" "$(find_cargo)" nextest run --locked --workspace --no-fail-fast "$@" || rc=$?
 printf '%s(scripts/test.sh: %ss in all, exit %s)%s\n' "$C_DIM" "$((SECONDS - started))" "$rc" "$C_OFF"

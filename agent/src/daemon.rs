@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use plexus_imds::{ClientConfig, OciImds};
+use plexus_imds::ClientConfig;
 use tokio::sync::watch;
 
 use crate::deviceplugin::{DevicePluginConfig, VfDevice};
@@ -79,9 +79,9 @@ fn control_loop(
     stop: &AtomicBool,
 ) -> Result<(), DaemonError> {
     let (ops, repair) = open_netlink(cfg.netns.as_ref())?;
-    let imds = OciImds::with_observer(cfg.imds.clone(), metrics.clone());
+    let imds = plexus_imds::connect(cfg.imds.clone(), metrics.clone());
     let seams = Seams {
-        metadata: &imds,
+        metadata: imds.as_ref(),
         metrics,
         net: &ops,
         repair: &repair,

@@ -3,6 +3,7 @@
 //! kubelet device plugin, repairs VFs stranded by destroyed pods, and reports
 //! status and metrics.
 
+pub mod caches;
 pub mod daemon;
 pub mod deviceplugin;
 pub mod hostroot;

@@ -17,15 +17,14 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use plexus_imds::node_state::NodeState;
-use plexus_imds::{MetadataSource, Vnic};
+use plexus_imds::{MetadataSource, NodeNic};
 use plexus_sysfs::Discovery;
 
+use crate::caches::{CniCacheLocations, CniCaches};
 use crate::deviceplugin::VfDevice;
-use crate::inventory::{self, CniCacheLocations, Inventory, Location, PodLocationSource};
+use crate::inventory::{self, Inventory, Location};
 use crate::metrics::{Metrics, VfCounts};
-use crate::repair::{
-    apply_repair, known_vfs, plan_repair, read_records, CacheRecord, RepairOps, RepairPlan,
-};
+use crate::repair::{apply_repair, collected, known_vfs, plan_repair, RepairOps, RepairPlan};
 use crate::vnic::{self, ApplyReport, NetOps, Plan, VnicConfig};
 
 /// Paths and knobs of a pass.
@@ -61,22 +60,13 @@ pub enum ReconcileError {
     State(#[from] plexus_imds::StateError),
 }
 
-/// MACs host-device records as inside live pods.
-fn in_pod_macs(records: &[CacheRecord]) -> BTreeSet<String> {
-    records
-        .iter()
-        .filter(|r| r.netns_alive)
-        .filter_map(|r| r.mac.clone())
-        .collect()
-}
-
 /// Pure: host link names the inventory matched to each VNIC MAC, which
 /// disambiguate a MAC shared by several links (net_failover).
 pub fn link_hints(inv: &Inventory) -> BTreeMap<String, BTreeSet<String>> {
     let mut hints: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for e in &inv.entries {
         if let (Some(v), Some(name), Location::Host) = (&e.vnic, &e.ifname, &e.location) {
-            hints.entry(v.mac_lower()).or_default().insert(name.clone());
+            hints.entry(v.mac.clone()).or_default().insert(name.clone());
         }
     }
     hints
@@ -126,11 +116,27 @@ fn previous_state(path: &Path) -> Option<NodeState> {
     })
 }
 
+impl ReconcileConfig {
+    /// The CNI caches, read once per pass (empty, with a warning, when a
+    /// directory cannot be listed).
+    fn caches(&self) -> CniCaches {
+        let at = CniCacheLocations {
+            host_device_dir: self.host_device_dir.clone(),
+            plexus_dir: self.meta_cache_dir.clone(),
+        };
+        at.read().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "reading CNI caches");
+            CniCaches::default()
+        })
+    }
+}
+
 /// Sysfs discovery (empty, with a warning, when sysfs is unreadable) joined
 /// with the VNICs, the CNI caches' pod claims and the previous state.
 fn inventory_of(
     cfg: &ReconcileConfig,
-    vnics: &[Vnic],
+    vnics: &[NodeNic],
+    caches: &CniCaches,
     previous: Option<&NodeState>,
 ) -> (Discovery, Inventory) {
     let discovery = match plexus_sysfs::discover(&cfg.host_root) {
@@ -142,15 +148,7 @@ fn inventory_of(
             }
         }
     };
-    let caches = CniCacheLocations {
-        host_device_dir: cfg.host_device_dir.clone(),
-        plexus_dir: cfg.meta_cache_dir.clone(),
-    };
-    let claims = caches.pod_claims().unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "reading CNI caches");
-        Vec::new()
-    });
-    let inv = inventory::join(&discovery, vnics, &claims, previous);
+    let inv = inventory::join(&discovery, vnics, &caches.pod_claims(), previous);
     (discovery, inv)
 }
 
@@ -173,16 +171,17 @@ pub fn reconcile_once(
     cfg: &ReconcileConfig,
     seams: &Seams<'_>,
 ) -> Result<PassReport, ReconcileError> {
-    let vnics = seams.metadata.vnics().map_err(vnic::VnicError::from)?;
+    let vnics = seams.metadata.nics().map_err(vnic::VnicError::from)?;
     let previous = previous_state(&cfg.state_path);
-    let hd = read_records(&cfg.host_device_dir);
-    let meta = read_records(&cfg.meta_cache_dir);
+    let caches = cfg.caches();
     let mut report = PassReport::default();
 
     // 1. Stranded VFs back to their names, dead pods' records collected.
     match seams.repair.links() {
         Ok(links) => {
-            report.repair = plan_repair(&links, &known_vfs(&vnics, previous.as_ref()), &hd, &meta);
+            let known = known_vfs(&vnics, previous.as_ref());
+            let (hd, meta) = (caches.host_device_records(), caches.meta_records());
+            report.repair = plan_repair(&links, &known, &hd, &meta);
             report.repair_failures = apply_repair(seams.repair, &report.repair)
                 .into_iter()
                 .map(|(a, e)| format!("{a:?}: {e}"))
@@ -192,17 +191,13 @@ pub fn reconcile_once(
     }
 
     // 2. Inventory (after repair: names are right, collected records gone).
-    let (discovery, inv) = inventory_of(cfg, &vnics, previous.as_ref());
+    let in_pod = caches.in_pod_macs();
+    let caches = caches.without(&collected(&report.repair));
+    let (discovery, inv) = inventory_of(cfg, &vnics, &caches, previous.as_ref());
 
     // 3. Host configuration of the secondary VNICs present on the host.
     let current = seams.net.current(&cfg.vnic)?;
-    report.plan = vnic::plan_with_hints(
-        &cfg.vnic,
-        &vnics,
-        &current,
-        &in_pod_macs(&hd),
-        &link_hints(&inv),
-    );
+    report.plan = vnic::plan_with_hints(&cfg.vnic, &vnics, &current, &in_pod, &link_hints(&inv));
     report.applied = vnic::apply(seams.net, &report.plan);
 
     // 4. Devices for the plugin, VF counts, node state.
@@ -235,11 +230,12 @@ pub fn apply_once(
     net: &dyn NetOps,
     metrics: &Metrics,
 ) -> Result<ApplyOnceReport, ReconcileError> {
-    let vnics = metadata.vnics().map_err(vnic::VnicError::from)?;
+    let vnics = metadata.nics().map_err(vnic::VnicError::from)?;
     let previous = previous_state(&cfg.state_path);
-    let in_pod = in_pod_macs(&read_records(&cfg.host_device_dir));
+    let caches = cfg.caches();
+    let in_pod = caches.in_pod_macs();
     let (plan, applied) = vnic::run_with(vnic::Mode::Apply, &cfg.vnic, &vnics, net, &in_pod)?;
-    let (_, inventory) = inventory_of(cfg, &vnics, previous.as_ref());
+    let (_, inventory) = inventory_of(cfg, &vnics, &caches, previous.as_ref());
     let state = crate::state::persist(&cfg.state_path, &inventory, SystemTime::now(), metrics);
     Ok(ApplyOnceReport {
         plan,

@@ -7,12 +7,11 @@
 //! address, table and rule. A VF is ours only if its MAC belongs to a
 //! secondary VNIC: nothing else is ever renamed.
 //!
-//! The original name comes from host-device's per-attachment state files
-//! (`/var/lib/cni/plexus-host-device/<containerID>-<ifname>.json`, the device
-//! as found on the host under `host: {name, mac, pci}`)
-//! and, failing that, from the name the inventory/state file recorded for
-//! the VNIC. Cache entries of the meta plugin (`/var/lib/cni/plexus`) and of
-//! host-device whose pod namespace no longer exists are collected.
+//! The original name comes from host-device's per-attachment records (read
+//! in host-device's own type, see [`crate::caches`]) and, failing that, from
+//! the name the node state file recorded for the VNIC. Records of the meta
+//! plugin and of host-device whose pod namespace no longer exists are
+//! collected.
 //!
 //! [`plan_repair`] is pure; [`apply_repair`] performs the plan through
 //! [`RepairOps`].
@@ -20,15 +19,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use plexus_imds::normalize_mac;
 use serde::Serialize;
-use serde_json::Value;
 
-/// Where host-device keeps one file per attachment.
-pub const HOST_DEVICE_STATE_DIR: &str = "/var/lib/cni/plexus-host-device";
-/// Where the meta plugin caches what each ADD did.
-pub const META_CACHE_DIR: &str = "/var/lib/cni/plexus";
+use crate::caches::{CacheEntry, CniCaches, HostDeviceRecord, Stored};
 /// Records of dead pods are kept this long: the kubelet still calls DEL for
 /// a sandbox whose namespace is gone, and DEL needs the record to release
 /// what ADD took. Only leftovers nobody cleaned up are collected.
@@ -183,54 +179,59 @@ pub fn apply_repair(ops: &dyn RepairOps, plan: &RepairPlan) -> Vec<(RepairAction
     failed
 }
 
-fn str_field(v: &Value, keys: &[&str]) -> Option<String> {
-    keys.iter()
-        .find_map(|k| v.get(*k).and_then(Value::as_str))
-        .filter(|s| !s.is_empty())
-        .map(String::from)
+impl CacheRecord {
+    fn of<T>(s: &Stored<T>, netns: &str) -> Self {
+        Self {
+            path: s.path.clone(),
+            netns: Some(PathBuf::from(netns)).filter(|p| !p.as_os_str().is_empty()),
+            netns_alive: s.netns_alive,
+            age: s.age,
+            pci: None,
+            mac: None,
+            host_name: None,
+        }
+    }
 }
 
-/// Reads every `*.json` in `dir` as a [`CacheRecord`]; unreadable files are
-/// skipped (never collected: we do not delete what we cannot understand).
-/// A missing dir is no records.
-pub fn read_records(dir: &Path) -> Vec<CacheRecord> {
-    let Ok(rd) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in rd.flatten() {
-        let path = e.path();
-        if path.extension().and_then(|x| x.to_str()) != Some("json") {
-            continue;
+impl From<&Stored<HostDeviceRecord>> for CacheRecord {
+    fn from(s: &Stored<HostDeviceRecord>) -> Self {
+        let host = &s.record.host;
+        Self {
+            pci: host.pci.map(|p| p.to_string()),
+            mac: host.mac.as_deref().map(normalize_mac),
+            host_name: Some(host.name.clone()).filter(|n| !n.is_empty()),
+            ..Self::of(s, &s.record.netns)
         }
-        let Some(v) = fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-        else {
-            continue;
-        };
-        let netns = str_field(&v, &["netns", "netnsPath", "CNI_NETNS"]).map(PathBuf::from);
-        let netns_alive = netns.as_ref().is_some_and(|p| p.exists());
-        let age = fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .unwrap_or_default();
-        // host-device nests the device as found on the host under `host`
-        // (`{name, mac, pci, ...}`); flat keys are accepted as well.
-        let host = v.get("host").filter(|h| h.is_object()).unwrap_or(&v);
-        out.push(CacheRecord {
-            path,
-            netns,
-            netns_alive,
-            age,
-            pci: str_field(host, &["pci", "pciAddress", "pciBusID", "deviceID"]),
-            mac: str_field(host, &["mac", "hwAddr", "hostMac"]).map(|m| m.to_ascii_lowercase()),
-            host_name: str_field(host, &["name", "hostIfname", "origName", "originalName"]),
-        });
     }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out
+}
+
+impl From<&Stored<CacheEntry>> for CacheRecord {
+    fn from(s: &Stored<CacheEntry>) -> Self {
+        Self::of(s, &s.record.netns)
+    }
+}
+
+impl CniCaches {
+    /// host-device's records as [`plan_repair`] reads them.
+    pub fn host_device_records(&self) -> Vec<CacheRecord> {
+        self.host_device.iter().map(CacheRecord::from).collect()
+    }
+
+    /// The meta plugin's entries as [`plan_repair`] reads them.
+    pub fn meta_records(&self) -> Vec<CacheRecord> {
+        self.meta.iter().map(CacheRecord::from).collect()
+    }
+}
+
+/// Paths a plan removes, to drop them from a snapshot read before it ran.
+pub fn collected(plan: &RepairPlan) -> BTreeSet<PathBuf> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            RepairAction::Collect { path } => Some(path.clone()),
+            RepairAction::Rename { .. } => None,
+        })
+        .collect()
 }
 
 /// Real [`RepairOps`]: netlink in the target namespace plus the filesystem.
@@ -287,10 +288,10 @@ impl RepairOps for NetlinkRepair {
     }
 }
 
-/// Known secondary VFs from IMDS VNICs (primary excluded) and the names the
+/// Known secondary VFs from the node's NICs (primary excluded) and the names the
 /// node state file last recorded for them.
 pub fn known_vfs(
-    vnics: &[plexus_imds::Vnic],
+    vnics: &[plexus_imds::NodeNic],
     state: Option<&plexus_imds::node_state::NodeState>,
 ) -> Vec<KnownVf> {
     let names: BTreeMap<String, (Option<String>, Option<String>)> = state
@@ -305,7 +306,7 @@ pub fn known_vfs(
         .iter()
         .skip(1)
         .map(|v| {
-            let mac = v.mac_lower();
+            let mac = v.mac.clone();
             let (host_name, pci) = names.get(&mac).cloned().unwrap_or((None, None));
             KnownVf {
                 mac,

@@ -85,10 +85,10 @@ fn row(e: &Entry) -> StatusRow {
         .into(),
         mac: or_dash(e.mac.as_deref()),
         driver: or_dash(e.driver.as_deref()),
-        vnic: vnic.map_or_else(|| DASH.into(), |v| v.vnic_id.clone()),
+        vnic: vnic.map_or_else(|| DASH.into(), |v| v.id.clone()),
         primary: e.is_primary,
-        ip: vnic.map_or_else(|| DASH.into(), |v| v.private_ip.to_string()),
-        subnet: vnic.map_or_else(|| DASH.into(), |v| v.subnet_cidr_block.to_string()),
+        ip: vnic.map_or_else(|| DASH.into(), |v| v.address.ip.to_string()),
+        subnet: vnic.map_or_else(|| DASH.into(), |v| v.address.subnet.to_string()),
         location: location(&e.location),
     }
 }
@@ -101,7 +101,7 @@ pub fn report(inv: &Inventory, agent: &str) -> StatusReport {
         vnics_without_device: inv
             .unmatched_vnics
             .iter()
-            .map(|u| format!("{} ({})", u.vnic.vnic_id, u.vnic.mac_lower()))
+            .map(|u| format!("{} ({})", u.vnic.id, u.vnic.mac))
             .collect(),
         warnings: inv.issues.iter().map(ToString::to_string).collect(),
     }

@@ -20,8 +20,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use plexus_imds::node_state::NodeState;
-use plexus_imds::{MetadataSource, Vnic};
+use plexus_imds::node_state::{NodeState, VnicState};
+use plexus_imds::{MetadataSource, NodeNic};
 use std::time::Duration;
 
 use plexus_netattach::api::ApiError;
@@ -107,7 +107,7 @@ fn restore(orig: &Path, dst: &Path) -> io::Result<()> {
 /// Pure: the VNICs the state file says the agent configured, primary
 /// first as [`vnic::plan_deconfigure`] expects; `None` when the file names
 /// no primary (then the caller asks IMDS).
-pub fn vnics_from_state(state: &NodeState) -> Option<Vec<Vnic>> {
+pub fn vnics_from_state(state: &NodeState) -> Option<Vec<NodeNic>> {
     let mut entries: Vec<_> = state.vnics.iter().collect();
     entries.sort_by_key(|v| !v.is_primary);
     // Several VFs may share one VNIC: one entry each is enough.
@@ -116,30 +116,14 @@ pub fn vnics_from_state(state: &NodeState) -> Option<Vec<Vnic>> {
     if !entries.first()?.is_primary {
         return None;
     }
-    Some(
-        entries
-            .into_iter()
-            .map(|v| Vnic {
-                vnic_id: v.vnic_id.clone(),
-                private_ip: v.ip,
-                vlan_tag: v.vlan_tag,
-                mac_addr: v.mac.clone(),
-                virtual_router_ip: v.gateway,
-                subnet_cidr_block: v.subnet_cidr,
-                nic_index: v.nic_index,
-                ipv6_subnet_cidr_block: None,
-                ipv6_virtual_router_ip: None,
-                ipv6_addresses: Vec::new(),
-            })
-            .collect(),
-    )
+    Some(entries.into_iter().map(VnicState::to_nic).collect())
 }
 
 /// Removes the VNIC configuration through the same path as
 /// `plexus-agent vnic deconfigure`.
 pub fn deconfigure_vnics(
     cfg: &VnicConfig,
-    vnics: &[Vnic],
+    vnics: &[NodeNic],
     ops: &dyn NetOps,
 ) -> Result<ApplyReport, VnicError> {
     vnic::run_with(Mode::Deconfigure, cfg, vnics, ops, &BTreeSet::new()).map(|(_, r)| r)
@@ -186,7 +170,7 @@ pub fn remove_node(r: &Removal<'_>) -> Result<NodeRemoval, InstallError> {
     let state = NodeState::read(r.state_path).ok().flatten();
     let (vnics, vnic_source) = match state.as_ref().and_then(vnics_from_state) {
         Some(v) => (v, "state file"),
-        None => match r.metadata.vnics() {
+        None => match r.metadata.nics() {
             Ok(v) => (v, "IMDS"),
             // Rules and routes of our tables still go; addresses need VNICs.
             Err(_) => (Vec::new(), "none"),
@@ -334,7 +318,7 @@ mod tests {
             now,
         );
         let v = vnics_from_state(&st).unwrap();
-        assert_eq!(v[0].mac_addr, "02:00:00:00:00:01");
+        assert_eq!(v[0].mac, "02:00:00:00:00:01");
         assert_eq!(v.len(), 2);
         let st = NodeState::new(vec![entry("02:00:00:00:00:02", false)], now);
         assert!(vnics_from_state(&st).is_none());

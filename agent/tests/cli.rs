@@ -588,7 +588,10 @@ fn run_install_watch_follows_primary_and_token() {
     wait_for("meta config", Duration::from_secs(10), || {
         conf()["cniVersion"] == "0.3.1"
     });
-    assert!(r.join("run/ready").exists());
+    // install writes the ready file after the conflist.
+    wait_for("ready file", Duration::from_secs(10), || {
+        r.join("run/ready").exists()
+    });
     assert!(r.join("bin/host-device").exists());
 
     // The primary changes: our file follows, still wrapping it once.
@@ -621,4 +624,24 @@ fn run_install_watch_follows_primary_and_token() {
         rss_kib(pid, "VmRSS:"),
         rss_kib(pid, "VmHWM:")
     );
+}
+
+/// `ready` is the DaemonSet's readiness probe (the image has no shell): it
+/// follows the ready file install writes, through the flag or the env the
+/// container carries.
+#[test]
+fn ready_exits_by_the_ready_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("ready");
+    let path = file.to_string_lossy().into_owned();
+    let out = agent(&["ready", "--ready-file", &path], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&path));
+    fs::write(&file, "ready\n").unwrap();
+    ok(agent(&["ready", "--ready-file", &path], &[]));
+    ok(agent(&["ready"], &[("PLEXUS_READY_FILE", &path)]));
+    fs::remove_file(&file).unwrap();
+    assert!(!agent(&["ready"], &[("PLEXUS_READY_FILE", &path)])
+        .status
+        .success());
 }

@@ -7,8 +7,9 @@
 use std::collections::BTreeSet;
 use std::fs;
 
+use plexus_agent::caches::{CniCacheLocations, CniCaches};
 use plexus_agent::repair::{
-    apply_repair, known_vfs, plan_repair, read_records, NetlinkRepair, RepairAction, RepairOps,
+    apply_repair, known_vfs, plan_repair, NetlinkRepair, RepairAction, RepairOps,
 };
 use plexus_agent::vnic::{run, Mode, NetlinkOps, VnicConfig};
 use plexus_imds::testing::StaticMetadata;
@@ -23,6 +24,16 @@ fn vnics() -> Vec<Vnic> {
         {"vnicId": "ocid1.vnic.one", "privateIp": "203.0.113.93", "macAddr": "02:00:17:BB:00:02",
          "virtualRouterIp": "203.0.113.1", "subnetCidrBlock": "203.0.113.0/24"}
     ]))
+    .unwrap()
+}
+
+/// Both caches as the agent reads them each pass.
+fn read(hd: &std::path::Path, meta: &std::path::Path) -> CniCaches {
+    CniCacheLocations {
+        host_device_dir: hd.to_path_buf(),
+        plexus_dir: meta.to_path_buf(),
+    }
+    .read()
     .unwrap()
 }
 
@@ -55,20 +66,20 @@ fn stranded_vf_is_renamed_reconfigured_and_dead_records_collected() {
     .unwrap();
     fs::write(
         meta.join("c1-eth0.json"),
-        json!({"kind":"plexusCacheV1","containerId":"c1","netns":gone}).to_string(),
+        json!({"kind":"plexusCacheV1","containerId":"c1","ifname":"eth0","netns":gone,"attachments":[]}).to_string(),
     )
     .unwrap();
     let live = ns.path().to_string_lossy().into_owned();
     fs::write(
         meta.join("c2-eth0.json"),
-        json!({"kind":"plexusCacheV1","containerId":"c2","netns":live}).to_string(),
+        json!({"kind":"plexusCacheV1","containerId":"c2","ifname":"eth0","netns":live,"attachments":[]}).to_string(),
     )
     .unwrap();
     fs::write(meta.join("garbage.json"), "{not json").unwrap();
     // A dead pod's record written just now: the kubelet's DEL may still need it.
     fs::write(
         meta.join("c3-eth0.json"),
-        json!({"kind":"plexusCacheV1","containerId":"c3","netns":gone}).to_string(),
+        json!({"kind":"plexusCacheV1","containerId":"c3","ifname":"eth0","netns":gone,"attachments":[]}).to_string(),
     )
     .unwrap();
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
@@ -84,12 +95,13 @@ fn stranded_vf_is_renamed_reconfigured_and_dead_records_collected() {
     let repair = NetlinkRepair::new(
         plexus_netlink::Handle::open_in(&plexus_netns::NetNs::open(ns.path()).unwrap()).unwrap(),
     );
-    let known = known_vfs(&vnics(), None);
+    let nics: Vec<plexus_imds::NodeNic> = vnics().iter().map(Into::into).collect();
+    let known = known_vfs(&nics, None);
     let plan = plan_repair(
         &repair.links().unwrap(),
         &known,
-        &read_records(&hd),
-        &read_records(&meta),
+        &read(&hd, &meta).host_device_records(),
+        &read(&hd, &meta).meta_records(),
     );
     assert_eq!(
         plan.actions[0],
@@ -130,8 +142,8 @@ fn stranded_vf_is_renamed_reconfigured_and_dead_records_collected() {
     let again = plan_repair(
         &repair.links().unwrap(),
         &known,
-        &read_records(&hd),
-        &read_records(&meta),
+        &read(&hd, &meta).host_device_records(),
+        &read(&hd, &meta).meta_records(),
     );
     assert!(again.is_empty(), "{again:?}");
 }

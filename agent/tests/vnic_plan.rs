@@ -13,12 +13,16 @@ use plexus_agent::vnic::testing::FakeNet;
 use plexus_agent::vnic::{
     apply, plan, plan_deconfigure, Action, Current, NetOps, VnicConfig, VnicStatus,
 };
-use plexus_imds::Vnic;
+use plexus_imds::{NodeNic, Vnic};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/vnic");
 
-fn vnics() -> Vec<Vnic> {
-    serde_json::from_slice(&fs::read(Path::new(FIXTURES).join("imds-vnics.json")).unwrap()).unwrap()
+/// The IMDS fixture as the OCI provider hands it to the agent.
+fn vnics() -> Vec<NodeNic> {
+    let wire: Vec<Vnic> =
+        serde_json::from_slice(&fs::read(Path::new(FIXTURES).join("imds-vnics.json")).unwrap())
+            .unwrap();
+    wire.iter().map(NodeNic::from).collect()
 }
 
 fn current() -> Current {
@@ -144,9 +148,9 @@ fn vnic_attached_later_is_picked_up_and_detached_one_cleaned() {
     assert!(p.vnics[4].status == VnicStatus::Configured && p.vnics[4].table == Some(104));
     apply(&net, &p).into_result().unwrap();
     // The "done" VNIC (index 2) is detached: its table and rule go away.
-    let fewer: Vec<Vnic> = all
+    let fewer: Vec<NodeNic> = all
         .iter()
-        .filter(|v| !v.vnic_id.ends_with("done"))
+        .filter(|v| !v.id.ends_with("done"))
         .cloned()
         .collect();
     net.state.lock().unwrap().links.retain(|l| l.name != "ens6");

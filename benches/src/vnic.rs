@@ -13,6 +13,7 @@ use std::time::UNIX_EPOCH;
 use anyhow::{bail, Context, Result};
 use plexus_imds::node_state::{NodeState, VnicState};
 use plexus_imds::types::Vnic;
+use plexus_imds::NodeNic;
 use plexus_sysfs::testing::{macs, oci_vm_node};
 use plexus_testkit::imds::FakeImds;
 use plexus_testkit::net::{CniCall, CniOutput};
@@ -44,12 +45,11 @@ fn imds_vnics() -> Value {
 fn node_state() -> Result<NodeState> {
     let vnics: Vec<Vnic> = serde_json::from_value(imds_vnics()).context("VNIC fixture")?;
     let entry = |v: &Vnic, primary: bool, ifname: &str, pci: &str| {
-        VnicState::from_vnic(
-            v,
+        VnicState::from_nic(
+            &NodeNic::from(v),
             primary,
             Some(ifname.into()),
             Some(pci.into()),
-            Some(9000),
         )
     };
     let [primary, vf, shared] = vnics.as_slice() else {

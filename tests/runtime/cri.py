@@ -14,6 +14,11 @@ usage: cri.py --sock SOCK --pb-dir DIR COMMAND [ARG]
   runp            PodSandboxConfig as JSON on stdin -> {"id": ...}
   inspectp ID     PodSandboxStatus(verbose), "info" values decoded
   stopp ID | rmp ID
+  create          {"pod_sandbox_id", "config", "sandbox_config"} on stdin -> {"id": ...}
+  start ID | rm ID
+  stop ID TIMEOUT_S
+  inspect ID      ContainerStatus(verbose), "info" values decoded
+  exec ID         {"cmd": [...], "timeout": S} on stdin -> {"exit_code", "stdout", "stderr"}
 """
 import argparse
 import json
@@ -30,6 +35,7 @@ def main():
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("command")
     ap.add_argument("arg", nargs="?")
+    ap.add_argument("arg2", nargs="?")
     a = ap.parse_args()
 
     sys.path.insert(0, a.pb_dir)
@@ -62,6 +68,8 @@ def main():
     cmd, arg = a.command, a.arg
     if cmd in ("inspectp", "stopp", "rmp") and not arg:
         ap.error(cmd + " needs a sandbox id")
+    if cmd in ("start", "rm", "stop", "inspect", "exec") and not arg:
+        ap.error(cmd + " needs a container id")
     try:
         if cmd == "version":
             out = as_dict(call(RUNTIME, "Version", pb.VersionRequest(version="v1"), pb.VersionResponse))
@@ -84,6 +92,31 @@ def main():
         elif cmd == "rmp":
             call(RUNTIME, "RemovePodSandbox", pb.RemovePodSandboxRequest(pod_sandbox_id=arg), pb.RemovePodSandboxResponse)
             out = {"id": arg}
+        elif cmd == "create":
+            req = json_format.ParseDict(json.load(sys.stdin), pb.CreateContainerRequest())
+            out = {"id": call(RUNTIME, "CreateContainer", req, pb.CreateContainerResponse).container_id}
+        elif cmd == "start":
+            call(RUNTIME, "StartContainer", pb.StartContainerRequest(container_id=arg), pb.StartContainerResponse)
+            out = {"id": arg}
+        elif cmd == "stop":
+            req = pb.StopContainerRequest(container_id=arg, timeout=int(a.arg2 or 0))
+            call(RUNTIME, "StopContainer", req, pb.StopContainerResponse)
+            out = {"id": arg}
+        elif cmd == "rm":
+            call(RUNTIME, "RemoveContainer", pb.RemoveContainerRequest(container_id=arg), pb.RemoveContainerResponse)
+            out = {"id": arg}
+        elif cmd == "inspect":
+            req = pb.ContainerStatusRequest(container_id=arg, verbose=True)
+            out = as_dict(call(RUNTIME, "ContainerStatus", req, pb.ContainerStatusResponse))
+        elif cmd == "exec":
+            spec = json.load(sys.stdin)
+            req = pb.ExecSyncRequest(container_id=arg, cmd=spec["cmd"], timeout=int(spec.get("timeout", 1)))
+            resp = call(RUNTIME, "ExecSync", req, pb.ExecSyncResponse)
+            out = {
+                "exit_code": resp.exit_code,
+                "stdout": resp.stdout.decode(errors="replace"),
+                "stderr": resp.stderr.decode(errors="replace"),
+            }
         else:
             ap.error("unknown command " + cmd)
     except grpc.RpcError as e:

@@ -2,4 +2,6 @@
 
 pub mod consistency;
 pub mod crash;
+pub mod image;
+pub mod manifest;
 pub mod runtime;

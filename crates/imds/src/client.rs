@@ -18,6 +18,7 @@ use plexus_cni::retry::{retry, Limits, ThreadSleeper};
 use serde::de::DeserializeOwned;
 
 use crate::error::ImdsError;
+use crate::node::NodeNic;
 use crate::types::{Instance, Vnic};
 use crate::MetadataSource;
 
@@ -221,13 +222,21 @@ impl OciImds {
     }
 }
 
-impl MetadataSource for OciImds {
-    fn vnics(&self) -> Result<Vec<Vnic>, ImdsError> {
+impl OciImds {
+    /// `GET /opc/v2/vnics/`: the VNICs as IMDS lists them, primary first.
+    pub fn vnics(&self) -> Result<Vec<Vnic>, ImdsError> {
         self.get_json(VNICS_PATH)
     }
 
-    fn instance(&self) -> Result<Instance, ImdsError> {
+    /// `GET /opc/v2/instance/`.
+    pub fn instance(&self) -> Result<Instance, ImdsError> {
         self.get_json(INSTANCE_PATH)
+    }
+}
+
+impl MetadataSource for OciImds {
+    fn nics(&self) -> Result<Vec<NodeNic>, ImdsError> {
+        Ok(self.vnics()?.iter().map(NodeNic::from).collect())
     }
 }
 

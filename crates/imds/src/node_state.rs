@@ -21,7 +21,8 @@ use plexus_cni::fsutil::{write_atomic, AtomicWrite};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StateError;
-use crate::types::{normalize_mac, Vnic};
+use crate::node::{NicAddress, NodeNic};
+use crate::types::normalize_mac;
 
 /// Where the agent writes the state file on a node.
 pub const DEFAULT_STATE_PATH: &str = "/run/plexus/state.json";
@@ -70,27 +71,45 @@ pub struct VnicState {
 }
 
 impl VnicState {
-    /// Builds an entry from an IMDS VNIC and the device it matched, if any.
-    pub fn from_vnic(
-        vnic: &Vnic,
+    /// Builds an entry from a node NIC and the device it matched, if any.
+    pub fn from_nic(
+        nic: &NodeNic,
         is_primary: bool,
         ifname: Option<String>,
         pci: Option<String>,
-        mtu: Option<u32>,
     ) -> Self {
         Self {
             ifname,
             pci,
-            mac: vnic.mac_lower(),
-            vnic_id: vnic.vnic_id.clone(),
-            ip: vnic.private_ip,
-            prefix_len: vnic.prefix_len(),
-            subnet_cidr: vnic.subnet_cidr_block,
-            gateway: vnic.virtual_router_ip,
-            vlan_tag: vnic.vlan_tag,
-            nic_index: vnic.nic_index,
-            mtu,
+            mac: nic.mac.clone(),
+            vnic_id: nic.id.clone(),
+            ip: nic.address.ip,
+            prefix_len: nic.address.prefix_len(),
+            subnet_cidr: nic.address.subnet,
+            gateway: nic.address.gateway,
+            vlan_tag: nic.vlan,
+            nic_index: nic.nic_index,
+            mtu: nic.mtu,
             is_primary,
+        }
+    }
+}
+
+impl VnicState {
+    /// The node NIC this entry records, for readers that act on what the
+    /// agent configured (uninstall deconfigures from the file, not IMDS).
+    pub fn to_nic(&self) -> NodeNic {
+        NodeNic {
+            id: self.vnic_id.clone(),
+            mac: self.mac.clone(),
+            address: NicAddress {
+                ip: self.ip,
+                subnet: self.subnet_cidr,
+                gateway: self.gateway,
+            },
+            vlan: self.vlan_tag,
+            nic_index: self.nic_index,
+            mtu: self.mtu,
         }
     }
 }
@@ -242,6 +261,14 @@ mod tests {
         fs::write(&path, r#"{"version":7,"updated_at":"x","vnics":[]}"#).unwrap();
         let err = NodeState::read(&path).unwrap_err();
         assert!(matches!(err, StateError::Version { found: 7, .. }), "{err}");
+    }
+
+    #[test]
+    fn entry_and_nic_convert_both_ways() {
+        let e = entry("02:00:17:00:00:01", Some("0000:00:05.0"));
+        let back = VnicState::from_nic(&e.to_nic(), e.is_primary, e.ifname.clone(), e.pci.clone());
+        assert_eq!(back, e);
+        assert_eq!(e.to_nic().address.cidr().to_string(), "198.51.100.10/24");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! In-memory [`MetadataSource`] for handler tests of crates that consume
-//! metadata (the agent), so they need neither HTTP nor a fake server.
+//! metadata (the agent), so they need neither HTTP nor a fake server. It is
+//! scripted in OCI's wire format, as the fixtures are, and answers through
+//! the same translation as the real provider.
 
 use std::sync::Mutex;
 
 use crate::error::ImdsError;
+use crate::node::NodeNic;
 use crate::types::{Instance, Vnic};
 use crate::MetadataSource;
 
@@ -63,12 +66,16 @@ impl StaticMetadata {
 }
 
 impl MetadataSource for StaticMetadata {
-    fn vnics(&self) -> Result<Vec<Vnic>, ImdsError> {
+    fn nics(&self) -> Result<Vec<NodeNic>, ImdsError> {
         self.count(crate::client::VNICS_PATH)?;
-        Ok(self.vnics.lock().map(|v| v.clone()).unwrap_or_default())
+        let vnics = self.vnics.lock().map(|v| v.clone()).unwrap_or_default();
+        Ok(vnics.iter().map(NodeNic::from).collect())
     }
+}
 
-    fn instance(&self) -> Result<Instance, ImdsError> {
+impl StaticMetadata {
+    /// The scripted instance document, like [`crate::OciImds::instance`].
+    pub fn instance(&self) -> Result<Instance, ImdsError> {
         self.count(crate::client::INSTANCE_PATH)?;
         self.instance.clone().ok_or_else(|| ImdsError::Status {
             url: format!("static:{}", crate::client::INSTANCE_PATH),

@@ -10,6 +10,11 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::node::{NicAddress, NodeNic};
+
+/// MTU of OCI VNICs (jumbo frames on the VCN), which IMDS does not report.
+pub const OCI_VNIC_MTU: u32 = 9000;
+
 /// One entry of `GET /opc/v2/vnics/`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,6 +62,23 @@ impl Vnic {
     /// Prefix length of the VNIC's IPv4 address (from the subnet CIDR).
     pub fn prefix_len(&self) -> u8 {
         self.subnet_cidr_block.prefix_len()
+    }
+}
+
+impl From<&Vnic> for NodeNic {
+    fn from(v: &Vnic) -> Self {
+        Self {
+            id: v.vnic_id.clone(),
+            mac: v.mac_lower(),
+            address: NicAddress {
+                ip: v.private_ip,
+                subnet: v.subnet_cidr_block,
+                gateway: v.virtual_router_ip,
+            },
+            vlan: v.vlan_tag,
+            nic_index: v.nic_index,
+            mtu: Some(OCI_VNIC_MTU),
+        }
     }
 }
 
@@ -189,6 +211,15 @@ mod tests {
         assert!(!v.matches_mac("02:00:17:05:d1:dc"));
         assert_eq!(v.mac_lower(), "02:00:17:05:d1:db");
         assert_eq!(v.prefix_len(), 24);
+    }
+
+    #[test]
+    fn node_nic_is_the_vnic_in_our_terms() {
+        let nic = NodeNic::from(&vnic("02:00:17:05:D1:DB", Some(1)));
+        assert_eq!(nic.mac, "02:00:17:05:d1:db");
+        assert!(nic.matches_mac("02:00:17:05:D1:DB"));
+        assert_eq!(nic.address.cidr().to_string(), "198.51.100.5/24");
+        assert_eq!((nic.nic_index, nic.mtu), (Some(1), Some(OCI_VNIC_MTU)));
     }
 
     #[test]

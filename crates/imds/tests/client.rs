@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use plexus_imds::{
-    is_bare_metal, primary_vnic, ClientConfig, ImdsError, Instance, MetadataSource, OciImds,
-    RequestObserver, RequestOutcome, RetryPolicy, Vnic,
+    is_bare_metal, primary_vnic, ClientConfig, ImdsError, Instance, OciImds, RequestObserver,
+    RequestOutcome, RetryPolicy, Vnic,
 };
 use plexus_testkit::imds::{FakeImds, Fault};
 

@@ -160,7 +160,7 @@ impl ClientConfig {
             path: origin.to_owned(),
             message,
         };
-        let kc: Kubeconfig = serde_yaml::from_str(text).map_err(|e| KubeconfigError::Parse {
+        let kc: Kubeconfig = serde_norway::from_str(text).map_err(|e| KubeconfigError::Parse {
             path: origin.to_owned(),
             message: e.to_string(),
         })?;

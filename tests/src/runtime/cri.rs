@@ -190,4 +190,64 @@ impl Cri {
     pub fn remove(&self, id: &str) -> Result<(), CriError> {
         self.call(&["rmp", id], None).map(|_| ())
     }
+
+    /// CreateContainer in sandbox `pod` (kubelet passes the sandbox config
+    /// again); returns the container id.
+    pub fn create_container(
+        &self,
+        pod: &str,
+        config: &Value,
+        sandbox_config: &Value,
+    ) -> Result<String, CriError> {
+        let req = serde_json::json!({
+            "pod_sandbox_id": pod,
+            "config": config,
+            "sandbox_config": sandbox_config,
+        });
+        let out = self.call(&["create"], Some(&req))?;
+        out["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| CriError {
+                message: format!("CreateContainer answered without an id: {out}"),
+            })
+    }
+
+    pub fn start_container(&self, id: &str) -> Result<(), CriError> {
+        self.call(&["start", id], None).map(|_| ())
+    }
+
+    /// StopContainer: SIGTERM, SIGKILL after `grace_secs` (kubelet passes
+    /// the pod's terminationGracePeriodSeconds).
+    pub fn stop_container(&self, id: &str, grace_secs: i64) -> Result<(), CriError> {
+        self.call(&["stop", id, &grace_secs.to_string()], None)
+            .map(|_| ())
+    }
+
+    pub fn remove_container(&self, id: &str) -> Result<(), CriError> {
+        self.call(&["rm", id], None).map(|_| ())
+    }
+
+    /// Verbose ContainerStatus (`status.state`, `status.exit_code`, ...).
+    pub fn container_status(&self, id: &str) -> Result<Value, CriError> {
+        self.call(&["inspect", id], None)
+    }
+
+    /// ExecSync, as kubelet runs an exec probe: `cmd` inside the container,
+    /// `timeout_secs` the probe's timeoutSeconds. Returns (exit code,
+    /// stdout, stderr).
+    pub fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout_secs: i64,
+    ) -> Result<(i64, String, String), CriError> {
+        let req = serde_json::json!({"cmd": cmd, "timeout": timeout_secs});
+        let out = self.call(&["exec", id], Some(&req))?;
+        Ok((
+            out["exit_code"].as_i64().unwrap_or(-1),
+            out["stdout"].as_str().unwrap_or_default().to_owned(),
+            out["stderr"].as_str().unwrap_or_default().to_owned(),
+        ))
+    }
 }

@@ -36,6 +36,7 @@ use serde_json::{json, Value};
 
 mod cleanup;
 mod cri;
+pub mod kubelet;
 
 use cleanup::Footprint;
 pub use cri::{Cri, CriError};

@@ -1,0 +1,111 @@
+//! The image `scripts/build-image.sh` builds (test profile: the same script,
+//! linking and packing as release): a valid OCI archive loaders accept, the
+//! binaries the agent installs present and static, the run config the
+//! manifest relies on, and the same digest on a rebuild of the same commit.
+
+#![allow(clippy::unwrap_used)]
+
+use plexus_image::elf::{linking, Linking};
+use plexus_image::inspect::inspect;
+use serde_json::json;
+
+#[test]
+fn image_archive_is_complete_static_and_reproducible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a.tar"), tmp.path().join("b.tar"));
+    plexus_e2e::image::build(&a, None).unwrap();
+    plexus_e2e::image::build(&b, None).unwrap();
+    let (a_bytes, b_bytes) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let img = inspect(&a_bytes).unwrap();
+    let again = inspect(&b_bytes).unwrap();
+    assert_eq!(
+        img.manifest_digest, again.manifest_digest,
+        "rebuild changed the image"
+    );
+    assert_eq!(a_bytes, b_bytes);
+
+    let name = plexus_image::image_ref();
+    let ann = &img.index["manifests"][0]["annotations"];
+    assert_eq!(ann["io.containerd.image.name"], name.as_str());
+    assert_eq!(ann["org.opencontainers.image.ref.name"], name.as_str());
+    assert_eq!(img.docker_manifest[0]["RepoTags"], json!([name]));
+    let cfg = &img.config["config"];
+    assert_eq!(cfg["Entrypoint"], json!(["/usr/local/bin/plexus-agent"]));
+    assert_eq!(cfg["Cmd"], json!(["run"]));
+    assert_eq!(
+        cfg["Labels"]["org.opencontainers.image.version"],
+        env!("CARGO_PKG_VERSION")
+    );
+
+    // Our binaries and their directories, nothing else (no shell, no libc).
+    let mut want: Vec<String> = ["usr/", "usr/local/", "usr/local/bin/"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    want.extend(
+        plexus_image::BINARIES
+            .iter()
+            .map(|b| format!("usr/local/bin/{b}")),
+    );
+    want.sort();
+    assert_eq!(img.layer.keys().cloned().collect::<Vec<_>>(), want);
+    for b in plexus_agent::install::DEFAULT_BINARIES
+        .iter()
+        .chain(&["plexus-agent"])
+    {
+        let e = &img.layer[&format!("usr/local/bin/{b}")];
+        assert_eq!(e.mode, 0o755, "{b}");
+        assert_eq!((e.uid, e.gid), (0, 0), "{b}");
+        assert_eq!(
+            linking(&e.data).unwrap(),
+            Linking::Static,
+            "{b} needs a loader"
+        );
+    }
+    // Every timestamp is the commit's: nothing from the build machine's clock.
+    let times: std::collections::BTreeSet<u64> = img.layer.values().map(|e| e.mtime).collect();
+    assert_eq!(times.len(), 1);
+
+    // containers/image (skopeo; podman load uses the same library) reads the
+    // file both as an OCI archive, by the ref name, and as a Docker archive
+    // (manifest.json), and copying verifies every blob and diff_id.
+    plexus_e2e::runtime::ensure_deps().unwrap();
+    let a_str = a.to_str().unwrap();
+    let by_name = format!("oci-archive:{a_str}:{name}");
+    let inspected = skopeo(&["inspect", &by_name]);
+    assert_eq!(inspected["Digest"], img.manifest_digest.as_str());
+    let docker = skopeo(&["inspect", &format!("docker-archive:{a_str}")]);
+    assert_eq!(docker["Labels"], cfg["Labels"]);
+    let copy = tmp.path().join("copy");
+    let dest = format!("dir:{}", copy.display());
+    let src = format!("docker-archive:{a_str}");
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "-q", &src, &dest])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Another SOURCE_DATE_EPOCH is another image: the time is really used.
+    let c = tmp.path().join("c.tar");
+    plexus_e2e::image::build(&c, Some(86_400)).unwrap();
+    let other = inspect(&std::fs::read(&c).unwrap()).unwrap();
+    assert_ne!(other.manifest_digest, img.manifest_digest);
+    assert_eq!(other.config["created"], "1970-01-02T00:00:00Z");
+}
+
+fn skopeo(args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new("skopeo")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
