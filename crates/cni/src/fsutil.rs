@@ -90,6 +90,43 @@ pub fn replace_atomic(
     result
 }
 
+/// Removes a record written with [`write_atomic`], and the temp files that
+/// writers killed between write and rename left for it
+/// (`.<name>.<pid>.<n>.tmp` of a PID no longer running): nothing else ever
+/// removes them, and the record's DEL is the one moment its owner is done.
+/// A record that is not there is success, also on a read-only filesystem,
+/// where unlink answers EROFS before it looks the name up: DEL of an
+/// attachment that never got a record must not fail.
+pub fn remove_record(path: &Path) -> io::Result<()> {
+    if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+        let prefix = format!(".{}.", name.to_string_lossy());
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            let Some(rest) = file
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".tmp"))
+            else {
+                continue;
+            };
+            let writer = rest.split('.').next().unwrap_or_default();
+            if !writer.is_empty() && !Path::new("/proc").join(writer).exists() {
+                match fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+    }
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        _ => match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+    }
+}
+
 /// The `*.json` files of a record directory (a cache or state dir written
 /// with [`write_atomic`]), sorted, without hidden names so a temp file
 /// being written is never read as a record. A missing directory has none.
@@ -199,6 +236,28 @@ mod tests {
         write_atomic(&p, b"two", AtomicWrite { sync: true, ..FAST }).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
         assert_eq!(names(&d.path().join("sub")), ["a.json"]);
+    }
+
+    #[test]
+    fn remove_record_takes_dead_writers_temp_files_and_spares_live_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let rec = d.path().join("c1-net1.json");
+        write_atomic(&rec, b"{}", FAST).unwrap();
+        // PID 0 never names a process in /proc; our own PID is alive.
+        let dead = d.path().join(".c1-net1.json.0.0.tmp");
+        let live = d
+            .path()
+            .join(format!(".c1-net1.json.{}.7.tmp", std::process::id()));
+        let other = d.path().join(".c2-net1.json.0.0.tmp");
+        for f in [&dead, &live, &other] {
+            fs::write(f, b"x").unwrap();
+        }
+        remove_record(&rec).unwrap();
+        assert!(!rec.exists() && !dead.exists());
+        assert!(live.exists() && other.exists());
+        // Gone already: still success.
+        remove_record(&rec).unwrap();
+        remove_record(&d.path().join("missing/x.json")).unwrap();
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use nix::fcntl::{Flock, FlockArg};
-use plexus_cni::fsutil::{json_files, write_atomic, AtomicWrite};
+use plexus_cni::fsutil::{json_files, remove_record, write_atomic, AtomicWrite};
 use plexus_cni::MacAddr;
 use plexus_sysfs::pci::PciAddr;
 use serde::{Deserialize, Serialize};
@@ -129,10 +129,7 @@ impl Store {
     /// Removes a record; absent is fine.
     pub fn remove(&self, container_id: &str, ifname: &str) -> Result<(), Error> {
         let path = self.path(container_id, ifname);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(Error::Io { path, source: e }),
-            _ => Ok(()),
-        }
+        remove_record(&path).map_err(|source| Error::Io { path, source })
     }
 
     /// Every readable record.

@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use crate::cache::{CacheEntry, PodIdentity, CACHE_KIND};
 use crate::chain::Chain;
 use crate::config::PlexusConf;
-use crate::del::{live_netns, remove_device_info};
+use crate::del::teardown;
 use crate::devices::{copy_dp_device_info, dp_device_info_path, is_pci_address, read_device_info};
 use crate::error::PlexusError;
 use crate::handlers::{delegate_error, delegate_path, path_string, run_env, Deps};
@@ -116,18 +116,20 @@ fn attach(
     Ok(result)
 }
 
-/// Undoes attachments `0..upto` in reverse, ignoring failures (the ADD
-/// error is what matters), and forgets the cache entry.
+/// Undoes attachments `0..upto` in reverse (the ADD error is what the
+/// caller reports). The cache entry is forgotten only when every delegate is
+/// clean: if a rollback DEL fails too (the delegate crashed again, a
+/// transient error), the runtime's DEL after the failed ADD must still find
+/// the entry to retry it, or a VF or record would be left behind.
 fn rollback(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>, entry: &CacheEntry, upto: usize) {
-    let netns = live_netns(&args.netns);
-    for att in entry.attachments.iter().take(upto).rev() {
-        let env = run_env(args, conf, &netns, att);
-        if let Err(e) =
-            Chain::new(&att.conf).del(deps.exec, &env, &att.capability_args, att.result.as_ref())
-        {
-            warn!(network = %att.network, error = %e, "rollback DEL failed");
+    let mut done = entry.clone();
+    done.attachments.truncate(upto);
+    let errors = teardown(args, conf, deps, &done);
+    if !errors.is_empty() {
+        for e in &errors {
+            warn!(error = %e, "rollback DEL failed; cache entry kept for the runtime's DEL");
         }
-        remove_device_info(att);
+        return;
     }
     if let Err(e) = deps.cache.remove(&entry.container_id, &entry.ifname) {
         warn!(error = %e, "cannot remove cache entry after failed ADD");

@@ -176,14 +176,8 @@ impl CacheStore for FsCacheStore {
 
     fn remove(&self, container_id: &str, ifname: &str) -> Result<(), PlexusError> {
         let path = self.path(container_id, ifname)?;
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(PlexusError::Io(format!(
-                "cannot remove {}: {e}",
-                path.display()
-            ))),
-        }
+        fsutil::remove_record(&path)
+            .map_err(|e| PlexusError::Io(format!("cannot remove {}: {e}", path.display())))
     }
 
     fn list(&self) -> Result<Vec<CacheEntry>, PlexusError> {

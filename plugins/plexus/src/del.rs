@@ -80,7 +80,9 @@ pub fn del(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<(), Ple
         }
     };
     let Some(entry) = entry else {
-        return del_without_cache(args, conf, deps);
+        del_without_cache(args, conf, deps)?;
+        // An ADD killed while writing the entry leaves its temp file.
+        return deps.cache.remove(&args.container_id, &args.ifname);
     };
     let errors = teardown(args, conf, deps, &entry);
     if !errors.is_empty() {

@@ -97,6 +97,58 @@ impl Cri {
         })
     }
 
+    /// Runs one client command and SIGKILLs the client after `after` unless it
+    /// finished: a kubelet killed (or timing out) mid-call. containerd sees
+    /// the connection drop and cancels the request context, which kills a
+    /// CNI plugin it is running. `Ok(true)` if the client had to be killed.
+    pub fn call_killed_after(
+        &self,
+        args: &[&str],
+        stdin: Option<&Value>,
+        after: std::time::Duration,
+    ) -> Result<bool, CriError> {
+        let fail = |message: String| CriError { message };
+        let mut child = Command::new(PYTHON)
+            .arg(assets().join("cri.py"))
+            .arg("--sock")
+            .arg(&self.sock)
+            .arg("--pb-dir")
+            .arg(&self.pb_dir)
+            .arg("--timeout")
+            .arg(CALL_TIMEOUT_SECS)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| fail(format!("cannot run {PYTHON} cri.py: {e}")))?;
+        if let Some(mut input) = child.stdin.take() {
+            if let Some(v) = stdin {
+                let _ = input.write_all(v.to_string().as_bytes());
+            }
+        }
+        let deadline = std::time::Instant::now() + after;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => return Ok(false),
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                _ => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(true)
+    }
+
+    /// Sandboxes the runtime knows, with their metadata (`id`,
+    /// `metadata.uid`, `state`).
+    pub fn sandboxes(&self) -> Result<Vec<Value>, CriError> {
+        let pods = self.call(&["pods"], None)?;
+        Ok(pods["items"].as_array().cloned().unwrap_or_default())
+    }
+
     /// CRI `Status`: conditions and, verbose, the loaded CNI config.
     pub fn status(&self) -> Result<Value, CriError> {
         self.call(&["status"], None)
