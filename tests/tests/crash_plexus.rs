@@ -146,6 +146,8 @@ impl Fixture {
             "binDir": t.join("bin"),
             "apiTimeoutSeconds": 2,
             "apiRetryBudgetSeconds": 2,
+            // The test's NADs keep host-device's records in the test dir.
+            "nadNodeKeys": ["dataDir", "stateFile"],
             "delegates": [{"cniVersion": "1.0.0", "name": "cluster", "type": "static",
                 "ipam": {"type": "static", "addresses": [{"address": "198.51.100.2/24"}]}}],
         });

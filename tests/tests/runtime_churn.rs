@@ -152,6 +152,8 @@ impl ChurnNode {
                     "clusterNetwork": path(&cluster_dir),
                     "confDir": path(&cluster_dir),
                     "cniDir": path(&aux.join("cache")),
+                    // The NADs name the test node's record dir and state file.
+                    "nadNodeKeys": ["dataDir", "stateFile"],
                     "binDir": path(&self.node.cni_bin_dir()),
                     "deviceInfoDir": path(&aux.join("devinfo")),
                     "logFile": path(&self.node.work_dir().join("logs/plexus.log")),

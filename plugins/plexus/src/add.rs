@@ -50,7 +50,12 @@ pub fn add(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<Value, 
         match attach(args, conf, deps, &pod, p, filters.as_ref().map(|f| f[i])) {
             Ok(result) => entry.attachments[i].result = Some(result),
             Err(e) => {
-                rollback(args, conf, deps, &entry, i + 1);
+                let ran = if never_ran(args, conf, deps, p) {
+                    i
+                } else {
+                    i + 1
+                };
+                rollback(args, conf, deps, &entry, ran);
                 return Err(e);
             }
         }
@@ -114,6 +119,17 @@ fn attach(
         add_default_route(&mut result, *gw);
     }
     Ok(result)
+}
+
+/// True when the failed delegate cannot have run: its first plugin is not
+/// on the delegate path (decided by looking the binary up, as the exec
+/// would, never by the error's text). Nothing of it needs undoing, and a
+/// DEL of it would fail the same way and keep the cache entry forever.
+fn never_ran(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>, p: &Planned) -> bool {
+    let first = p.attachment.conf.plugins.first();
+    let plugin_type = first.and_then(|v| v.get("type")).and_then(Value::as_str);
+    let paths = delegate_path(conf, args);
+    plugin_type.is_some_and(|t| deps.exec.find_in_path(t, &paths).is_err())
 }
 
 /// Undoes attachments `0..upto` in reverse (the ADD error is what the
