@@ -1,4 +1,5 @@
-# Shared by demo.sh, demo-plexus.sh and test.sh (sourced, not run; bash).
+# Shared by demo.sh, demo-plexus.sh, demo-oci.sh and test.sh (sourced, not
+# run; bash). What only the namespace demos share is in demo-lib.sh.
 
 # Colour only on a terminal, and never with NO_COLOR set (no-color.org):
 # logs written to a file stay plain text.
@@ -72,11 +73,17 @@ cargo_as_owner() {
 # step <title>: a section header; first says how long the previous one took.
 STEP_START=""
 step() {
+    step_end
+    STEP_START=$SECONDS
+    printf '\n%s== %s%s\n' "$C_BOLD" "$*" "$C_OFF"
+}
+
+# step_end: says how long the current step took (once), e.g. before a summary.
+step_end() {
     if [ -n "$STEP_START" ]; then
         printf '   %s(%ss)%s\n' "$C_DIM" "$((SECONDS - STEP_START))" "$C_OFF"
     fi
-    STEP_START=$SECONDS
-    printf '\n%s== %s%s\n' "$C_BOLD" "$*" "$C_OFF"
+    STEP_START=""
 }
 
 # timed <label> <command...>: runs the command, then says how long it took.
@@ -108,11 +115,16 @@ real_and_simulated() {
     cat <<EOF
    ${C_BOLD}Real${C_OFF}: the Linux kernel's network stack, netlink, network namespaces,
          veth/bridge links, routes and policy rules, and our binaries
-         (plexus, host-device, static, vnic, plexus-agent) run exactly as a
-         container runtime runs them; Debian's bridge/host-local plugins.
+         (plexus, host-device, static, vnic, plexus-agent, plexus-operator)
+         run exactly as a container runtime runs them; Debian's
+         bridge/host-local plugins; the operator's OCI request signing
+         (RSA-SHA256 HTTP signatures, instance-principal session keys),
+         verified by the fake OCI API as OCI does.
    ${C_BOLD}Simulated${C_OFF}: each "node" is a network namespace; the VFs/VNICs are veths;
          their PCI identity (mlx5_core VF, 0000:00:05.0) is a small fake sysfs
-         tree; the OCI metadata service (IMDS) and the Kubernetes API server
-         are in-repo fakes (crates/testkit); "the kubelet" is this script.
+         tree; the OCI metadata service (IMDS), the OCI API (VNIC attach,
+         ATTACHING -> ATTACHED, no hypervisor behind it) and the Kubernetes
+         API server are in-repo fakes (crates/testkit); "the kubelet" is
+         this script.
 EOF
 }
