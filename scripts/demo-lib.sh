@@ -219,19 +219,13 @@ in_vcn() { nsenter --net="/run/netns/$NS_VCN" "$@"; }
 # listener inside the VCN ns (the fakes bind loopback only; route_localnet
 # lets the kernel route to 127.0.0.1 for packets arriving on br0).
 setup_vcn() {
-    local e rules=""
-    ip netns add "$NS_VCN"
-    ip -n "$NS_VCN" link set lo up
-    ip -n "$NS_VCN" link add br0 type bridge
-    ip -n "$NS_VCN" link set br0 up
-    ip -n "$NS_VCN" addr add 203.0.113.1/25 dev br0
-    ip -n "$NS_VCN" addr add 198.51.100.1/24 dev br0
+    local e rules="" addrs=()
     for e in "$@"; do
         local endpoint=${e%%=*} inner=${e#*=}
-        ip -n "$NS_VCN" addr add "${endpoint%:*}/25" dev br0
+        addrs+=("${endpoint%:*}/25")
         rules+="ip daddr ${endpoint%:*} tcp dport ${endpoint#*:} dnat to $inner"$'\n'
     done
-    in_vcn sysctl -qw net.ipv4.ip_forward=1
+    vcn_bridge "$NS_VCN" 203.0.113.1/25 198.51.100.1/24 "${addrs[@]}"
     in_vcn sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.br0.route_localnet=1
     in_vcn nft -f - <<EOF
 table ip plexus_demo {

@@ -110,13 +110,7 @@ select_plugins() {
 
 setup_vcn() {
     step "VCN: namespace $NS_VCN, bridge br0, virtual router 203.0.113.1 / 198.51.100.1"
-    ip netns add "$NS_VCN"
-    ip -n "$NS_VCN" link set lo up
-    ip -n "$NS_VCN" link add br0 type bridge
-    ip -n "$NS_VCN" link set br0 up
-    ip -n "$NS_VCN" addr add 203.0.113.1/24 dev br0
-    ip -n "$NS_VCN" addr add 198.51.100.1/24 dev br0
-    ip netns exec "$NS_VCN" sysctl -qw net.ipv4.ip_forward=1
+    vcn_bridge "$NS_VCN" 203.0.113.1/24 198.51.100.1/24
 }
 
 # plug <ns> <ifname> <vcn-side name> [ip link options...]: a NIC of <ns> whose

@@ -110,6 +110,21 @@ bins_dir() {
     echo "${CARGO_TARGET_DIR:-$REPO/target}/debug"
 }
 
+# vcn_bridge <ns> <router address/len>...: the demos' VCN, a namespace whose
+# bridge br0 carries the virtual router's addresses, forwarding on.
+vcn_bridge() {
+    local ns=$1 a
+    shift
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link add br0 type bridge
+    ip -n "$ns" link set br0 up
+    for a in "$@"; do
+        ip -n "$ns" addr add "$a" dev br0
+    done
+    ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+}
+
 # What the demos run for real and what they only simulate, said up front.
 real_and_simulated() {
     cat <<EOF
