@@ -75,6 +75,8 @@ fn first_difference(path: &str, raw: &Value, typed: &Value) -> Option<String> {
             .enumerate()
             .find_map(|(i, (rv, tv))| first_difference(&format!("{path}[{i}]"), rv, tv)),
         _ if raw == typed => None,
+        // A schema's `minimum: 0` is an f64 in the API type (reads back 0.0).
+        (Value::Number(r), Value::Number(t)) if r.as_f64() == t.as_f64() => None,
         _ => Some(format!("{path}: {raw} reads back as {typed}")),
     }
 }
@@ -119,9 +121,7 @@ impl Manifest {
                 (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRoleBinding")) => {
                     m.cluster_role_bindings.push(strict(&doc)?)
                 }
-                (Some("rbac.authorization.k8s.io/v1"), Some("Role")) => {
-                    m.roles.push(strict(&doc)?)
-                }
+                (Some("rbac.authorization.k8s.io/v1"), Some("Role")) => m.roles.push(strict(&doc)?),
                 (Some("rbac.authorization.k8s.io/v1"), Some("RoleBinding")) => {
                     m.role_bindings.push(strict(&doc)?)
                 }
@@ -141,7 +141,7 @@ impl Manifest {
     /// One manifest file, parsed strictly.
     pub fn load_file(p: &Path) -> Result<Self> {
         let text =
-            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         Self::parse(&text).with_context(|| p.display().to_string())
     }
 

@@ -35,7 +35,10 @@ fn manifest_parses_strictly_into_api_types() {
     let all = all_manifests();
     let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
     for shipped in ["operator.yaml", "plexus.yaml", "uninstall.yaml"] {
-        assert!(names.contains(&shipped), "{shipped} not under deploy/: {names:?}");
+        assert!(
+            names.contains(&shipped),
+            "{shipped} not under deploy/: {names:?}"
+        );
     }
     let by_name = |n: &str| &all.iter().find(|(name, _)| name == n).unwrap().1;
     by_name("uninstall.yaml").daemon_set().unwrap();
@@ -43,7 +46,10 @@ fn manifest_parses_strictly_into_api_types() {
     assert_eq!(op.crds.len(), 1);
     assert_eq!(op.deployments.len(), 1);
     assert_eq!((op.roles.len(), op.role_bindings.len()), (1, 1));
-    assert_eq!((op.cluster_roles.len(), op.cluster_role_bindings.len()), (1, 1));
+    assert_eq!(
+        (op.cluster_roles.len(), op.cluster_role_bindings.len()),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -94,15 +100,29 @@ fn image_tag_is_the_workspace_version() {
                 // present: explicit, or the API's default for a tag that is
                 // not `latest`.
                 let policy = c.image_pull_policy.as_deref();
-                assert!(matches!(policy, None | Some("IfNotPresent")), "{at}: {policy:?}");
+                assert!(
+                    matches!(policy, None | Some("IfNotPresent")),
+                    "{at}: {policy:?}"
+                );
                 checked += 1;
             }
         }
     }
-    assert!(checked >= 3, "agent, uninstall and operator containers: {checked}");
+    assert!(
+        checked >= 3,
+        "agent, uninstall and operator containers: {checked}"
+    );
     let m = Manifest::load().unwrap();
     let ds = m.daemon_set().unwrap();
-    let c = &ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0];
+    let c = &ds
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0];
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
 }
 
@@ -162,6 +182,9 @@ fn every_command_execs_a_binary_of_the_image() {
         "uninstall.yaml: DaemonSet plexus-uninstall",
         "operator.yaml: Deployment plexus-operator",
     ] {
-        assert!(workloads.iter().any(|x| x == w), "{w} not checked: {workloads:?}");
+        assert!(
+            workloads.iter().any(|x| x == w),
+            "{w} not checked: {workloads:?}"
+        );
     }
 }
