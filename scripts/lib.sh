@@ -111,7 +111,8 @@ bins_dir() {
 }
 
 # vcn_bridge <ns> <router address/len>...: the demos' VCN, a namespace whose
-# bridge br0 carries the virtual router's addresses, forwarding on.
+# bridge br0 carries the virtual router's addresses (IPv4 or IPv6; IPv6
+# without duplicate address detection, usable at once), forwarding on.
 vcn_bridge() {
     local ns=$1 a
     shift
@@ -120,9 +121,12 @@ vcn_bridge() {
     ip -n "$ns" link add br0 type bridge
     ip -n "$ns" link set br0 up
     for a in "$@"; do
-        ip -n "$ns" addr add "$a" dev br0
+        case "$a" in
+        *:*) ip -n "$ns" -6 addr add "$a" dev br0 nodad ;;
+        *) ip -n "$ns" addr add "$a" dev br0 ;;
+        esac
     done
-    ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 }
 
 # What the demos run for real and what they only simulate, said up front.
