@@ -22,8 +22,9 @@
 #            + vnic IPAM, the delegate plexus runs for a VNIC NAD.
 #
 # Node-side commands run through on_node() (node netns + private mount
-# namespace with the node's sysfs and files on $ROOT), as in
-# demo-plexus.sh, whose conventions this script follows.
+# namespace with the node's sysfs and files on $ROOT); that and the rest of
+# the topology and bookkeeping are scripts/demo-lib.sh's, shared with
+# demo-plexus.sh.
 #
 # Steps (each with checks):
 #   1 the node pool exists: IMDS lists only the primary VNIC, nothing to do
