@@ -22,8 +22,9 @@
 #            + vnic IPAM, the delegate plexus runs for a VNIC NAD.
 #
 # Node-side commands run through on_node() (node netns + private mount
-# namespace with the node's sysfs and files on $ROOT), as in
-# demo-plexus.sh, whose conventions this script follows.
+# namespace with the node's sysfs and files on $ROOT); that and the rest of
+# the topology and bookkeeping are scripts/demo-lib.sh's, shared with
+# demo-plexus.sh.
 #
 # Steps (each with checks):
 #   1 the node pool exists: IMDS lists only the primary VNIC, nothing to do
@@ -35,11 +36,13 @@
 #   5 a second operator pass changes nothing (idempotent), every OCI
 #     request was signed and verified
 #
-# Usage: sudo ./scripts/demo-oci.sh
+# Part 3 of ./scripts/demo.sh (which runs it after parts 1 and 2 passed,
+# with their build); on its own:
+# Usage: ./scripts/demo-oci.sh   (root, or a sudo user: re-runs via sudo)
 #   PLEXUS_DEMO_BIN_DIR=<dir>   our binaries (host-device, vnic,
 #                               plexus-agent, plexus-operator, fake-imds,
-#                               fake-oci-api, fake-kube-apiserver);
-#                               default: build them into target/release
+#                               fake-oci-api, fake-kube-apiserver); default:
+#                               build them (dev profile, scripts/lib.sh)
 # Needs: iproute2, nsenter/unshare (util-linux), nft, curl, python3.
 # Exit status: 0 when every check passed, 1 otherwise.
 set -euo pipefail
@@ -48,16 +51,11 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 # shellcheck source=scripts/lib.sh
 . "$REPO/scripts/lib.sh"
+as_root "$0" "$@"
 
 TAG="pxo$$"
-NS_VCN="$TAG-vcn"
-NODES=(1 2)
-PASSED=0
-FAILED=0
-WORK=""
-ROOT=""
-PIDS=()
-SUMMARY_DONE=""
+# shellcheck source=scripts/demo-lib.sh
+. "$REPO/scripts/demo-lib.sh"
 API_INNER="127.0.0.1:6443"
 API_ENDPOINT="203.0.113.2:6443"
 OCI_INNER="127.0.0.1:8443"
@@ -66,200 +64,12 @@ SUBNET="ocid1.subnet.oc1.phx.demo-pods"
 COMPARTMENT="ocid1.compartment.oc1..demo"
 RESOURCE="plexus.io/vnic-pods"
 
-node_ns() { echo "$TAG-node$1"; }
-pod_ns() { echo "$TAG-pod$1"; }
-primary_ip() { echo "203.0.113.1$1"; }
-primary_mac() { echo "02:00:17:00:01:0$1"; }
 vf_mac() { echo "02:00:17:00:02:0$1"; }
 instance() { echo "ocid1.instance.oc1.phx.demo-node$1"; }
-cid() { echo "$TAG-sandbox-pod$1"; }
-
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-info() { printf '   %s\n' "$*"; }
-indent() { sed 's/^/   | /'; }
-
-check() {
-    local what=$1
-    shift
-    if "$@" >/dev/null 2>&1; then
-        printf '   \033[32mok\033[0m   %s\n' "$what"
-        PASSED=$((PASSED + 1))
-    else
-        printf '   \033[31mFAIL\033[0m %s\n' "$what"
-        FAILED=$((FAILED + 1))
-    fi
-}
-
-on_exit() {
-    local rc=$?
-    cleanup
-    if [ -z "$SUMMARY_DONE" ]; then
-        printf '\n%s passed, %s failed (aborted, exit %s)\n' "$PASSED" "$((FAILED + 1))" "$rc"
-        [ "$rc" -ne 0 ] || rc=1
-    fi
-    exit "$rc"
-}
-
-cleanup() {
-    local p ns
-    for p in "${PIDS[@]}"; do
-        stop_pid "$p"
-    done
-    PIDS=()
-    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$TAG-" || true); do
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        rm -rf "$WORK"
-    fi
-}
-
-stop_pid() {
-    local p=$1 i
-    kill "$p" 2>/dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$p" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -9 "$p" 2>/dev/null || true
-    wait "$p" 2>/dev/null || true
-}
-
-need_root() {
-    if [ "$(id -u)" != 0 ]; then
-        echo "demo-oci.sh needs root (namespaces, mounts): sudo $0" >&2
-        exit 1
-    fi
-}
-
-need_tools() {
-    local t missing=()
-    for t in ip nsenter unshare nft curl python3 ping; do
-        command -v "$t" >/dev/null || missing+=("$t")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "missing: ${missing[*]}" >&2
-        exit 1
-    fi
-}
-
-select_bins() {
-    if [ -n "${PLEXUS_DEMO_BIN_DIR:-}" ]; then
-        BIN=$PLEXUS_DEMO_BIN_DIR
-    else
-        step "building Plexus (release profile)"
-        "$(find_cargo)" build --release -q -p plexus-host-device -p plexus-vnic -p plexus-agent \
-            -p plexus-operator -p plexus-testkit --bins >&2
-        BIN="$REPO/target/release"
-    fi
-    local b
-    for b in host-device vnic plexus-agent plexus-operator fake-imds fake-oci-api fake-kube-apiserver; do
-        [ -x "$BIN/$b" ] || { echo "missing binary $BIN/$b" >&2; exit 1; }
-    done
-    info "binaries from $BIN"
-}
-
-node_argv() {
-    NODE_ARGV=(nsenter --net="/run/netns/$(node_ns "$1")" unshare --mount --propagation private
-        sh -c 'mount -t sysfs sysfs /sys && mount --bind "$1" "$2" && shift 2 && exec "$@"'
-        on_node "$WORK/node$1" "$ROOT")
-}
-
-on_node() {
-    local NODE_ARGV
-    node_argv "$1"
-    shift
-    "${NODE_ARGV[@]}" "$@"
-}
-
-agent_argv() {
-    local NODE_ARGV
-    node_argv "$1"
-    AGENT_ARGV=("${NODE_ARGV[@]}" env RUST_LOG="${RUST_LOG:-warn}"
-        PLEXUS_HOST_ROOT="$ROOT/hw"
-        PLEXUS_STATE_FILE="$ROOT/run/plexus/state.json"
-        PLEXUS_HOST_DEVICE_DIR="$ROOT/var/lib/cni/plexus-host-device"
-        PLEXUS_META_CACHE_DIR="$ROOT/var/lib/cni/plexus"
-        PLEXUS_CNI_BIN_DIR="$ROOT/opt/cni/bin"
-        PLEXUS_CNI_CONF_DIR="$ROOT/etc/cni/net.d"
-        PLEXUS_HOST_CNI_CONF_DIR="$ROOT/etc/cni/net.d"
-        "$BIN/plexus-agent" --netns "$(node_ns "$1")")
-}
-
-agent() {
-    local AGENT_ARGV
-    agent_argv "$1"
-    shift
-    "${AGENT_ARGV[@]}" "$@"
-}
-
-in_vcn() { nsenter --net="/run/netns/$NS_VCN" "$@"; }
 
 api() { in_vcn curl -sf --max-time 5 "http://$API_INNER$1"; }
 
-imds_on() {
-    nsenter --net="/run/netns/$(node_ns "$1")" curl -sf --max-time 5 \
-        -H "Authorization: Bearer Oracle" http://169.254.169.254/opc/v2/vnics/
-}
-
-# fake_vf <root> <pci> <ifname> <mac>: a Mellanox VF (15b3:101e, mlx5_core).
-fake_vf() {
-    local r=$1/sys pci=$2 ifname=$3 mac=$4 d
-    d="$r/devices/pci0000:00/$pci"
-    mkdir -p "$d/net/$ifname" "$r/bus/pci/devices" "$r/bus/pci/drivers/mlx5_core" "$r/class/net"
-    echo 0x15b3 >"$d/vendor"
-    echo 0x101e >"$d/device"
-    echo 0x020000 >"$d/class"
-    echo -1 >"$d/numa_node"
-    ln -s "../../../devices/pci0000:00/$pci" "$r/bus/pci/devices/$pci"
-    ln -s ../../../bus/pci/drivers/mlx5_core "$d/driver"
-    echo "$mac" >"$d/net/$ifname/address"
-    echo up >"$d/net/$ifname/operstate"
-    echo 9000 >"$d/net/$ifname/mtu"
-    ln -s "../../../$pci" "$d/net/$ifname/device"
-    ln -s "../../devices/pci0000:00/$pci/net/$ifname" "$r/class/net/$ifname"
-}
-
-wait_file() {
-    local i
-    for i in $(seq 100); do
-        [ -s "$1" ] && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # ---------------------------------------------------------------- topology
-
-setup_vcn() {
-    step "VCN: namespace $NS_VCN, router 203.0.113.1 / 198.51.100.1, API $API_ENDPOINT, OCI $OCI_ENDPOINT"
-    ip netns add "$NS_VCN"
-    ip -n "$NS_VCN" link set lo up
-    ip -n "$NS_VCN" link add br0 type bridge
-    ip -n "$NS_VCN" link set br0 up
-    ip -n "$NS_VCN" addr add 203.0.113.1/25 dev br0
-    ip -n "$NS_VCN" addr add "${API_ENDPOINT%:*}/25" dev br0
-    ip -n "$NS_VCN" addr add "${OCI_ENDPOINT%:*}/25" dev br0
-    ip -n "$NS_VCN" addr add 198.51.100.1/24 dev br0
-    in_vcn sysctl -qw net.ipv4.ip_forward=1
-    in_vcn sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.br0.route_localnet=1
-    in_vcn nft -f - <<EOF
-table ip plexus_demo {
-  chain pre {
-    type nat hook prerouting priority dstnat;
-    ip daddr ${API_ENDPOINT%:*} tcp dport ${API_ENDPOINT#*:} dnat to $API_INNER
-    ip daddr ${OCI_ENDPOINT%:*} tcp dport ${OCI_ENDPOINT#*:} dnat to $OCI_INNER
-  }
-}
-EOF
-}
-
-plug() {
-    local ns=$1 ifname=$2 wire=$3
-    shift 3
-    ip -n "$NS_VCN" link add "$wire" type veth peer name "$ifname" netns "$ns" "$@"
-    ip -n "$NS_VCN" link set "$wire" mtu 9000 master br0 up
-}
 
 start_oci() {
     step "fake OCI API: two VFIO instances, subnet 198.51.100.0/24, instance principals of the nodes' tenancy"
@@ -296,27 +106,10 @@ setup_node() {
     ns=$(node_ns "$n")
     dir="$WORK/node$n"
     step "node$n: namespace $ns, ens3 $(primary_ip "$n")/25; ens5 = the VF for a future VNIC ($(vf_mac "$n"))"
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    plug "$ns" ens3 "n${n}p" address "$(primary_mac "$n")" mtu 9000
-    ip -n "$ns" link set ens3 up
-    ip -n "$ns" addr add "$(primary_ip "$n")/25" dev ens3
-    ip -n "$ns" route add default via 203.0.113.1
-    plug "$ns" ens5 "n${n}s" address "$(vf_mac "$n")" mtu 1500
-    ip -n "$ns" addr add 169.254.169.254/32 dev lo
-    mkdir -p "$dir"/{etc/cni/net.d,opt/cni/bin,var/lib/cni,run/plexus,hw,imds}
-    fake_vf "$dir/hw" 0000:00:03.0 ens3 "$(primary_mac "$n")"
-    fake_vf "$dir/hw" 0000:00:05.0 ens5 "$(vf_mac "$n")"
+    node_base "$n" "$(vf_mac "$n")"
     echo '[]' >"$dir/imds/fallback.json"
-    nsenter --net="/run/netns/$ns" "$BIN/fake-imds" --listen 169.254.169.254:80 \
-        --vnics "$dir/imds/fallback.json" --oci-api "http://$OCI_ENDPOINT" \
-        --instance-id "$(instance "$n")" 2>"$dir/imds/log" &
-    PIDS+=($!)
-    local i
-    for i in $(seq 50); do
-        grep -q listening "$dir/imds/log" 2>/dev/null && break
-        sleep 0.1
-    done
+    start_imds "$n" --vnics "$dir/imds/fallback.json" --oci-api "http://$OCI_ENDPOINT" \
+        --instance-id "$(instance "$n")"
 }
 
 start_api() {
@@ -511,22 +304,14 @@ step5() {
     done
 }
 
-# Processes whose command line names this run (temp dir or namespace tag).
-no_leftover_processes() {
-    ! pgrep -f "$1" >/dev/null && ! pgrep -f "$TAG-" >/dev/null
-}
-
 main() {
-    need_root
+    demo_header "Plexus demo, part 3: from node pool to pod without a console step (scripts/demo-oci.sh)"
     need_tools
-    select_bins
-    local started=$SECONDS
-    trap on_exit EXIT
-    trap 'exit 130' INT TERM
-    WORK=$(mktemp -d "/tmp/plexus-demo-$TAG.XXXXXX")
-    ROOT="$WORK/node"
-    mkdir -p "$ROOT" "$WORK/oci"
-    setup_vcn
+    select_bins host-device vnic plexus-agent plexus-operator fake-imds fake-oci-api fake-kube-apiserver
+    demo_start
+    mkdir -p "$WORK/oci"
+    step "VCN: namespace $NS_VCN, router 203.0.113.1 / 198.51.100.1, API $API_ENDPOINT, OCI $OCI_ENDPOINT"
+    setup_vcn "$API_ENDPOINT=$API_INNER" "$OCI_ENDPOINT=$OCI_INNER"
     start_oci
     local n
     for n in "${NODES[@]}"; do
@@ -539,17 +324,7 @@ main() {
     step3
     step4
     step5
-
-    step "cleanup: namespaces $TAG-*, processes, $WORK"
-    local work=$WORK
-    cleanup
-    check "no namespace $TAG-* left" sh -c "! ip netns list | grep -q '^$TAG-'"
-    check "no process of this run left" no_leftover_processes "$work"
-    check "temp dir removed" test ! -e "$work"
-    WORK=""
-    SUMMARY_DONE=1
-    printf '\n%s passed, %s failed (%ss)\n' "$PASSED" "$FAILED" "$((SECONDS - started))"
-    [ "$FAILED" -eq 0 ]
+    demo_finish
 }
 
 main "$@"

@@ -77,174 +77,27 @@ REPO=$(pwd)
 as_root "$0" "$@"
 
 TAG="pxp$$"
-NS_VCN="$TAG-vcn"
-NODES=(1 2)
-PASSED=0
-FAILED=0
-WORK=""          # temp dir: every file of the run
-ROOT=""          # $WORK/node: mount point, each node's own files appear here
-PIDS=()          # background processes we started
-SUMMARY_DONE=""
+# shellcheck source=scripts/demo-lib.sh
+. "$REPO/scripts/demo-lib.sh"
 API_PID=""
 API_TOKEN="plexus-demo-token"
 API_INNER="127.0.0.1:6443"          # fake API, inside the VCN ns
 API_ENDPOINT="203.0.113.2:6443"     # what nodes use (DNAT in the VCN ns)
 REF_CNI=/usr/lib/cni
 
-node_ns() { echo "$TAG-node$1"; }
-pod_ns() { echo "$TAG-pod$1"; }
-primary_ip() { echo "203.0.113.1$1"; }
 vnic_ip() { echo "198.51.100.2$1"; }
 # The secondary VNICs are dual-stack: IPv6 from 2001:db8::/32 only, the
 # router link-local (fe80::1) as OCI's ipv6VirtualRouterIp is.
 vnic_ip6() { echo "2001:db8:0:1::2$1"; }
 primary_ip6() { echo "2001:db8::1$1"; }
-primary_mac() { echo "02:00:17:00:01:0$1"; }
+# The VCN router's IPv6 addresses (setup_vcn in demo-lib.sh adds them).
+VCN_EXTRA_ADDRS=(fe80::1/64 2001:db8::1/64 2001:db8:0:1::1/64)
 vnic_mac() { echo "02:00:17:00:02:0$1"; }
 pod_cidr() { [ "$1" = 1 ] && echo 203.0.113.128/26 || echo 203.0.113.192/26; }
 pod_uid() { echo "5d6c1f0e-8a1b-4c2d-9e3f-00000000000$1"; }
-cid() { echo "$TAG-sandbox-pod$1"; }
 TABLE=101   # table_base 100 + IMDS index 1
 # Said wherever `plexus-agent status` prints PCI/driver facts.
 SIMULATED_PCI="PCI, TYPE, DRIVER: simulated (fake sysfs tree; the VFs are veths); VNIC, IP, SUBNET: from the fake IMDS; INTERFACE, MAC, WHERE: real (kernel, CNI caches)"
-
-info() { printf '   %s\n' "$*"; }
-indent() { sed 's/^/   | /'; }
-
-check() {
-    # check <description> <command...>: runs the command quietly, records it.
-    local what=$1
-    shift
-    if "$@" >/dev/null 2>&1; then
-        printf '   %sok%s   %s\n' "$C_GREEN" "$C_OFF" "$what"
-        PASSED=$((PASSED + 1))
-    else
-        printf '   %sFAIL%s %s\n' "$C_RED" "$C_OFF" "$what"
-        FAILED=$((FAILED + 1))
-    fi
-}
-
-# EXIT trap: cleanup, and a summary even when something outside a check
-# aborted the run (set -e).
-on_exit() {
-    local rc=$?
-    trap - EXIT
-    cleanup
-    if [ -z "$SUMMARY_DONE" ]; then
-        printf '\n%s passed, %s failed (aborted, exit %s)\n' "$PASSED" "$((FAILED + 1))" "$rc"
-        [ "$rc" -ne 0 ] || rc=1
-    fi
-    exit "$rc"
-}
-
-cleanup() {
-    local p ns
-    for p in "${PIDS[@]}"; do
-        stop_pid "$p"
-    done
-    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$TAG-" || true); do
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        rm -rf "$WORK"
-    fi
-}
-
-need_tools() {
-    local t missing=()
-    for t in ip nsenter unshare nft curl python3 ping; do
-        command -v "$t" >/dev/null || missing+=("$t")
-    done
-    for t in bridge host-local; do
-        [ -x "$REF_CNI/$t" ] || missing+=("$REF_CNI/$t (containernetworking-plugins)")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "missing: ${missing[*]}" >&2
-        exit 1
-    fi
-}
-
-select_bins() {
-    if [ -n "${PLEXUS_DEMO_BIN_DIR:-}" ]; then
-        BIN=$PLEXUS_DEMO_BIN_DIR
-    else
-        step "building Plexus: cargo build --workspace --bins (dev profile, shared with scripts/test.sh)"
-        timed "build" build_bins
-        BIN=$(bins_dir)
-    fi
-    local b
-    for b in plexus host-device static vnic plexus-agent fake-imds fake-kube-apiserver; do
-        [ -x "$BIN/$b" ] || { echo "missing binary $BIN/$b" >&2; exit 1; }
-    done
-    info "binaries from $BIN"
-}
-
-# node_argv <n>: sets NODE_ARGV to the prefix that runs a command "on node
-# n" (see the header): its netns, a private mount namespace with a fresh
-# sysfs and the node's files on $ROOT. nsenter, unshare and sh all exec, so
-# for `"${NODE_ARGV[@]}" cmd &` $! is cmd's own pid (a backgrounded shell
-# *function* would give a subshell's pid instead, and kill would miss cmd).
-node_argv() {
-    NODE_ARGV=(nsenter --net="/run/netns/$(node_ns "$1")" unshare --mount --propagation private
-        sh -c 'mount -t sysfs sysfs /sys && mount --bind "$1" "$2" && shift 2 && exec "$@"'
-        on_node "$WORK/node$1" "$ROOT")
-}
-
-on_node() {
-    local NODE_ARGV
-    node_argv "$1"
-    shift
-    "${NODE_ARGV[@]}" "$@"
-}
-
-# agent_argv <n>: sets AGENT_ARGV to plexus-agent on node n, every path flag
-# node-local (through the PLEXUS_* environment variables).
-# PLEXUS_HOST_ROOT is the directory HOLDING sys/ (discovery reads
-# <root>/sys/bus/pci/devices), like the DaemonSet's /host and the default /.
-agent_argv() {
-    local NODE_ARGV
-    node_argv "$1"
-    AGENT_ARGV=("${NODE_ARGV[@]}" env RUST_LOG="${RUST_LOG:-warn}"
-        PLEXUS_HOST_ROOT="$ROOT/hw"
-        PLEXUS_STATE_FILE="$ROOT/run/plexus/state.json"
-        PLEXUS_HOST_DEVICE_DIR="$ROOT/var/lib/cni/plexus-host-device"
-        PLEXUS_META_CACHE_DIR="$ROOT/var/lib/cni/plexus"
-        PLEXUS_CNI_BIN_DIR="$ROOT/opt/cni/bin"
-        PLEXUS_CNI_CONF_DIR="$ROOT/etc/cni/net.d"
-        PLEXUS_HOST_CNI_CONF_DIR="$ROOT/etc/cni/net.d"
-        "$BIN/plexus-agent" --netns "$(node_ns "$1")")
-}
-
-agent() {
-    local AGENT_ARGV
-    agent_argv "$1"
-    shift
-    "${AGENT_ARGV[@]}" "$@"
-}
-
-# stop_pid <pid>: SIGTERM, then SIGKILL after 5 s; reaps it and forgets it.
-# Each pid is signalled and waited for exactly once: it leaves PIDS here, so
-# cleanup never signals a pid the kernel may have handed to another process
-# since, nor makes bash wait for a child it has already reaped (the
-# intermittent "wait_for: No record of process" of earlier versions, which
-# stopped the API server and the agent twice).
-stop_pid() {
-    local p=$1 i keep=() q
-    for q in "${PIDS[@]}"; do
-        [ "$q" = "$p" ] || keep+=("$q")
-    done
-    PIDS=("${keep[@]}")
-    if kill "$p" 2>/dev/null; then
-        for ((i = 0; i < 50; i++)); do
-            kill -0 "$p" 2>/dev/null || break
-            sleep 0.1
-        done
-        kill -9 "$p" 2>/dev/null || true
-    fi
-    wait "$p" 2>/dev/null || true
-}
-
-in_vcn() { nsenter --net="/run/netns/$NS_VCN" "$@"; }
 
 # api GET <path>: the fake API as seen from the VCN ns.
 api() {
@@ -253,80 +106,14 @@ api() {
 
 # ---------------------------------------------------------------- topology
 
-setup_vcn() {
-    step "VCN: namespace $NS_VCN, bridge br0, router 203.0.113.1 / 198.51.100.1, API $API_ENDPOINT"
-    ip netns add "$NS_VCN"
-    ip -n "$NS_VCN" link set lo up
-    ip -n "$NS_VCN" link add br0 type bridge
-    ip -n "$NS_VCN" link set br0 up
-    ip -n "$NS_VCN" addr add 203.0.113.1/25 dev br0
-    ip -n "$NS_VCN" addr add "${API_ENDPOINT%:*}/25" dev br0
-    ip -n "$NS_VCN" addr add 198.51.100.1/24 dev br0
-    for a in fe80::1/64 2001:db8::1/64 2001:db8:0:1::1/64; do
-        ip -n "$NS_VCN" -6 addr add "$a" dev br0 nodad
-    done
-    in_vcn sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-    # The API endpoint on the VCN: fake-kube-apiserver refuses non-loopback
-    # addresses, so DNAT the endpoint to its loopback listener (route_localnet
-    # lets the kernel route to 127.0.0.1 for packets arriving on br0).
-    in_vcn sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.br0.route_localnet=1
-    in_vcn nft -f - <<EOF
-table ip plexus_demo {
-  chain pre {
-    type nat hook prerouting priority dstnat;
-    ip daddr ${API_ENDPOINT%:*} tcp dport ${API_ENDPOINT#*:} dnat to $API_INNER
-  }
-}
-EOF
-}
-
-plug() {
-    # plug <ns> <ifname> <vcn-side name> [ip link options...]
-    local ns=$1 ifname=$2 wire=$3
-    shift 3
-    ip -n "$NS_VCN" link add "$wire" type veth peer name "$ifname" netns "$ns" "$@"
-    ip -n "$NS_VCN" link set "$wire" mtu 9000 master br0 up
-}
-
-# fake_vf <root> <pci> <ifname> <mac>: a Mellanox ConnectX VF (15b3:101e,
-# mlx5_core) with netdev <ifname>, laid out as the kernel does.
-fake_vf() {
-    local r=$1/sys pci=$2 ifname=$3 mac=$4 d
-    d="$r/devices/pci0000:00/$pci"
-    mkdir -p "$d/net/$ifname" "$r/bus/pci/devices" "$r/bus/pci/drivers/mlx5_core" "$r/class/net"
-    echo 0x15b3 >"$d/vendor"
-    echo 0x101e >"$d/device"
-    echo 0x020000 >"$d/class"
-    echo -1 >"$d/numa_node"
-    ln -s "../../../devices/pci0000:00/$pci" "$r/bus/pci/devices/$pci"
-    ln -s ../../../bus/pci/drivers/mlx5_core "$d/driver"
-    echo "$mac" >"$d/net/$ifname/address"
-    echo up >"$d/net/$ifname/operstate"
-    echo 9000 >"$d/net/$ifname/mtu"
-    ln -s "../../../$pci" "$d/net/$ifname/device"
-    ln -s "../../devices/pci0000:00/$pci/net/$ifname" "$r/class/net/$ifname"
-}
-
 setup_node() {
     local n=$1 ns dir
     ns=$(node_ns "$n")
     dir="$WORK/node$n"
     step "node$n: namespace $ns, ens3 $(primary_ip "$n")/25, ens5 = secondary VNIC $(vnic_mac "$n") (fresh: down, MTU 1500)"
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    plug "$ns" ens3 "n${n}p" address "$(primary_mac "$n")" mtu 9000
-    ip -n "$ns" link set ens3 up
-    ip -n "$ns" addr add "$(primary_ip "$n")/25" dev ens3
-    ip -n "$ns" route add default via 203.0.113.1
+    node_base "$n" "$(vnic_mac "$n")"
     ip -n "$ns" -6 addr add "$(primary_ip6 "$n")/64" dev ens3 nodad
     ip -n "$ns" -6 route add default via fe80::1 dev ens3
-    plug "$ns" ens5 "n${n}s" address "$(vnic_mac "$n")" mtu 1500
-    # The metadata address exists only inside this node's namespace.
-    ip -n "$ns" addr add 169.254.169.254/32 dev lo
-
-    mkdir -p "$dir"/{etc/cni/net.d,opt/cni/bin,var/lib/cni,run/plexus,hw,imds}
-    fake_vf "$dir/hw" 0000:00:03.0 ens3 "$(primary_mac "$n")"
-    fake_vf "$dir/hw" 0000:00:05.0 ens5 "$(vnic_mac "$n")"
     cat >"$dir/imds/vnics.json" <<EOF
 [{"vnicId":"ocid1.vnic.oc1.phx.demo-node$n-primary","privateIp":"$(primary_ip "$n")",
   "macAddr":"$(primary_mac "$n" | tr a-f A-F)","virtualRouterIp":"203.0.113.1",
@@ -337,9 +124,7 @@ setup_node() {
   "ipv6Addresses":["$(vnic_ip6 "$n")"],"ipv6SubnetCidrBlock":"2001:db8:0:1::/64",
   "ipv6VirtualRouterIp":"fe80::1"}]
 EOF
-    nsenter --net="/run/netns/$ns" "$BIN/fake-imds" --listen 169.254.169.254:80 \
-        --vnics "$dir/imds/vnics.json" 2>"$dir/imds/log" &
-    PIDS+=($!)
+    start_imds "$n" --vnics "$dir/imds/vnics.json"
     # The node's primary CNI config (what Flannel's would be): a bridge with
     # this node's pod CIDR. install wraps it; the kubelet never sees it alone.
     cat >"$dir/etc/cni/net.d/10-cluster.conflist" <<EOF
@@ -348,14 +133,7 @@ EOF
   "ipam":{"type":"host-local","dataDir":"$ROOT/var/lib/cni/networks",
           "ranges":[[{"subnet":"$(pod_cidr "$n")"}]]}}]}
 EOF
-    local i
-    for i in $(seq 50); do
-        grep -q listening "$dir/imds/log" 2>/dev/null && break
-        sleep 0.1
-    done
-    check "node$n: fake IMDS on 169.254.169.254:80 (node netns only)" \
-        nsenter --net="/run/netns/$ns" curl -sf --max-time 2 -H "Authorization: Bearer Oracle" \
-        http://169.254.169.254/opc/v2/vnics/
+    check "node$n: fake IMDS on 169.254.169.254:80 (node netns only)" imds_on "$n"
 }
 
 start_api() {
@@ -383,11 +161,7 @@ EOF
         --seed "$WORK/seed.json" --token "$API_TOKEN" 2>"$WORK/api.log" &
     API_PID=$!
     PIDS+=("$API_PID")
-    local i
-    for i in $(seq 50); do
-        [ -s "$WORK/api.port" ] && break
-        sleep 0.1
-    done
+    wait_file "$WORK/api.port" || true
     info "NAD spec.config: $(api /apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/vnic-net |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["spec"]["config"])')"
     check "fake API answers on $API_INNER (VCN ns)" api /api/v1/namespaces/default/pods/pod1
@@ -668,24 +442,13 @@ task_del() {
         ip netns exec "$(node_ns 1)" ping -6 -c 2 -W 2 -I "$(vnic_ip6 1)" "$(vnic_ip6 2)"
 }
 
-# Processes whose command line names this run (temp dir or namespace tag).
-no_leftover_processes() {
-    ! pgrep -f "$1" >/dev/null && ! pgrep -f "$TAG-" >/dev/null
-}
-
 main() {
-    local started=$SECONDS
-    printf '%sPlexus demo, part 2: the tutorial the Plexus way (scripts/demo-plexus.sh)%s\n' "$C_BOLD" "$C_OFF"
-    real_and_simulated
-    [ -n "${PLEXUS_DEMO_DEPS_DONE:-}" ] || timed "packages" "$REPO/scripts/deps.sh"
-    need_tools
-    select_bins
-    trap on_exit EXIT
-    trap 'exit 130' INT TERM
-    WORK=$(mktemp -d "/tmp/plexus-demo-$TAG.XXXXXX")
-    ROOT="$WORK/node"
-    mkdir -p "$ROOT"
-    setup_vcn
+    demo_header "Plexus demo, part 2: the tutorial the Plexus way (scripts/demo-plexus.sh)"
+    need_tools "$REF_CNI/bridge" "$REF_CNI/host-local"
+    select_bins plexus host-device static vnic plexus-agent fake-imds fake-kube-apiserver
+    demo_start
+    step "VCN: namespace $NS_VCN, bridge br0, router 203.0.113.1 / 198.51.100.1, API $API_ENDPOINT"
+    setup_vcn "$API_ENDPOINT=$API_INNER"
     local n
     for n in "${NODES[@]}"; do
         setup_node "$n"
@@ -696,18 +459,7 @@ main() {
     task4
     pings
     task_del
-
-    step "cleanup: namespaces $TAG-*, processes, $WORK"
-    local work=$WORK
-    cleanup
-    check "no namespace $TAG-* left" sh -c "! ip netns list | grep -q '^$TAG-'"
-    check "no process of this run left" no_leftover_processes "$work"
-    check "temp dir removed" test ! -e "$work"
-    WORK=""
-    SUMMARY_DONE=1
-    trap - EXIT
-    printf '\n%s passed, %s failed (%ss)\n' "$PASSED" "$FAILED" "$((SECONDS - started))"
-    [ "$FAILED" -eq 0 ]
+    demo_finish
 }
 
 main "$@"

@@ -20,13 +20,16 @@
 #   PLEXUS_DEMO_PLUGINS=reference   run Debian's Go plugins (/usr/lib/cni)
 #                                   instead of ours, for comparison
 #   PLEXUS_DEMO_PLUGIN_DIR=<dir>    explicit plugin directory (skips the build)
-#   PLEXUS_DEMO_TUTORIAL_ONLY=1     stop after part 1
+#   PLEXUS_DEMO_TUTORIAL_ONLY=1     stop after part 1 (no parts 2 and 3)
 # Builds our binaries once, `cargo build --workspace --bins` in the dev profile
 # (both parts use them, and scripts/test.sh then reuses the same build).
 # Part 2 (scripts/demo-plexus.sh, run next with our plugins): the same
 # scenario the Plexus way: plexus-agent configures the VNICs from a fake IMDS,
 # the meta plugin reads one NAD from a fake API server, vnic IPAM gives each
-# pod its node's VNIC IP.
+# pod its node's VNIC IP. Part 3 (scripts/demo-oci.sh, after part 2 passed):
+# the cloud step too: a VnicPool object, plexus-operator attaches the VNICs
+# through the fake OCI API (signed requests), the running agent configures
+# them, pods get the VF with the VNIC's IP.
 # Exit status: 0 when every check passed, 1 otherwise.
 set -euo pipefail
 
@@ -107,13 +110,7 @@ select_plugins() {
 
 setup_vcn() {
     step "VCN: namespace $NS_VCN, bridge br0, virtual router 203.0.113.1 / 198.51.100.1"
-    ip netns add "$NS_VCN"
-    ip -n "$NS_VCN" link set lo up
-    ip -n "$NS_VCN" link add br0 type bridge
-    ip -n "$NS_VCN" link set br0 up
-    ip -n "$NS_VCN" addr add 203.0.113.1/24 dev br0
-    ip -n "$NS_VCN" addr add 198.51.100.1/24 dev br0
-    ip netns exec "$NS_VCN" sysctl -qw net.ipv4.ip_forward=1
+    vcn_bridge "$NS_VCN" 203.0.113.1/24 198.51.100.1/24
 }
 
 # plug <ns> <ifname> <vcn-side name> [ip link options...]: a NIC of <ns> whose
@@ -256,18 +253,29 @@ main() {
         printf '\n%s%d of %d checks failed%s\n' "$C_RED" "$FAILED" "$CHECKS" "$C_OFF"
         exit 1
     fi
-    # Part 2: the same scenario the Plexus way (agent, meta plugin, one NAD,
-    # vnic IPAM). Skipped for the reference plugins, which have no part 2.
+    # Parts 2 and 3 use the same build and skip the packages. Skipped for
+    # the reference plugins, which have no part 2 or 3.
     if [ "$PLUGIN_DIR" != /usr/lib/cni ] && [ -z "${PLEXUS_DEMO_TUTORIAL_ONLY:-}" ]; then
         trap - EXIT
         cleanup
-        printf '\n%s######## Part 2: the tutorial the Plexus way (scripts/demo-plexus.sh) ########%s\n' "$C_BOLD" "$C_OFF"
         if [ -n "$BUILT_HERE" ]; then
             export PLEXUS_DEMO_BIN_DIR="$PLUGIN_DIR"
         fi
         export PLEXUS_DEMO_DEPS_DONE=1
-        exec "$REPO/scripts/demo-plexus.sh"
+        part 2 "the tutorial the Plexus way" demo-plexus.sh
+        part 3 "from node pool to pod, no console step" demo-oci.sh
+        printf '\n%sAll three parts passed%s (%ss in total)\n' "$C_GREEN" "$C_OFF" "$((SECONDS - started))"
     fi
+}
+
+# part <n> <title> <script>: runs a later part of the demo; stops at the
+# first that fails.
+part() {
+    printf '\n%s######## Part %s: %s (scripts/%s) ########%s\n' "$C_BOLD" "$1" "$2" "$3" "$C_OFF"
+    "$REPO/scripts/$3" || {
+        printf '\n%sPart %s failed%s\n' "$C_RED" "$1" "$C_OFF"
+        exit 1
+    }
 }
 
 main "$@"

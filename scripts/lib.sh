@@ -1,4 +1,5 @@
-# Shared by demo.sh, demo-plexus.sh and test.sh (sourced, not run; bash).
+# Shared by demo.sh, demo-plexus.sh, demo-oci.sh and test.sh (sourced, not
+# run; bash). What only the namespace demos share is in demo-lib.sh.
 
 # Colour only on a terminal, and never with NO_COLOR set (no-color.org):
 # logs written to a file stay plain text.
@@ -72,11 +73,17 @@ cargo_as_owner() {
 # step <title>: a section header; first says how long the previous one took.
 STEP_START=""
 step() {
+    step_end
+    STEP_START=$SECONDS
+    printf '\n%s== %s%s\n' "$C_BOLD" "$*" "$C_OFF"
+}
+
+# step_end: says how long the current step took (once), e.g. before a summary.
+step_end() {
     if [ -n "$STEP_START" ]; then
         printf '   %s(%ss)%s\n' "$C_DIM" "$((SECONDS - STEP_START))" "$C_OFF"
     fi
-    STEP_START=$SECONDS
-    printf '\n%s== %s%s\n' "$C_BOLD" "$*" "$C_OFF"
+    STEP_START=""
 }
 
 # timed <label> <command...>: runs the command, then says how long it took.
@@ -103,16 +110,40 @@ bins_dir() {
     echo "${CARGO_TARGET_DIR:-$REPO/target}/debug"
 }
 
+# vcn_bridge <ns> <router address/len>...: the demos' VCN, a namespace whose
+# bridge br0 carries the virtual router's addresses (IPv4 or IPv6; IPv6
+# without duplicate address detection, usable at once), forwarding on.
+vcn_bridge() {
+    local ns=$1 a
+    shift
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" link add br0 type bridge
+    ip -n "$ns" link set br0 up
+    for a in "$@"; do
+        case "$a" in
+        *:*) ip -n "$ns" -6 addr add "$a" dev br0 nodad ;;
+        *) ip -n "$ns" addr add "$a" dev br0 ;;
+        esac
+    done
+    ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+}
+
 # What the demos run for real and what they only simulate, said up front.
 real_and_simulated() {
     cat <<EOF
    ${C_BOLD}Real${C_OFF}: the Linux kernel's network stack, netlink, network namespaces,
          veth/bridge links, routes and policy rules, and our binaries
-         (plexus, host-device, static, vnic, plexus-agent) run exactly as a
-         container runtime runs them; Debian's bridge/host-local plugins.
+         (plexus, host-device, static, vnic, plexus-agent, plexus-operator)
+         run exactly as a container runtime runs them; Debian's
+         bridge/host-local plugins; the operator's OCI request signing
+         (RSA-SHA256 HTTP signatures, instance-principal session keys),
+         verified by the fake OCI API as OCI does.
    ${C_BOLD}Simulated${C_OFF}: each "node" is a network namespace; the VFs/VNICs are veths;
          their PCI identity (mlx5_core VF, 0000:00:05.0) is a small fake sysfs
-         tree; the OCI metadata service (IMDS) and the Kubernetes API server
-         are in-repo fakes (crates/testkit); "the kubelet" is this script.
+         tree; the OCI metadata service (IMDS), the OCI API (VNIC attach,
+         ATTACHING -> ATTACHED, no hypervisor behind it) and the Kubernetes
+         API server are in-repo fakes (crates/testkit); "the kubelet" is
+         this script.
 EOF
 }

@@ -1,4 +1,4 @@
-//! `deploy/plexus.yaml` as the Kubernetes API sees it: every document
+//! The manifests under `deploy/` as the Kubernetes API sees them: every document
 //! decoded into its `k8s-openapi` type, strictly. Those types ignore unknown
 //! fields, so a misspelled key (`imagePulPolicy`) would silently vanish; we
 //! re-encode each typed object and require it to equal the YAML document,
@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
-use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{PodSpec, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -17,7 +17,25 @@ use serde_json::Value;
 
 /// The manifest users apply.
 pub fn path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/plexus.yaml")
+    deploy_dir().join("plexus.yaml")
+}
+
+/// `deploy/`: every manifest we ship.
+pub fn deploy_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// Every `*.yaml` under `deploy/`, sorted.
+pub fn all_paths() -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(deploy_dir()).context("reading deploy/")? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "yaml") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Every non-empty YAML document of `text`, as JSON.
@@ -57,6 +75,8 @@ fn first_difference(path: &str, raw: &Value, typed: &Value) -> Option<String> {
             .enumerate()
             .find_map(|(i, (rv, tv))| first_difference(&format!("{path}[{i}]"), rv, tv)),
         _ if raw == typed => None,
+        // A schema's `minimum: 0` is an f64 in the API type (reads back 0.0).
+        (Value::Number(r), Value::Number(t)) if r.as_f64() == t.as_f64() => None,
         _ => Some(format!("{path}: {raw} reads back as {typed}")),
     }
 }
@@ -79,7 +99,10 @@ pub struct Manifest {
     pub service_accounts: Vec<ServiceAccount>,
     pub cluster_roles: Vec<ClusterRole>,
     pub cluster_role_bindings: Vec<ClusterRoleBinding>,
+    pub roles: Vec<Role>,
+    pub role_bindings: Vec<RoleBinding>,
     pub daemon_sets: Vec<DaemonSet>,
+    pub deployments: Vec<Deployment>,
 }
 
 impl Manifest {
@@ -98,7 +121,12 @@ impl Manifest {
                 (Some("rbac.authorization.k8s.io/v1"), Some("ClusterRoleBinding")) => {
                     m.cluster_role_bindings.push(strict(&doc)?)
                 }
+                (Some("rbac.authorization.k8s.io/v1"), Some("Role")) => m.roles.push(strict(&doc)?),
+                (Some("rbac.authorization.k8s.io/v1"), Some("RoleBinding")) => {
+                    m.role_bindings.push(strict(&doc)?)
+                }
                 (Some("apps/v1"), Some("DaemonSet")) => m.daemon_sets.push(strict(&doc)?),
+                (Some("apps/v1"), Some("Deployment")) => m.deployments.push(strict(&doc)?),
                 (v, k) => bail!("unexpected document {v:?} {k:?}"),
             }
         }
@@ -107,10 +135,28 @@ impl Manifest {
 
     /// `deploy/plexus.yaml`.
     pub fn load() -> Result<Self> {
-        let p = path();
+        Self::load_file(&path())
+    }
+
+    /// One manifest file, parsed strictly.
+    pub fn load_file(p: &Path) -> Result<Self> {
         let text =
-            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
         Self::parse(&text).with_context(|| p.display().to_string())
+    }
+
+    /// The pod templates of every workload (DaemonSets, Deployments), each
+    /// named by its kind and name.
+    pub fn pod_specs(&self) -> Vec<(String, &PodSpec)> {
+        let ds = self.daemon_sets.iter().filter_map(|d| {
+            let spec = d.spec.as_ref()?.template.spec.as_ref()?;
+            Some((format!("DaemonSet {}", d.metadata.name.as_deref()?), spec))
+        });
+        let dep = self.deployments.iter().filter_map(|d| {
+            let spec = d.spec.as_ref()?.template.spec.as_ref()?;
+            Some((format!("Deployment {}", d.metadata.name.as_deref()?), spec))
+        });
+        ds.chain(dep).collect()
     }
 
     /// The one DaemonSet.
