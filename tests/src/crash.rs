@@ -134,3 +134,44 @@ pub fn was_killed(status: &ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;
     status.signal() == Some(9) || status.code() == Some(137)
 }
+
+/// A mount over a test directory (a read-only bind of it onto itself, or a
+/// 64 KiB tmpfs to fill), unmounted on drop: the "read-only" and "full"
+/// data-dir cases.
+pub struct TestMount(PathBuf);
+
+impl TestMount {
+    /// `dir` bound onto itself, then remounted read-only.
+    pub fn bind_read_only(dir: &Path) -> Result<Self> {
+        let d = dir.display().to_string();
+        sh(&["mount", "--bind", &d, &d])?;
+        let this = Self(dir.to_owned());
+        sh(&["mount", "-o", "remount,bind,ro", &d])?;
+        Ok(this)
+    }
+
+    /// A 64 KiB tmpfs on `dir`.
+    pub fn tiny_tmpfs(dir: &Path) -> Result<Self> {
+        let d = dir.display().to_string();
+        sh(&["mount", "-t", "tmpfs", "-o", "size=64k", "plexus-full", &d])?;
+        Ok(Self(dir.to_owned()))
+    }
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        let _ = sh(&["umount", &self.0.display().to_string()]);
+    }
+}
+
+fn sh(args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new(args[0])
+        .args(&args[1..])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

@@ -18,12 +18,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 
 use anyhow::{bail, ensure, Result};
 use plexus_e2e::consistency::{Live, Node, VfHome};
-use plexus_e2e::crash::{kill_points, was_killed, wrapper, KillAt, Mode};
+use plexus_e2e::crash::{kill_points, was_killed, wrapper, KillAt, Mode, TestMount};
 use plexus_netns::NetNs;
 use plexus_testkit::imds::{FakeImds, Fault};
 use plexus_testkit::net::{
@@ -284,7 +284,7 @@ fn crash_host_device_del_killed_then_del_again() -> Result<()> {
 fn crash_host_device_read_only_data_dir() -> Result<()> {
     let f = Fixture::new();
     std::fs::create_dir_all(f.data_dir())?;
-    let _ro = ReadOnlyBind::new(&f.data_dir())?;
+    let _ro = TestMount::bind_read_only(&f.data_dir())?;
     let out = f.call("ADD", "ro", &Mode::Plain);
     ensure!(
         !out.status.success(),
@@ -306,7 +306,7 @@ fn crash_host_device_full_data_dir() -> Result<()> {
     let f = Fixture::new();
     let mnt = f.data_dir();
     std::fs::create_dir_all(&mnt)?;
-    let _fs = TinyTmpfs::new(&mnt)?;
+    let _fs = TestMount::tiny_tmpfs(&mnt)?;
     // Fill it: ENOSPC on the next data block.
     let filler = mnt.join("filler.json.x");
     let _ = std::fs::write(&filler, vec![b' '; 128 * 1024]);
@@ -320,65 +320,6 @@ fn crash_host_device_full_data_dir() -> Result<()> {
     f.ok("DEL", "full")?;
     std::fs::remove_file(&filler)?;
     f.check(&[], "full dataDir")
-}
-
-/// A read-only bind mount of a directory onto itself, undone on drop.
-struct ReadOnlyBind(PathBuf);
-
-impl ReadOnlyBind {
-    fn new(dir: &Path) -> Result<Self> {
-        sh(&[
-            "mount",
-            "--bind",
-            &dir.display().to_string(),
-            &dir.display().to_string(),
-        ])?;
-        let this = Self(dir.to_owned());
-        sh(&["mount", "-o", "remount,bind,ro", &dir.display().to_string()])?;
-        Ok(this)
-    }
-}
-
-impl Drop for ReadOnlyBind {
-    fn drop(&mut self) {
-        let _ = sh(&["umount", &self.0.display().to_string()]);
-    }
-}
-
-/// A 64 KiB tmpfs on `dir`, unmounted on drop.
-struct TinyTmpfs(PathBuf);
-
-impl TinyTmpfs {
-    fn new(dir: &Path) -> Result<Self> {
-        sh(&[
-            "mount",
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=64k",
-            "plexus-full",
-            &dir.display().to_string(),
-        ])?;
-        Ok(Self(dir.to_owned()))
-    }
-}
-
-impl Drop for TinyTmpfs {
-    fn drop(&mut self) {
-        let _ = sh(&["umount", &self.0.display().to_string()]);
-    }
-}
-
-fn sh(args: &[&str]) -> Result<()> {
-    let out = std::process::Command::new(args[0])
-        .args(&args[1..])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }
 
 /// `vnic` IPAM without a state file asks IMDS, which answers garbage, 5xx,

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure, Result};
 use plexus_e2e::consistency::{Live, Node, VfHome};
-use plexus_e2e::crash::{kill_points, was_killed, wrapper, KillAt, Mode};
+use plexus_e2e::crash::{kill_points, was_killed, wrapper, KillAt, Mode, TestMount};
 use plexus_netns::NetNs;
 use plexus_testkit::kube::FakeApiServer;
 use plexus_testkit::net::{
@@ -483,10 +483,10 @@ fn crash_plexus_cache_dir_read_only_or_full() -> Result<()> {
     let cache = f.tmp.path().join("cache");
     std::fs::create_dir_all(&cache)?;
     {
-        let _ro = Mount::bind_read_only(&cache)?;
+        let _ro = TestMount::bind_read_only(&cache)?;
         f.under_fault("ro", "read-only cache dir")?;
     }
-    let _full = Mount::tiny_tmpfs(&cache)?;
+    let _full = TestMount::tiny_tmpfs(&cache)?;
     let _ = std::fs::write(cache.join("filler"), vec![b' '; 128 * 1024]);
     let out = f.call("ADD", "full", &Mode::Plain);
     let _ = std::fs::remove_file(cache.join("filler"));
@@ -502,43 +502,6 @@ fn crash_plexus_cache_dir_read_only_or_full() -> Result<()> {
     }
     f.ok("DEL", "full")?;
     f.check(&[], "full cache dir: after DEL")
-}
-
-/// A mount over a test directory, unmounted on drop.
-struct Mount(PathBuf);
-
-impl Mount {
-    fn bind_read_only(dir: &std::path::Path) -> Result<Self> {
-        let d = dir.display().to_string();
-        sh(&["mount", "--bind", &d, &d])?;
-        let this = Self(dir.to_owned());
-        sh(&["mount", "-o", "remount,bind,ro", &d])?;
-        Ok(this)
-    }
-
-    fn tiny_tmpfs(dir: &std::path::Path) -> Result<Self> {
-        let d = dir.display().to_string();
-        sh(&["mount", "-t", "tmpfs", "-o", "size=64k", "plexus-full", &d])?;
-        Ok(Self(dir.to_owned()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = sh(&["umount", &self.0.display().to_string()]);
-    }
-}
-
-fn sh(args: &[&str]) -> Result<()> {
-    let out = std::process::Command::new(args[0])
-        .args(&args[1..])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(())
 }
 
 /// The NAD names a device-plugin resource and the kubelet's PodResources
