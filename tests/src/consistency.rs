@@ -64,6 +64,30 @@ impl Node {
     /// `runtime_netns` are the ones a runtime created (`/run/netns/cni-*`),
     /// searched too and stray unless a live attachment uses them. Every
     /// problem is listed, not just the first.
+    /// [`Node::check`] for a crash fixture: `pods` are the sandboxes the
+    /// test made so far; once nothing is live (`live` empty) they are
+    /// forgotten, so the next check need not search them again.
+    pub fn check_fixture(
+        &self,
+        live: &Live,
+        pods: &std::sync::Mutex<BTreeMap<String, plexus_testkit::net::TestNs>>,
+        when: &str,
+    ) -> Result<()> {
+        let mut pods = pods
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let places: Vec<PathBuf> = pods
+            .values()
+            .map(plexus_testkit::net::TestNs::path)
+            .collect();
+        self.check(live, &places, &[])
+            .map_err(|e| anyhow::anyhow!("{when}: {e:#}"))?;
+        if live.is_empty() {
+            pods.clear();
+        }
+        Ok(())
+    }
+
     pub fn check(&self, live: &Live, places: &[PathBuf], runtime_netns: &[PathBuf]) -> Result<()> {
         let mut problems = Vec::new();
         let mut all: BTreeSet<PathBuf> = places.iter().cloned().collect();

@@ -155,21 +155,8 @@ impl Fixture {
     /// netns of finished attachments are deleted (the next check need not
     /// search them again).
     fn check(&self, cids: &[&str], when: &str) -> Result<()> {
-        let live = self.live(cids);
-        let pods: Vec<PathBuf> = self
-            .pods
-            .lock()
-            .unwrap()
-            .values()
-            .map(TestNs::path)
-            .collect();
         self.checker()
-            .check(&live, &pods, &[])
-            .map_err(|e| anyhow::anyhow!("{when}: {e:#}"))?;
-        if cids.is_empty() {
-            self.pods.lock().unwrap().clear();
-        }
-        Ok(())
+            .check_fixture(&self.live(cids), &self.pods, when)
     }
 
     /// The kill points of one clean `command` (ADD from a fresh node, or

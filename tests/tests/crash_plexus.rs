@@ -224,20 +224,7 @@ impl Fixture {
             .iter()
             .map(|c| ((*c).to_owned(), self.pod(c)))
             .collect();
-        let pods: Vec<PathBuf> = self
-            .pods
-            .lock()
-            .unwrap()
-            .values()
-            .map(TestNs::path)
-            .collect();
-        self.checker()
-            .check(&live, &pods, &[])
-            .map_err(|e| anyhow::anyhow!("{when}: {e:#}"))?;
-        if cids.is_empty() {
-            self.pods.lock().unwrap().clear();
-        }
-        Ok(())
+        self.checker().check_fixture(&live, &self.pods, when)
     }
 
     /// Kill points of one clean `command` in `victim`.
