@@ -78,17 +78,23 @@ impl Rig {
     }
 
     fn run(&self, cmd: &str, conf: &Value) -> Output {
-        let bins = bin_dir();
+        let plexus = Path::new(env!("CARGO_BIN_EXE_plexus"));
+        self.exec_plexus(plexus, &bin_dir(), cmd, conf)
+    }
+
+    /// Runs `plexus` at `plexus` in the host netns as a runtime would:
+    /// explicit env, `conf` on stdin, `CNI_PATH` = `cni_path`.
+    fn exec_plexus(&self, plexus: &Path, cni_path: &Path, cmd: &str, conf: &Value) -> Output {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", self.host.name()])
-            .arg(env!("CARGO_BIN_EXE_plexus"))
+            .arg(plexus)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("CNI_COMMAND", cmd)
             .env("CNI_CONTAINERID", "c0ffee02")
             .env("CNI_NETNS", self.pod.path())
             .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", bins)
+            .env("CNI_PATH", cni_path)
             .env(
                 "CNI_ARGS",
                 "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=c0ffee02;K8S_POD_UID=u1",
@@ -211,31 +217,7 @@ impl Rig {
     fn run_as(&self, plexus_dir: &Path, cni_path: &Path, cmd: &str, conf: &Value) -> Output {
         let mut conf = conf.clone();
         conf["binDir"] = json!(cni_path);
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", self.host.name()])
-            .arg(plexus_dir.join("plexus"))
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("CNI_COMMAND", cmd)
-            .env("CNI_CONTAINERID", "c0ffee02")
-            .env("CNI_NETNS", self.pod.path())
-            .env("CNI_IFNAME", "eth0")
-            .env("CNI_PATH", cni_path)
-            .env(
-                "CNI_ARGS",
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=p;K8S_POD_INFRA_CONTAINER_ID=c0ffee02;K8S_POD_UID=u1",
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(conf.to_string().as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        self.exec_plexus(&plexus_dir.join("plexus"), cni_path, cmd, &conf)
     }
 
     /// ADD, CHECK, a failing ADD (a device that does not exist), DEL, DEL.
