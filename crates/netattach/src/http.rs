@@ -1,25 +1,25 @@
-//! [`PodApi`] over HTTP(S) with `ureq` (blocking: a CNI call is one short
-//! process). One agent per [`HttpPodApi`] so requests reuse a keep-alive
-//! connection; the agent (and for `https` its rustls config) is built on the
-//! first request, so a plugin that never needs the API pays nothing.
+//! [`PodApi`] over HTTP(S), blocking (a CNI call is one short process). For
+//! `https` the first request opens one TLS connection offering `h2` (see
+//! [`crate::h2conn`]): with HTTP/2 every request of the process, from any
+//! thread, is a stream on it. A server that picks HTTP/1.1, and plain
+//! `http`, go through one `ureq` agent whose keep-alive pool is reused.
+//! Nothing is built before the first request, so a plugin that never needs
+//! the API pays nothing.
 //!
 //! Unlike Multus's fixed 250 ms per GET, the per-request timeout and the
 //! retry budget are configurable, with exponential backoff and `Retry-After`
 //! honoured for 429/5xx, transport errors and timeouts.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
-
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::DigitallySignedStruct;
 
 use plexus_cni::retry::{exponential, retry, Limits, ThreadSleeper};
 
 use crate::api::{network_status_patch, ApiError, Event, Pod, PodApi, PodRef};
+use crate::h2conn::{H2Client, Reply, Request};
 use crate::kubeconfig::ClientConfig;
 use crate::nad::NetworkAttachmentDefinition;
+use crate::tlsconf::{h2_tls_config, tls_config};
 
 /// How hard to try before giving up on a retryable error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub struct HttpPodApi {
     retry: RetryPolicy,
     component: String,
     agent: OnceLock<Result<ureq::Agent, ApiError>>,
+    /// `None` for plain `http`.
+    h2: OnceLock<Result<Option<H2Client>, ApiError>>,
 }
 
 impl std::fmt::Debug for HttpPodApi {
@@ -84,6 +86,7 @@ impl HttpPodApi {
             retry: RetryPolicy::default(),
             component: "plexus".into(),
             agent: OnceLock::new(),
+            h2: OnceLock::new(),
         }
     }
 
@@ -120,6 +123,18 @@ impl HttpPodApi {
             .get_or_init(|| build_agent(&self.config, self.timeout))
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    fn h2(&self) -> Result<Option<&H2Client>, ApiError> {
+        let built = self.h2.get_or_init(|| {
+            if !self.config.is_https() {
+                return Ok(None);
+            }
+            let tls = h2_tls_config(&self.config)?;
+            let name = self.config.tls_server_name.as_deref();
+            H2Client::new(&self.config.server, name, tls).map(Some)
+        });
+        built.as_ref().map(Option::as_ref).map_err(Clone::clone)
     }
 
     /// One request with retries; returns the 2xx body.
@@ -159,26 +174,47 @@ impl HttpPodApi {
         content_type: Option<&str>,
         body: Option<&str>,
     ) -> Result<Vec<u8>, ApiError> {
-        let agent = self.agent()?;
         let url = format!("{}{path}", self.config.server);
-        let mut req = agent
-            .request(method, &url)
-            .set("Accept", "application/json")
-            .set("User-Agent", concat!("plexus/", env!("CARGO_PKG_VERSION")));
+        let mut headers = vec![
+            ("accept", "application/json".to_owned()),
+            (
+                "user-agent",
+                concat!("plexus/", env!("CARGO_PKG_VERSION")).to_owned(),
+            ),
+        ];
         // Read the token file now: a rotated token must be picked up.
         if let Some(token) = self
             .config
             .bearer_token()
             .map_err(|e| ApiError::Config(e.to_string()))?
         {
-            req = req.set("Authorization", &format!("Bearer {token}"));
+            headers.push(("authorization", format!("Bearer {token}")));
         }
         if let Some(ct) = content_type {
-            req = req.set("Content-Type", ct);
+            headers.push(("content-type", ct.to_owned()));
         }
-        let result = match body {
-            Some(b) => req.send_string(b),
-            None => req.call(),
+        let req = Request {
+            method,
+            url: &url,
+            headers: &headers,
+            body,
+        };
+        if let Some(h2) = self.h2()? {
+            if let Some(reply) = h2.send(&req, self.timeout) {
+                return reply.and_then(into_body);
+            }
+        }
+        self.once_http1(&req)
+    }
+
+    fn once_http1(&self, req: &Request<'_>) -> Result<Vec<u8>, ApiError> {
+        let mut call = self.agent()?.request(req.method, req.url);
+        for (name, value) in req.headers {
+            call = call.set(name, value);
+        }
+        let result = match req.body {
+            Some(b) => call.send_string(b),
+            None => call.call(),
         };
         match result {
             Ok(resp) => read_body(resp),
@@ -193,6 +229,19 @@ impl HttpPodApi {
             Err(ureq::Error::Transport(t)) => Err(transport_error(&t)),
         }
     }
+}
+
+/// The body of a success, else the typed error (ureq's rule: 4xx and 5xx
+/// are errors; redirects are not followed).
+fn into_body(reply: Reply) -> Result<Vec<u8>, ApiError> {
+    if reply.status >= 400 {
+        return Err(ApiError::from_status(
+            reply.status,
+            &reply.body,
+            reply.retry_after,
+        ));
+    }
+    Ok(reply.body)
 }
 
 fn read_body(resp: ureq::Response) -> Result<Vec<u8>, ApiError> {
@@ -247,7 +296,7 @@ fn build_agent(config: &ClientConfig, timeout: Duration) -> Result<ureq::Agent, 
     if config.is_https() {
         if config.tls_server_name.is_some() {
             tracing::warn!(
-                "kubeconfig tls-server-name is not supported; verifying the server URL host"
+                "kubeconfig tls-server-name is not supported over HTTP/1.1; verifying the server URL host"
             );
         }
         if let Some(tls) = tls_config(config)? {
@@ -255,106 +304,6 @@ fn build_agent(config: &ClientConfig, timeout: Duration) -> Result<ureq::Agent, 
         }
     }
     Ok(builder.build())
-}
-
-/// The rustls config for an `https` server, or `None` to use ureq's default
-/// (web PKI roots, no client certificate).
-fn tls_config(config: &ClientConfig) -> Result<Option<Arc<rustls::ClientConfig>>, ApiError> {
-    let cfg_err = |what: &str, e: &dyn std::fmt::Display| ApiError::Config(format!("{what}: {e}"));
-    if config.ca_pem.is_none() && config.identity.is_none() && !config.insecure_skip_tls_verify {
-        return Ok(None);
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| cfg_err("TLS versions", &e))?;
-    let builder = if config.insecure_skip_tls_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-    } else {
-        let pem = config.ca_pem.as_deref().ok_or_else(|| {
-            ApiError::Config("a client certificate needs certificate-authority(-data)".into())
-        })?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut &pem[..]) {
-            let cert = cert.map_err(|e| cfg_err("certificate-authority", &e))?;
-            roots
-                .add(cert)
-                .map_err(|e| cfg_err("certificate-authority", &e))?;
-        }
-        if roots.is_empty() {
-            return Err(ApiError::Config(
-                "certificate-authority holds no PEM certificate".into(),
-            ));
-        }
-        builder.with_root_certificates(roots)
-    };
-    let tls = match &config.identity {
-        Some(id) => {
-            let certs = rustls_pemfile::certs(&mut &id.cert_pem[..])
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| cfg_err("client-certificate", &e))?;
-            let key = rustls_pemfile::private_key(&mut &id.key_pem[..])
-                .map_err(|e| cfg_err("client-key", &e))?
-                .ok_or_else(|| ApiError::Config("client-key holds no PEM private key".into()))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| cfg_err("client certificate", &e))?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(Some(Arc::new(tls)))
-}
-
-/// `insecure-skip-tls-verify`: accept any server certificate but still check
-/// handshake signatures (so the session keys are the server's).
-#[derive(Debug)]
-struct NoVerify(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 /// Percent-encodes one path segment so a hostile pod name from `CNI_ARGS`
@@ -445,9 +394,10 @@ impl PodApi for HttpPodApi {
         Ok(())
     }
 
-    /// One thread per event beyond the first, each on its own keep-alive
-    /// connection from the agent's pool: the events of an ADD cost one round
-    /// trip, not one per network.
+    /// One thread per event beyond the first: over HTTP/2 each is a stream on
+    /// the one connection, over HTTP/1.1 each takes a keep-alive connection
+    /// from the agent's pool. The events of an ADD cost one round trip, not
+    /// one per network.
     fn create_events(&self, pod: &PodRef, events: &[Event]) -> Vec<Result<(), ApiError>> {
         let Some((first, rest)) = events.split_first() else {
             return Vec::new();
@@ -493,24 +443,5 @@ mod tests {
             nad_path("kube-system", "sriov"),
             "/apis/k8s.cni.cncf.io/v1/namespaces/kube-system/network-attachment-definitions/sriov"
         );
-    }
-
-    #[test]
-    fn tls_config_only_when_needed() {
-        let mut cfg = ClientConfig {
-            server: "https://198.51.100.1:6443".into(),
-            ca_pem: None,
-            insecure_skip_tls_verify: false,
-            tls_server_name: None,
-            token: None,
-            identity: None,
-            namespace: None,
-        };
-        assert!(tls_config(&cfg).unwrap().is_none());
-        cfg.insecure_skip_tls_verify = true;
-        assert!(tls_config(&cfg).unwrap().is_some());
-        cfg.insecure_skip_tls_verify = false;
-        cfg.ca_pem = Some(b"not pem".to_vec());
-        assert!(matches!(tls_config(&cfg), Err(ApiError::Config(m)) if m.contains("no PEM")));
     }
 }

@@ -6,17 +6,20 @@
 //! pod API seam ([`PodApi`]) with its HTTP implementation ([`HttpPodApi`]) and
 //! an in-memory fake ([`testing::FakePodApi`]).
 //!
-//! Parsing and building are pure functions on plain data; only [`http`] and
-//! the file helpers in [`devinfo`] and [`kubeconfig`] touch the outside world.
+//! Parsing and building are pure functions on plain data; only [`http`] (and
+//! its HTTP/2 transport) and the file helpers in [`devinfo`] and
+//! [`kubeconfig`] touch the outside world.
 
 pub mod api;
 pub mod devinfo;
+mod h2conn;
 pub mod http;
 pub mod kubeconfig;
 pub mod nad;
 pub mod networks;
 pub mod status;
 pub mod testing;
+mod tlsconf;
 
 pub use api::{ApiError, Event, EventType, ObjectMeta, Pod, PodApi, PodRef};
 pub use http::{HttpPodApi, RetryPolicy};
