@@ -23,6 +23,8 @@
 #   skopeo                      the image tests: containers/image (podman's
 #                               loader) reads our archive as oci-archive and
 #                               as docker-archive
+#   podman                      the image tests: `podman load` of our archive
+#                               and each binary run in a container
 #   strace                      the crash-consistency tests: SIGKILL a plugin
 #                               at its N-th marker syscall (inject=...:signal=KILL)
 #
@@ -32,7 +34,7 @@ set -eu
 
 PKGS="iproute2 iputils-ping containernetworking-plugins containerd runc \
 python3-grpcio python3-protobuf protobuf-compiler gcc libc6-dev util-linux procps \
-nftables curl skopeo strace"
+nftables curl skopeo podman strace"
 
 missing() {
     # One dpkg-query for all packages: "ii " means installed and configured;

@@ -232,6 +232,7 @@ fn api() -> FakeApiServer {
     FakeApiServer::start_with(Options {
         token: Some("token-1".into()),
         seed: vec![daemonset()],
+        ..Options::default()
     })
     .unwrap()
 }

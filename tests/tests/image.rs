@@ -109,3 +109,103 @@ fn skopeo(args: &[&str]) -> serde_json::Value {
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// `podman load` takes the archive under the manifest's image name, and
+/// every binary in it starts inside a container (`--version`): the image's
+/// entrypoint and each `--entrypoint` the agent's installer copies from.
+/// Podman runs with its storage in the test's temp dir (vfs driver, no
+/// network, no events), so nothing of it outlives the test.
+#[test]
+fn image_loads_and_runs_in_podman() {
+    plexus_e2e::runtime::ensure_deps().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("plexus.oci.tar");
+    plexus_e2e::image::build(&archive, None).unwrap();
+    let podman = Podman::new(tmp.path());
+    let name = plexus_image::image_ref();
+    let loaded = podman.run(&["load", "-i", archive.to_str().unwrap()]);
+    assert!(
+        loaded.contains(&format!("Loaded image: {name}")),
+        "{loaded}"
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    // podman's default rlimits (1048576 files, 4194304 processes) exceed
+    // this VM's hard limits, which the container (without CAP_SYS_RESOURCE)
+    // cannot raise; a `--version` needs few of either.
+    let limits = [
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+    ];
+    let run = |entrypoint: Option<&str>| {
+        let mut args: Vec<&str> = vec!["run", "--rm", "--network", "none"];
+        args.extend(limits);
+        if let Some(e) = entrypoint {
+            args.extend(["--entrypoint", e]);
+        }
+        args.extend([name.as_str(), "--version"]);
+        podman.run(&args)
+    };
+    let agent = run(None);
+    assert!(
+        agent.starts_with(&format!("plexus-agent {version} (")),
+        "{agent}"
+    );
+    for b in plexus_agent::install::DEFAULT_BINARIES {
+        let out = run(Some(&format!("/usr/local/bin/{b}")));
+        assert!(out.starts_with(&format!("{b} {version} (")), "{b}: {out}");
+    }
+}
+
+/// podman with all its state under one directory, reset on drop.
+struct Podman {
+    base: Vec<String>,
+}
+
+impl Podman {
+    fn new(dir: &std::path::Path) -> Self {
+        let d = |s: &str| dir.join(s).to_str().unwrap().to_owned();
+        Self {
+            base: vec![
+                "--root".into(),
+                d("storage"),
+                "--runroot".into(),
+                d("run"),
+                "--tmpdir".into(),
+                d("tmp"),
+                "--storage-driver".into(),
+                "vfs".into(),
+                "--events-backend".into(),
+                "none".into(),
+                "--cgroup-manager".into(),
+                "cgroupfs".into(),
+            ],
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("podman")
+            .args(&self.base)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "podman {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Unmounts and removes whatever the storage holds; the temp dir goes
+        // with the test.
+        let _ = std::process::Command::new("podman")
+            .args(&self.base)
+            .args(["system", "reset", "--force"])
+            .output();
+    }
+}

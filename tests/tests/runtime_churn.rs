@@ -87,6 +87,7 @@ impl ChurnNode {
             FakeApiServer::start_with(Options {
                 token: Some(TOKEN.to_owned()),
                 seed: Vec::new(),
+                ..Options::default()
             })
         })??;
         let vfs = (0..VFS)

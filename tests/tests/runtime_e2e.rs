@@ -105,6 +105,7 @@ impl PlexusNode {
             FakeApiServer::start_with(Options {
                 token: Some(TOKEN.to_owned()),
                 seed: Vec::new(),
+                ..Options::default()
             })
         })??;
 

@@ -234,6 +234,7 @@ fn auth_errors_are_not_retried() {
     let srv = FakeApiServer::start_with(Options {
         token: Some("right".into()),
         seed: vec![],
+        ..Options::default()
     })
     .unwrap();
     srv.put_pod(json!({"metadata": {"name": "p", "namespace": "default"}}))
@@ -262,6 +263,7 @@ fn token_file_is_reread_on_every_request() {
     let srv = FakeApiServer::start_with(Options {
         token: Some("token-one".into()),
         seed: vec![],
+        ..Options::default()
     })
     .unwrap();
     srv.put_pod(json!({"metadata": {"name": "p", "namespace": "default"}}))

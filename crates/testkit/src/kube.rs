@@ -32,6 +32,7 @@ use axum::response::Response;
 use axum::Router;
 
 use crate::serve::ServerThread;
+use crate::tls::{serve_router, ConnLog, Connection, ServingCert};
 pub use latency::VerbLatency;
 
 mod grace;
@@ -129,13 +130,18 @@ pub struct Options {
     pub token: Option<String>,
     /// Objects to load before serving (pods, NADs, events; any API JSON).
     pub seed: Vec<Value>,
+    /// Serve HTTPS with this certificate (ALPN `h2`, `http/1.1`), as
+    /// kube-apiserver does; plain HTTP when `None`.
+    pub tls: Option<ServingCert>,
 }
 
 /// A running fake API server; stops when dropped.
 #[derive(Debug)]
 pub struct FakeApiServer {
     addr: SocketAddr,
+    https: bool,
     shared: Shared,
+    connections: ConnLog,
     _server: ServerThread,
 }
 
@@ -147,16 +153,26 @@ impl FakeApiServer {
 
     /// Serves on `127.0.0.1:<free port>` with `options`.
     pub fn start_with(options: Options) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(TcpListener::bind("127.0.0.1:0")?, options)
+    }
+
+    /// Serves on an already bound `listener` (e.g. one bound inside a test
+    /// node's network namespace) with `options`.
+    pub fn start_on(listener: TcpListener, options: Options) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
+        let tls = server_tls(&options)?;
+        let https = tls.is_some();
         let shared = new_state(options).map_err(std::io::Error::other)?;
-        let app_state = shared.clone();
+        let connections = ConnLog::default();
+        let (app_state, log) = (shared.clone(), connections.clone());
         let server = ServerThread::spawn(format!("fake-kube-{addr}"), listener, move |l| {
-            serve_shared(l, app_state)
+            serve_shared(l, app_state, tls, log)
         })?;
         Ok(Self {
             addr,
+            https,
             shared,
+            connections,
             _server: server,
         })
     }
@@ -165,9 +181,20 @@ impl FakeApiServer {
         self.addr
     }
 
-    /// Base URL for a client (`http://127.0.0.1:PORT`).
+    /// Base URL for a client (`http://127.0.0.1:PORT`, or `https://` when
+    /// serving TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The connections accepted so far (TLS or not, the ALPN protocol):
+    /// one per TLS handshake.
+    pub fn connections(&self) -> Vec<Connection> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Requires (`Some`) or stops requiring (`None`) a bearer token.
@@ -289,8 +316,7 @@ impl FakeApiServer {
 /// Serves the fake on an already bound listener until the future is dropped
 /// (used by the `fake-kube-apiserver` binary).
 pub async fn serve(listener: tokio::net::TcpListener, options: Options) -> std::io::Result<()> {
-    let shared = new_state(options).map_err(std::io::Error::other)?;
-    serve_shared(listener, shared).await
+    serve_with_latency(listener, options, None).await
 }
 
 /// [`serve`] with every answer delayed by its verb's `latency`.
@@ -299,16 +325,37 @@ pub async fn serve_with_latency(
     options: Options,
     latency: Option<VerbLatency>,
 ) -> std::io::Result<()> {
+    let tls = server_tls(&options)?;
     let shared = new_state(options).map_err(std::io::Error::other)?;
     lock(&shared).verb_latency = latency;
-    serve_shared(listener, shared).await
+    serve_shared(listener, shared, tls, ConnLog::default()).await
 }
 
-async fn serve_shared(listener: tokio::net::TcpListener, shared: Shared) -> std::io::Result<()> {
+fn server_tls(options: &Options) -> std::io::Result<Option<Arc<rustls::ServerConfig>>> {
+    options
+        .tls
+        .as_ref()
+        .map(ServingCert::server_config)
+        .transpose()
+        .map_err(std::io::Error::other)
+}
+
+async fn serve_shared(
+    listener: tokio::net::TcpListener,
+    shared: Shared,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    log: ConnLog,
+) -> std::io::Result<()> {
+    let state = shared.clone();
+    let handshake = move || {
+        lock(&state)
+            .verb_latency
+            .map_or(Duration::ZERO, |l| l.tls_handshake)
+    };
     let app = Router::new().fallback(move |m: Method, u: Uri, h: HeaderMap, b: Bytes| {
         handle(shared.clone(), m, u, h, b)
     });
-    axum::serve(listener, app).tcp_nodelay(true).await
+    serve_router(listener, app, tls, log, handshake).await
 }
 
 fn new_state(options: Options) -> Result<Shared, String> {

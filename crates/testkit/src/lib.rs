@@ -12,3 +12,4 @@ pub mod net;
 pub mod oci;
 pub mod podresources;
 mod serve;
+pub mod tls;

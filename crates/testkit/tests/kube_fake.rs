@@ -405,6 +405,7 @@ fn bearer_token_401_anonymous_403_and_forbid() {
     let srv = FakeApiServer::start_with(Options {
         token: Some("t0k".into()),
         seed: vec![],
+        ..Options::default()
     })
     .unwrap();
     srv.put_pod(json!({"metadata":{"name":"p1","namespace":"default"}}))

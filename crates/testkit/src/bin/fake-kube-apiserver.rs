@@ -1,4 +1,5 @@
-//! `fake-kube-apiserver --listen 127.0.0.1:0 --port-file F [--seed F] [--token T] [--latency L]`:
+//! `fake-kube-apiserver --listen 127.0.0.1:0 --port-file F [--seed F] [--token T] [--latency L]
+//! [--tls-cert-file F --tls-private-key-file F]`:
 //! serves the fake Kubernetes API until SIGTERM/SIGINT, for the demo,
 //! benchmarks and cross-process tests. Writes the bound `host:port` to the
 //! port file (atomically) and nothing to stdout.
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Parser;
 use plexus_testkit::kube::{load_seed, serve_with_latency, Options, VerbLatency};
+use plexus_testkit::tls::ServingCert;
 
 #[derive(Parser)]
 #[command(name = "fake-kube-apiserver", version = plexus_buildinfo::LONG, about = "Fake Kubernetes API server (pods, events, NetworkAttachmentDefinitions)")]
@@ -29,6 +31,13 @@ struct Args {
     /// `get-pod=MS,get=MS,patch=MS,post=MS,write=MS`.
     #[arg(long, default_value = "off")]
     latency: String,
+    /// Serve HTTPS with this certificate (PEM), ALPN `h2` and `http/1.1`
+    /// (kube-apiserver's flag). Needs `--tls-private-key-file`.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The key of `--tls-cert-file` (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +54,15 @@ fn main() -> anyhow::Result<()> {
             load_seed(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
         }
         None => Vec::new(),
+    };
+    let tls = match (&args.tls_cert_file, &args.tls_private_key_file) {
+        (Some(cert), Some(key)) => Some(ServingCert {
+            cert_pem: std::fs::read_to_string(cert)
+                .with_context(|| format!("reading {}", cert.display()))?,
+            key_pem: std::fs::read_to_string(key)
+                .with_context(|| format!("reading {}", key.display()))?,
+        }),
+        _ => None,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -63,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         let options = Options {
             token: args.token,
             seed,
+            tls,
         };
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
