@@ -18,7 +18,10 @@
 //! 8. as 7 with the delegates exec'd.
 //!
 //! The fake API answers after the per-verb delays measured on
-//! kube-apiserver v1.28 (`--api-latency`).
+//! kube-apiserver v1.28 (`--api-latency`), over TLS from a test CA with ALPN
+//! `h2`/`http/1.1` as kube-apiserver serves (`--api-scheme https`, the
+//! default: each plugin process pays its TLS handshake, 1.9 ms modelled plus
+//! the crypto), or plain HTTP/1.1 (`--api-scheme http`) for comparison.
 //!
 //! Plus peak RSS per call (`getrusage(RUSAGE_CHILDREN).ru_maxrss` in a fresh
 //! helper process, i.e. the `wait4` figure: the maximum over the plugin and
@@ -43,6 +46,7 @@ use clap::Parser;
 use nix::sys::resource::{getrusage, UsageWho};
 use plexus_netns::NetNs;
 use plexus_testkit::kube::{FakeApiServer, RecordedRequest};
+use plexus_testkit::kube::Options;
 use plexus_testkit::net::{
     bin_dir, require_root, unique_name, CniCall, CniOutput, TestNs, Veth, VethEnd,
 };
@@ -81,6 +85,10 @@ struct Args {
     /// on kube-apiserver v1.28), `off`, or `get-pod=MS,get=MS,patch=MS,post=MS`.
     #[arg(long, default_value = "kube-1.28")]
     api_latency: String,
+    /// `https` (TLS from a test CA, ALPN h2 then http/1.1, as
+    /// kube-apiserver) or `http` (plain HTTP/1.1).
+    #[arg(long, default_value = "https", value_parser = ["https", "http"])]
+    api_scheme: String,
 }
 
 /// A directory removed on drop (the bench links no tempfile crate).
@@ -154,7 +162,7 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(ours: PathBuf) -> Result<Self> {
+    fn new(ours: PathBuf, https: bool) -> Result<Self> {
         let node = TestNs::new("pxbmn");
         let pod = TestNs::new("pxbmp");
         let mut vf = Veth::create(
@@ -165,8 +173,14 @@ impl Rig {
         let node_fd = NetNs::open(node.path())?;
         // Bound inside the node namespace, so the plugins (run there) reach
         // it on their loopback, as a node reaches its API endpoint.
-        let api = plexus_netns::run_in(&node_fd, FakeApiServer::start)??;
         let dir = ScratchDir::new_in(&std::env::temp_dir())?;
+        let mut options = Options::default();
+        if https {
+            let ca = plexus_testkit::tls::TestCa::new()?;
+            std::fs::write(dir.0.join("ca.pem"), ca.cert_pem())?;
+            options.tls = Some(ca.loopback_cert()?);
+        }
+        let api = plexus_netns::run_in(&node_fd, move || FakeApiServer::start_with(options))??;
         let exec_only = ScratchDir::new_in(&ours)?;
         std::fs::hard_link(ours.join("plexus"), exec_only.0.join("plexus"))
             .context("hard-link plexus for the exec'd-delegates series")?;
@@ -227,8 +241,12 @@ impl Rig {
     }
 
     fn write_kubeconfig(&self) -> Result<()> {
+        let mut cluster = json!({"server": self.api.url()});
+        if self.api.url().starts_with("https:") {
+            cluster["certificate-authority"] = json!(self.path("ca.pem"));
+        }
         let kubeconfig = json!({"apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": self.api.url()}}],
+            "clusters": [{"name": "fake", "cluster": cluster}],
             "users": [{"name": "plexus", "user": {}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "plexus"}}],
             "current-context": "fake"});
@@ -395,6 +413,10 @@ impl Series {
 struct ApiLog {
     core: Vec<String>,
     events: usize,
+    /// Connections the fake accepted during the call (TLS handshakes over
+    /// https), with the protocol of the first.
+    connections: usize,
+    protocol: Option<String>,
 }
 
 impl ApiLog {
@@ -407,6 +429,23 @@ impl ApiLog {
                 .map(|r| format!("{} {}", r.method, r.path))
                 .collect(),
             events: requests.iter().filter(|r| is_event(r)).count(),
+            connections: 0,
+            protocol: None,
+        }
+    }
+
+    /// The log of one call, given the fake's connection log before it.
+    fn of_call(rig: &Rig, connections_before: usize) -> Self {
+        let conns = rig.api.connections();
+        let new = conns.get(connections_before..).unwrap_or_default();
+        Self {
+            connections: new.len(),
+            protocol: new.first().map(|c| {
+                c.alpn
+                    .clone()
+                    .unwrap_or_else(|| if c.tls { "tls" } else { "http" }.into())
+            }),
+            ..Self::of(&rig.api.requests())
         }
     }
 
@@ -431,19 +470,21 @@ fn run_cycles(
             let i = (round + k) % n;
             let s = &mut series[i];
             rig.api.clear_requests();
+            let conns = rig.api.connections().len();
             let cpu = children_cpu();
             let mut add = Duration::ZERO;
             for call in &s.add {
                 add += rig.run(call)?.elapsed;
             }
-            let add_api = ApiLog::of(&rig.api.requests());
+            let add_api = ApiLog::of_call(rig, conns);
             rig.api.clear_requests();
+            let conns = rig.api.connections().len();
             let mut del = Duration::ZERO;
             for call in &s.del {
                 del += rig.run(call)?.elapsed;
             }
             let cpu = children_cpu().saturating_sub(cpu);
-            let del_api = ApiLog::of(&rig.api.requests());
+            let del_api = ApiLog::of_call(rig, conns);
             if !api_series.contains(&i) && (add_api.total() > 0 || del_api.total() > 0) {
                 bail!("{} made API requests: {add_api:?} {del_api:?}", s.label);
             }
@@ -553,7 +594,7 @@ fn main() -> Result<()> {
     let load_before = loadavg();
     let latency =
         plexus_testkit::kube::VerbLatency::parse(&args.api_latency).map_err(anyhow::Error::msg)?;
-    let rig = Rig::new(ours.clone())?;
+    let rig = Rig::new(ours.clone(), args.api_scheme == "https")?;
     rig.api.set_verb_latency(latency);
     let st = Rig::static_conf();
     let nad = rig.nad_config();
@@ -694,10 +735,13 @@ fn report(
     del_logs: &[ApiLog],
 ) {
     println!(
-        "### Meta plugin (plexus) — {} cycles per series, {} warm-up, binaries in `{}`\n",
+        "### Meta plugin (plexus) — {} cycles per series, {} warm-up, binaries in `{}`, \
+         fake API over {} with latency `{}`\n",
         args.cycles,
         args.warmup,
-        ours.display()
+        ours.display(),
+        args.api_scheme,
+        args.api_latency
     );
     println!(
         "Wall time per call sequence in ms, median (p10–p90); CPU is user+sys of \
@@ -791,20 +835,33 @@ fn report(
         "\nKubernetes API requests per call (fake API request log, {} calls each):\n",
         add_logs.len()
     );
-    println!("| call | requests (min–max) | of which events | requests |");
-    println!("|---|---|---|---|");
+    println!("| call | requests (min–max) | of which events | connections (min–max) | protocol | requests |");
+    println!("|---|---|---|---|---|---|");
     for (label, logs) in [("ADD", add_logs), ("DEL", del_logs)] {
         let (lo, hi) = dist(logs);
         let first = logs.first().cloned().unwrap_or(ApiLog {
             core: Vec::new(),
             events: 0,
+            connections: 0,
+            protocol: None,
         });
+        let mut conns: Vec<usize> = logs.iter().map(|l| l.connections).collect();
+        conns.sort_unstable();
+        let conns = format!(
+            "{}–{}",
+            conns.first().copied().unwrap_or(0),
+            conns.last().copied().unwrap_or(0)
+        );
+        let protocol = first.protocol.clone().unwrap_or_else(|| "—".into());
         let list = if first.core.is_empty() {
             "none".to_string()
         } else {
             first.core.join(", ")
         };
-        println!("| {label} | {lo}–{hi} | {} | {list} |", first.events);
+        println!(
+            "| {label} | {lo}–{hi} | {} | {conns} | {protocol} | {list} |",
+            first.events
+        );
     }
 }
 
