@@ -45,8 +45,8 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use nix::sys::resource::{getrusage, UsageWho};
 use plexus_netns::NetNs;
-use plexus_testkit::kube::{FakeApiServer, RecordedRequest};
 use plexus_testkit::kube::Options;
+use plexus_testkit::kube::{FakeApiServer, RecordedRequest};
 use plexus_testkit::net::{
     bin_dir, require_root, unique_name, CniCall, CniOutput, TestNs, Veth, VethEnd,
 };

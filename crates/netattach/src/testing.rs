@@ -36,6 +36,9 @@ struct State {
     events: Vec<(PodRef, Event)>,
     failures: BTreeMap<Call, VecDeque<ApiError>>,
     calls: Vec<Call>,
+    latency: std::time::Duration,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// A fake pod API; interior mutability so it can be shared by reference.
@@ -132,9 +135,27 @@ impl FakePodApi {
         self.with(|s| s.calls.clone())
     }
 
+    /// Every call takes `latency` (outside the lock, so concurrent calls
+    /// overlap as on a real server).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.with(|s| s.latency = latency);
+    }
+
+    /// The most calls that were in progress at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.with(|s| s.max_in_flight)
+    }
+
     fn enter(&self, call: Call) -> Result<(), ApiError> {
-        self.with(|s| {
+        let latency = self.with(|s| {
             s.calls.push(call);
+            s.in_flight += 1;
+            s.max_in_flight = s.max_in_flight.max(s.in_flight);
+            s.latency
+        });
+        std::thread::sleep(latency);
+        self.with(|s| {
+            s.in_flight -= 1;
             match s.failures.get_mut(&call).and_then(VecDeque::pop_front) {
                 Some(err) => Err(err),
                 None => Ok(()),

@@ -267,3 +267,21 @@ fn the_kubeconfig_ca_and_client_certificate_apply_to_h2() {
         2
     );
 }
+
+#[test]
+fn tls_server_name_is_verified_over_h2() {
+    let server = TlsServer::start(Behaviour::default());
+    let mut cfg = config(&server);
+    cfg.tls_server_name = Some("localhost".into());
+    api(cfg.clone(), RetryPolicy::none())
+        .get_pod("default", "p")
+        .unwrap();
+    cfg.tls_server_name = Some("kubernetes.default.svc".into());
+    let err = api(cfg, RetryPolicy::none())
+        .get_pod("default", "p")
+        .unwrap_err();
+    assert!(
+        matches!(err, ApiError::Transport(ref m) if m.to_lowercase().contains("certificate")),
+        "{err:?}"
+    );
+}

@@ -154,6 +154,49 @@ impl<'a> Kube<'a> {
         }
     }
 
+    /// GETs the NADs not fetched yet side by side (one thread each beyond
+    /// the first; over HTTP/2 each is a stream on the one connection), so a
+    /// pod with several networks waits one round trip, not one per NAD. One
+    /// attempt each: a retryable failure is left for [`Self::get_nad`] to
+    /// retry in order. A single NAD is left to [`Self::get_nad`] too.
+    pub fn prefetch_nads(&self, keys: &[(String, String)]) -> Result<(), PlexusError> {
+        let mut missing: Vec<&(String, String)> = Vec::new();
+        {
+            let cache = self.nads.borrow();
+            for k in keys {
+                if !cache.contains_key(k) && !missing.contains(&k) {
+                    missing.push(k);
+                }
+            }
+        }
+        let Some((first, rest)) = missing.split_first() else {
+            return Ok(());
+        };
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let api = self.api()?;
+        let results: Vec<_> = std::thread::scope(|s| {
+            let others: Vec<_> = rest
+                .iter()
+                .map(|(ns, name)| s.spawn(move || api.get_nad(ns, name)))
+                .collect();
+            let mut out = vec![api.get_nad(&first.0, &first.1)];
+            out.extend(others.into_iter().map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ApiError::Transport("NAD thread panicked".into())))
+            }));
+            out
+        });
+        let mut cache = self.nads.borrow_mut();
+        for (key, r) in missing.iter().zip(results) {
+            if !r.as_ref().is_err_and(ApiError::is_retryable) {
+                cache.insert((*key).clone(), r);
+            }
+        }
+        Ok(())
+    }
+
     /// PATCH the network-status annotation (UID precondition). `Ok(false)`
     /// when the pod is gone, which Multus tolerates too.
     pub fn patch_network_status(

@@ -78,6 +78,9 @@ pub fn resolve(
     wait_for_readiness(conf, deps.sleeper)?;
     let annotations = pod_annotations(conf, &pod, kube)?;
     let kube_opt = conf.has_kube().then_some(kube);
+    if conf.has_kube() {
+        kube.prefetch_nads(&nads_to_fetch(conf, &pod, annotations.as_ref()))?;
+    }
     let mut cluster = cluster_network(conf, &pod, annotations.as_ref(), kube_opt)?;
     if !conf.auxiliary_cni_chain_name.is_empty() {
         let aux = auxiliary_plugins(
@@ -102,6 +105,49 @@ pub fn resolve(
         selections,
         allocated,
     })
+}
+
+/// The NADs an ADD will GET, as `(namespace, name)`: the cluster network,
+/// `defaultNetworks` and the allowed annotation networks (the same rules as
+/// [`cluster_network`], [`default_networks`] and [`selected`]; what fails to
+/// parse here fails there with its error).
+fn nads_to_fetch(
+    conf: &PlexusConf,
+    pod: &PodIdentity,
+    annotations: Option<&BTreeMap<String, String>>,
+) -> Vec<(String, String)> {
+    let mut refs = Vec::new();
+    let named = |r: NetworkRef| match r {
+        NetworkRef::Named { namespace, name } => Some((namespace, name)),
+        NetworkRef::Path(_) => None,
+    };
+    match annotations.and_then(|a| a.get(DEFAULT_NETWORK_ANNOTATION)) {
+        Some(ann) => {
+            if let Ok([one]) = parse_networks_annotation(ann, &conf.multus_namespace).as_deref() {
+                refs.push((one.namespace.clone(), one.name.clone()));
+            }
+        }
+        None if !conf.cluster_network.is_empty() => refs.extend(named(NetworkRef::parse(
+            &conf.cluster_network,
+            &conf.multus_namespace,
+        ))),
+        None => {}
+    }
+    if !conf.cluster_network.is_empty() && !conf.system_namespaces.contains(&pod.namespace) {
+        refs.extend(
+            conf.default_networks
+                .iter()
+                .filter_map(|n| named(NetworkRef::parse(n, &conf.multus_namespace))),
+        );
+    }
+    if let Ok(sels) = selections(pod, annotations) {
+        refs.extend(
+            sels.into_iter()
+                .filter(|s| conf.namespace_allowed(&pod.namespace, &s.namespace))
+                .map(|s| (s.namespace, s.name)),
+        );
+    }
+    refs
 }
 
 fn wait_for_readiness(conf: &PlexusConf, sleeper: &dyn Sleeper) -> Result<(), PlexusError> {

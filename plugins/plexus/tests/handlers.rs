@@ -825,6 +825,30 @@ fn cluster_network_by_name_and_default_networks() {
 }
 
 #[test]
+fn several_nads_are_fetched_side_by_side_once_each() {
+    let h = Harness::new();
+    h.add_pod(Some("sriov-a, other/sriov-b@ext0, sriov-a@net9"));
+    h.add_nad("default", "sriov-a", nad_conf("1.0.0", "hd-a", json!({})));
+    h.add_nad("other", "sriov-b", nad_conf("1.0.0", "hd-b", json!({})));
+    // No events: the NAD GETs are the only requests that can overlap.
+    let (stdin, conf) = h.conf("1.0.0", json!({"events": false}));
+    h.kube.api.set_latency(std::time::Duration::from_millis(50));
+    let a = args(Command::Add, "c1", &stdin);
+
+    handlers::add(&a, &conf, &h.deps()).unwrap();
+
+    let calls = h.kube.api.calls();
+    assert_eq!(calls[..3], [Api::GetPod, Api::GetNad, Api::GetNad]);
+    assert_eq!(
+        calls.iter().filter(|c| **c == Api::GetNad).count(),
+        2,
+        "one GET per distinct NAD"
+    );
+    assert_eq!(h.kube.api.max_in_flight(), 2, "the NAD GETs overlapped");
+    assert_eq!(h.exec.summary().len(), 4);
+}
+
+#[test]
 fn duplicate_interface_names_are_refused() {
     let h = Harness::new();
     h.add_pod(Some("net-a@eth0"));
