@@ -52,7 +52,8 @@ enum State {
 
 /// The shared HTTP/2 connection of one API client.
 pub(crate) struct H2Client {
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see `Drop`).
+    runtime: Option<tokio::runtime::Runtime>,
     tls: tokio_rustls::TlsConnector,
     host: String,
     port: u16,
@@ -87,7 +88,7 @@ impl H2Client {
             .build()
             .map_err(|e| ApiError::Transport(format!("HTTP/2 runtime: {e}")))?;
         Ok(Self {
-            runtime,
+            runtime: Some(runtime),
             tls: tokio_rustls::TlsConnector::from(tls),
             port: uri.port_u16().unwrap_or(443),
             host,
@@ -97,14 +98,19 @@ impl H2Client {
     }
 
     /// Sends `req` as one stream within `timeout` (connect included);
-    /// `None` when the server speaks only HTTP/1.1.
+    /// `None` when the server speaks only HTTP/1.1, or when called from
+    /// inside a tokio runtime (which cannot block on another one).
     pub(crate) fn send(
         &self,
         req: &Request<'_>,
         timeout: Duration,
     ) -> Option<Result<Reply, ApiError>> {
+        let runtime = self.runtime.as_ref()?;
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return None;
+        }
         let generation = Cell::new(None);
-        self.runtime.block_on(async {
+        runtime.block_on(async {
             let attempt = self.exchange(req, &generation);
             match tokio::time::timeout(timeout, attempt).await {
                 Ok(Ok(reply)) => reply.map(Ok),
@@ -234,6 +240,16 @@ impl H2Client {
             Some(e) => ApiError::Transport(format!("connect {}:{}: {e}", self.host, self.port)),
             None => ApiError::Transport(format!("resolve {}: no address", self.host)),
         })
+    }
+}
+
+impl Drop for H2Client {
+    /// Without waiting for the connection task or a DNS lookup thread, and
+    /// allowed inside an async context (a plain drop of a runtime is not).
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

@@ -199,6 +199,8 @@ impl HttpPodApi {
             headers: &headers,
             body,
         };
+        // `None`: the server chose HTTP/1.1, or this thread is inside an
+        // async runtime (HTTP/2 would have to block it): ureq then.
         if let Some(h2) = self.h2()? {
             if let Some(reply) = h2.send(&req, self.timeout) {
                 return reply.and_then(into_body);

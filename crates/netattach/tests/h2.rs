@@ -285,3 +285,18 @@ fn tls_server_name_is_verified_over_h2() {
         "{err:?}"
     );
 }
+
+#[test]
+fn inside_an_async_runtime_http1_is_used_instead_of_blocking_it() {
+    let server = TlsServer::start(Behaviour::default());
+    let api = api(config(&server), RetryPolicy::none());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async { api.get_pod("default", "p").unwrap() });
+    api.get_pod("default", "p").unwrap();
+    let versions: Vec<_> = server.counts.requests().iter().map(|r| r.version).collect();
+    assert_eq!(versions, ["HTTP/1.1", "HTTP/2"]);
+    // Dropping the client (and its runtime) inside a runtime is fine too.
+    rt.block_on(async move { drop(api) });
+}
