@@ -258,6 +258,10 @@ fn request_head(req: &Request<'_>) -> Result<http::Request<()>, ApiError> {
     for (name, value) in req.headers {
         head = head.header(*name, value.as_str());
     }
+    // As Go's HTTP/2 client sends it: the server knows the body's size up front.
+    if let Some(body) = req.body {
+        head = head.header(http::header::CONTENT_LENGTH, body.len());
+    }
     head.body(())
         .map_err(|e| ApiError::Config(format!("{} {}: {e}", req.method, req.url)))
 }

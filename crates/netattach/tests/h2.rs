@@ -98,6 +98,10 @@ fn every_request_is_a_stream_on_one_connection() {
         "application/merge-patch+json"
     );
     assert!(patch.body.contains("u-h2"), "{}", patch.body);
+    assert_eq!(
+        patch.headers["content-length"],
+        patch.body.len().to_string()
+    );
     let posts: Vec<_> = reqs.iter().filter(|r| r.method == "POST").collect();
     assert_eq!(posts.len(), 2);
     assert!(posts
