@@ -134,32 +134,32 @@ impl H2Client {
         req: &Request<'_>,
         generation: &Cell<Option<u64>>,
     ) -> Result<Option<Reply>, ApiError> {
-        let head = request_head(req)?;
-        // A connection that closed while idle (GOAWAY, reset) fails `ready`
-        // before anything is sent: reconnect once without spending a retry.
-        let mut reopened = false;
-        let send = loop {
+        // A request the server certainly did not process (the connection
+        // closed while idle, a GOAWAY before its stream, REFUSED_STREAM) goes
+        // once more on a new connection without spending a retry.
+        let mut resent = false;
+        loop {
             let Some((g, send)) = self.sender().await? else {
                 return Ok(None);
             };
             generation.set(Some(g));
-            match send.ready().await {
-                Ok(s) => break s,
-                Err(e) if !reopened => {
-                    tracing::debug!(error = %e, "HTTP/2 connection closed while idle; reconnecting");
-                    self.forget(g).await;
-                    reopened = true;
-                }
-                Err(e) => return Err(h2_error(&e)),
+            let failed = match send.ready().await {
+                Ok(send) => match round_trip(send, request_head(req)?, req.body).await {
+                    Ok(reply) => return Ok(Some(reply)),
+                    Err(f) => f,
+                },
+                Err(e) => Failed {
+                    error: h2_error(&e),
+                    unprocessed: true,
+                },
+            };
+            self.forget(g).await;
+            if !failed.unprocessed || resent {
+                return Err(failed.error);
             }
-        };
-        let result = round_trip(send, head, req.body).await;
-        if result.is_err() {
-            if let Some(g) = generation.get() {
-                self.forget(g).await;
-            }
+            tracing::debug!(error = %failed.error, "HTTP/2 connection going away; resending on a new one");
+            resent = true;
         }
-        result.map(Some)
     }
 
     /// The live connection, opening it if there is none; concurrent callers
@@ -266,29 +266,44 @@ fn request_head(req: &Request<'_>) -> Result<http::Request<()>, ApiError> {
         .map_err(|e| ApiError::Config(format!("{} {}: {e}", req.method, req.url)))
 }
 
+/// A failed exchange; `unprocessed` when the server guarantees it did not
+/// act on the request (RFC 9113 8.7), so sending it again is safe.
+struct Failed {
+    error: ApiError,
+    unprocessed: bool,
+}
+
+impl From<h2::Error> for Failed {
+    fn from(e: h2::Error) -> Self {
+        let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM);
+        Self {
+            unprocessed: refused || (e.is_go_away() && e.is_remote()),
+            error: h2_error(&e),
+        }
+    }
+}
+
 async fn round_trip(
     mut send: SendRequest<Bytes>,
     head: http::Request<()>,
     body: Option<&str>,
-) -> Result<Reply, ApiError> {
-    let (response, mut stream) = send
-        .send_request(head, body.is_none())
-        .map_err(|e| h2_error(&e))?;
+) -> Result<Reply, Failed> {
+    let (response, mut stream) = send.send_request(head, body.is_none())?;
     if let Some(b) = body {
         let mut data = Bytes::copy_from_slice(b.as_bytes());
         while !data.is_empty() {
             stream.reserve_capacity(data.len());
             let granted = poll_fn(|cx| stream.poll_capacity(cx))
                 .await
-                .ok_or_else(|| ApiError::Transport("HTTP/2 stream closed while sending".into()))?
-                .map_err(|e| h2_error(&e))?;
+                .ok_or_else(|| Failed {
+                    error: ApiError::Transport("HTTP/2 stream closed while sending".into()),
+                    unprocessed: false,
+                })??;
             let chunk = data.split_to(granted.min(data.len()));
-            stream
-                .send_data(chunk, data.is_empty())
-                .map_err(|e| h2_error(&e))?;
+            stream.send_data(chunk, data.is_empty())?;
         }
     }
-    let response = response.await.map_err(|e| h2_error(&e))?;
+    let response = response.await?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -299,7 +314,7 @@ async fn round_trip(
     let mut recv = response.into_body();
     let mut body = Vec::new();
     while let Some(chunk) = recv.data().await {
-        let chunk = chunk.map_err(|e| h2_error(&e))?;
+        let chunk = chunk?;
         body.extend_from_slice(&chunk);
         let _ = recv.flow_control().release_capacity(chunk.len());
     }

@@ -202,6 +202,21 @@ fn a_dropped_connection_is_reopened_by_the_retry() {
 }
 
 #[test]
+fn a_goaway_moves_the_next_request_to_a_new_connection_without_a_retry() {
+    let server = TlsServer::start(Behaviour {
+        goaway: true,
+        ..Behaviour::default()
+    });
+    let api = api(config(&server), RetryPolicy::none());
+    for _ in 0..3 {
+        assert_eq!(api.get_pod("default", "p").unwrap().uid(), "u-h2");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(server.counts.requests().len(), 3);
+    assert_eq!(server.counts.handshakes(), 3);
+}
+
+#[test]
 fn statuses_keep_their_meaning_over_h2() {
     let server = TlsServer::start(Behaviour::default());
     let err = api(config(&server), fast_retry(3))

@@ -38,6 +38,9 @@ pub struct Behaviour {
     pub delay: Duration,
     /// Close the connection on the first request instead of answering.
     pub drop_first: bool,
+    /// HTTP/2: send GOAWAY (graceful) after the first request on each
+    /// connection, as kube-apiserver's `--goaway-chance` does.
+    pub goaway: bool,
 }
 
 impl Default for Behaviour {
@@ -46,6 +49,7 @@ impl Default for Behaviour {
             h2: true,
             delay: Duration::ZERO,
             drop_first: false,
+            goaway: false,
         }
     }
 }
@@ -205,6 +209,9 @@ async fn serve_h2(tls: TlsStream<TcpStream>, counts: Arc<Counts>, b: Behaviour) 
     while let Some(Ok((req, mut respond))) = conn.accept().await {
         if b.drop_first && !counts.dropped.swap(true, Ordering::SeqCst) {
             return; // drops the TCP connection mid-request
+        }
+        if b.goaway {
+            conn.graceful_shutdown();
         }
         let counts = counts.clone();
         tokio::spawn(async move {
