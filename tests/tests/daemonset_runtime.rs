@@ -413,6 +413,11 @@ fn runtime_daemonset_from_the_manifest_installs_the_node_and_wires_a_pod() {
         .filter(|r| r.method == "PATCH")
         .collect();
     assert_eq!(patches.len(), 1, "{patches:?}");
+    let conns = api.connections();
+    assert!(
+        !conns.is_empty() && conns.iter().all(|c| c.tls),
+        "{conns:?}"
+    );
     let bearer = format!("Bearer {TOKEN}");
     assert_eq!(patches[0].authorization.as_deref(), Some(&*bearer));
 
