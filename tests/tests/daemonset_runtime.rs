@@ -422,7 +422,7 @@ fn runtime_daemonset_from_the_manifest_installs_the_node_and_wires_a_pod() {
     assert_eq!(patches[0].authorization.as_deref(), Some(&*bearer));
 
     // The pod goes: the NIC is back on the node as it was found, and no
-    // netns, app_sandbox or per-attachment record is left.
+    // netns, sandbox or per-attachment record is left.
     node.cri().stop(&app_sandbox.id).unwrap();
     node.cri().remove(&app_sandbox.id).unwrap();
     assert!(!app_sandbox.netns.exists(), "pod netns left");
@@ -432,6 +432,13 @@ fn runtime_daemonset_from_the_manifest_installs_the_node_and_wires_a_pod() {
         .expect("ens5 not back on the node");
     assert_eq!(ens5["address"], VNIC_MAC, "{ens5}");
     assert_eq!(ens5["mtu"], 9000, "{ens5}");
+    // The moves cleared its addresses; the agent's next reconcile pass
+    // (every 10 s) configures the VNIC again.
+    wait_for(
+        "the agent re-applies the VNIC",
+        Duration::from_secs(25),
+        || node.netns().addrs("ens5").to_string().contains(VNIC_IP),
+    );
     let ids = node.cri().sandbox_ids().unwrap();
     assert_eq!(
         ids,
