@@ -64,9 +64,10 @@ impl RuntimeNode {
 
     /// Where the test reaches a path as the node's runtime sees it: through
     /// containerd's root (`/proc/<pid>/root`) when the node has its own
-    /// mount namespace, the path itself otherwise. The existing part of the
-    /// path is resolved first (an absolute symlink such as `/var/run` would
-    /// otherwise resolve against the test's root).
+    /// mount namespace, the path itself otherwise. Its directory is
+    /// resolved on the machine first when it exists there (an absolute
+    /// symlink such as `/var/run` would otherwise resolve against the
+    /// test's root, not the node's).
     pub fn host_view(&self, node_path: &Path) -> PathBuf {
         let (Some(_), Some(child)) = (&self.mntns, &self.containerd) else {
             return node_path.to_path_buf();
@@ -250,4 +251,23 @@ fn split_existing(path: &Path) -> Result<(PathBuf, PathBuf)> {
     let mut target = existing.clone();
     target.extend(rest.iter().rev());
     Ok((target, existing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_existing_resolves_the_existing_prefix_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, tmp.path().join("link")).unwrap();
+        let real = real.canonicalize().unwrap();
+        let (target, existing) = split_existing(&tmp.path().join("link/a/b")).unwrap();
+        assert_eq!((target, existing.clone()), (real.join("a/b"), real.clone()));
+        let (target, existing) = split_existing(&tmp.path().join("link")).unwrap();
+        assert_eq!(target, existing);
+        assert_eq!(existing, real);
+    }
 }
