@@ -362,14 +362,11 @@ fn runtime_daemonset_from_the_manifest_installs_the_node_and_wires_a_pod() {
         &[(&regs[0].resource_name, &[VNIC_PCI])],
     );
     api.put_pod(app).unwrap();
-    let plugin_log = || fs::read_to_string(node.work_dir().join("logs/containerd.log")).unwrap();
-    let app_sandbox = node.run_pod(&app_pod).unwrap_or_else(|e| {
-        panic!(
-            "RunPodSandbox: {e}
-{}",
-            plugin_log()
-        )
-    });
+    // On failure the agent's log; containerd's (with the plugins' errors)
+    // is printed by the node's teardown.
+    let app_sandbox = node
+        .run_pod(&app_pod)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\nagent log:\n{}", logs()));
     // eth0 from the wrapped primary, net1 the VNIC's NIC with its IP.
     assert!(
         app_sandbox.ip.starts_with("198.51.100."),
