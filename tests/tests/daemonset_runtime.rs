@@ -10,7 +10,21 @@
 //! The node around it: a primary (bridge) network config, a fake sysfs with
 //! the secondary VNIC's NIC, the fake IMDS on 169.254.169.254:80 and a veth
 //! with the VNIC's MAC in the node netns, the fake kubelet device-plugin
-//! registration socket and pod-resources socket.
+//! registration socket and pod-resources socket, and the fake API server
+//! over TLS on the `kubernetes` Service address (127.0.0.1:6443 in the node
+//! netns), its CA in the projected volume.
+//!
+//! The node has its own mount namespace (`RuntimeNode::set_node_fs`):
+//! containerd and every CNI plugin it runs see the manifest's hostPath dirs
+//! at their node paths (`/opt/cni/bin`, `/etc/cni/net.d`, `/var/lib/cni`,
+//! `/run/plexus`, `/sys`, ...), so the absolute paths the agent writes into
+//! its conflist and kubeconfig resolve as on a node. The last step is a pod
+//! through the plugins the container installed: the README's one NAD
+//! (`examples/plexus/nad.yaml`: host-device + vnic IPAM, `resourceName`
+//! `plexus.io/vf`) and its example pod, the VF allocated to the pod in
+//! PodResources as kubelet reports it; the sandbox gets `eth0` from the
+//! wrapped primary and the VNIC's NIC as `net1` with the VNIC's IP, the
+//! network-status lands in the API, and stopping the pod returns the NIC.
 // One scenario reads top to bottom, as the node sees it.
 #![allow(clippy::too_many_lines)]
 #![allow(clippy::unwrap_used)]
@@ -21,18 +35,22 @@ use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use plexus_e2e::manifest::Manifest;
+use plexus_e2e::manifest::{self, Manifest};
 use plexus_e2e::runtime::kubelet::{self, NodeView};
-use plexus_e2e::runtime::{PodSpec, RuntimeNode};
+use plexus_e2e::runtime::{ipv4_addrs, link_at, NodeFs, PodSpec, RuntimeNode};
 use plexus_sysfs::testing::{FakeSysfs, FunctionSpec};
 use plexus_testkit::imds::FakeImds;
+use plexus_testkit::kube::{FakeApiServer, Options};
 use plexus_testkit::net::{Veth, VethEnd};
 use plexus_testkit::podresources::{FakePodResources, FakeRegistration};
+use plexus_testkit::tls::TestCa;
 use serde_json::{json, Value};
 
 const VNIC_MAC: &str = "02:00:17:dd:00:02";
 const VNIC_IP: &str = "203.0.113.93";
+const VNIC_PCI: &str = "0000:00:05.0";
 const TOKEN: &str = "plexus-e2e-token";
+const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
 
 fn vnics() -> Value {
     json!([
@@ -84,7 +102,7 @@ fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
-fn runtime_daemonset_from_the_manifest_installs_the_node() {
+fn runtime_daemonset_from_the_manifest_installs_the_node_and_wires_a_pod() {
     // The real manifest, typed.
     let manifest = Manifest::load().unwrap();
     let ds = manifest.daemon_set().unwrap();
@@ -151,6 +169,40 @@ fn runtime_daemonset_from_the_manifest_installs_the_node() {
         .unwrap()
         .unwrap();
     let netns_mount = SharedMount::new(&host_path("/run/netns"));
+    // The node's own mount namespace: every hostPath of the manifest at its
+    // node path (created now; kubelet's type checks find them later), the
+    // fake sysfs as /sys.
+    let mut node_fs = NodeFs::new();
+    for v in pod.volumes.iter().flatten() {
+        let Some(hp) = &v.host_path else { continue };
+        let dir = host_path(&hp.path);
+        fs::create_dir_all(&dir).unwrap();
+        node_fs = if hp.path == "/sys" {
+            node_fs.sys(&dir)
+        } else {
+            node_fs.bind(&hp.path, &dir)
+        };
+    }
+    node.set_node_fs(node_fs);
+
+    // The API server behind the `kubernetes` Service (127.0.0.1:6443 in
+    // the node netns, where the host-network agent and the plugins run),
+    // serving TLS with a certificate of the cluster CA and accepting the
+    // service account's token.
+    let ca = TestCa::new().unwrap();
+    let api = node
+        .in_node_netns(|| {
+            FakeApiServer::start_on(
+                std::net::TcpListener::bind("127.0.0.1:6443")?,
+                Options {
+                    token: Some(TOKEN.to_owned()),
+                    tls: Some(ca.loopback_cert().map_err(std::io::Error::other)?),
+                    ..Options::default()
+                },
+            )
+        })
+        .unwrap()
+        .unwrap();
 
     // The projected service-account volume.
     let projected = work_sa_dir(node.work_dir());
@@ -158,7 +210,7 @@ fn runtime_daemonset_from_the_manifest_installs_the_node() {
         &projected,
         &[
             ("token", TOKEN.as_bytes()),
-            ("ca.crt", b"-----BEGIN CERTIFICATE-----\n"),
+            ("ca.crt", ca.cert_pem().as_bytes()),
             ("namespace", namespace.as_bytes()),
         ],
     )
@@ -189,14 +241,15 @@ fn runtime_daemonset_from_the_manifest_installs_the_node() {
     // UTS namespace; runc refuses a hostname there).
     sandbox_config["hostname"] = json!("");
     let sandbox = node.cri().run_pod(&sandbox_config).unwrap();
+    let api_host = api.addr().ip().to_string();
     let view = NodeView {
         node_name: &node_name,
         pod_name: &pod_meta.name,
         namespace: &namespace,
         host_path: &host_path,
         projected_dir: &projected,
-        api_host: "127.0.0.1",
-        api_port: 6443,
+        api_host: &api_host,
+        api_port: api.addr().port(),
     };
     let config = kubelet::container_config(&pod, c, &view).unwrap();
     let id = node
@@ -283,6 +336,123 @@ fn runtime_daemonset_from_the_manifest_installs_the_node() {
     assert_eq!(regs[0].resource_name, "plexus.io/vf");
     assert!(registration.dir().join(&regs[0].endpoint).exists());
 
+    // A pod through the plugins the container installed: the README's one
+    // NAD and its example pod, scheduled here, the VF allocated to it by the
+    // agent's device plugin (Allocate writes the device-info file) and then
+    // reported by kubelet's PodResources.
+    let mut nad = example("nad.yaml").remove(0);
+    nad["metadata"]["namespace"] = json!("default");
+    api.put_object(nad).unwrap();
+    let mut app = example("pods.yaml").remove(0);
+    let networks = app["metadata"]["annotations"][NETWORKS].as_str().unwrap();
+    let app_pod = PodSpec::new(app["metadata"]["name"].as_str().unwrap())
+        .unwrap()
+        .annotation(NETWORKS, networks);
+    app["metadata"]["namespace"] = json!(app_pod.namespace);
+    app["metadata"]["uid"] = json!(app_pod.uid);
+    app["spec"]["nodeName"] = json!(node_name);
+    let container = app["spec"]["containers"][0]["name"].as_str().unwrap();
+    let endpoint = registration.dir().join(&regs[0].endpoint);
+    let env = kubelet::allocate_device(&endpoint, VNIC_PCI).unwrap();
+    assert_eq!(env["PCIDEVICE_PLEXUS_IO_VF"], VNIC_PCI, "{env:?}");
+    pod_resources.add_container(
+        &app_pod.namespace,
+        &app_pod.name,
+        container,
+        &[(&regs[0].resource_name, &[VNIC_PCI])],
+    );
+    api.put_pod(app).unwrap();
+    // On failure the agent's log; containerd's (with the plugins' errors)
+    // is printed by the node's teardown.
+    let app_sandbox = node
+        .run_pod(&app_pod)
+        .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\nagent log:\n{}", logs()));
+    // eth0 from the wrapped primary, net1 the VNIC's NIC with its IP.
+    assert!(
+        app_sandbox.ip.starts_with("198.51.100."),
+        "pod IP {}",
+        app_sandbox.ip
+    );
+    let eth0 = link_at(&app_sandbox.netns, "eth0")
+        .unwrap()
+        .expect("no eth0");
+    assert_eq!(
+        ipv4_addrs(&eth0),
+        [format!("{}/24", app_sandbox.ip)],
+        "{eth0}"
+    );
+    let net1 = link_at(&app_sandbox.netns, "net1")
+        .unwrap()
+        .expect("no net1");
+    assert_eq!(net1["address"], VNIC_MAC, "{net1}");
+    assert_eq!(ipv4_addrs(&net1), [format!("{VNIC_IP}/24")], "{net1}");
+    assert!(
+        node.netns().link("ens5").is_none(),
+        "ens5 still on the node"
+    );
+    // The network-status PATCH, with the projected token over TLS.
+    let status = api
+        .network_status(&app_pod.namespace, &app_pod.name)
+        .expect("no network-status on the pod");
+    assert_eq!(status.as_array().map(Vec::len), Some(2), "{status}");
+    assert_eq!(status[0]["interface"], "eth0", "{status}");
+    assert_eq!(status[0]["ips"], json!([app_sandbox.ip]), "{status}");
+    assert_eq!(status[0]["default"], true, "{status}");
+    assert_eq!(status[1]["name"], "default/sriov-vnic", "{status}");
+    assert_eq!(status[1]["interface"], "net1", "{status}");
+    assert_eq!(status[1]["ips"], json!([VNIC_IP]), "{status}");
+    assert_eq!(status[1]["mac"], VNIC_MAC, "{status}");
+    let pci = &status[1]["device-info"]["pci"]["pci-address"];
+    assert_eq!(pci, VNIC_PCI, "{status}");
+    let patches: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    let conns = api.connections();
+    assert!(
+        !conns.is_empty() && conns.iter().all(|c| c.tls),
+        "{conns:?}"
+    );
+    let bearer = format!("Bearer {TOKEN}");
+    assert_eq!(patches[0].authorization.as_deref(), Some(&*bearer));
+
+    // The pod goes: the NIC is back on the node as it was found, and no
+    // netns, sandbox or per-attachment record is left.
+    node.cri().stop(&app_sandbox.id).unwrap();
+    node.cri().remove(&app_sandbox.id).unwrap();
+    assert!(!app_sandbox.netns.exists(), "pod netns left");
+    let ens5 = node
+        .netns()
+        .link("ens5")
+        .expect("ens5 not back on the node");
+    assert_eq!(ens5["address"], VNIC_MAC, "{ens5}");
+    assert_eq!(ens5["mtu"], 9000, "{ens5}");
+    // The moves cleared its addresses; the agent's next reconcile pass
+    // (every 10 s) configures the VNIC again.
+    wait_for(
+        "the agent re-applies the VNIC",
+        Duration::from_secs(25),
+        || node.netns().addrs("ens5").to_string().contains(VNIC_IP),
+    );
+    let ids = node.cri().sandbox_ids().unwrap();
+    assert_eq!(
+        ids,
+        std::slice::from_ref(&sandbox),
+        "only the agent's sandbox stays"
+    );
+    for dir in ["/var/lib/cni/plexus", "/var/lib/cni/plexus-host-device"] {
+        let left: Vec<_> = fs::read_dir(host_path(dir))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains(&app_sandbox.id))
+            .collect();
+        assert!(left.is_empty(), "records left: {left:?}");
+    }
+
     // The primary goes away: the probe turns the pod not ready.
     fs::remove_file(&primary).unwrap();
     wait_for("probe failing", Duration::from_secs(30), || !ready(&node));
@@ -300,6 +470,14 @@ fn runtime_daemonset_from_the_manifest_installs_the_node() {
     node.cri().remove(&sandbox).unwrap();
     drop(netns_mount);
     node.shutdown().unwrap();
+}
+
+/// The documents of `examples/plexus/<file>`, what a user applies.
+fn example(file: &str) -> Vec<Value> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/plexus")
+        .join(file);
+    manifest::documents(&fs::read_to_string(p).unwrap()).unwrap()
 }
 
 /// kubelet's `pods/<uid>/volumes/kubernetes.io~projected/<name>` role.

@@ -113,8 +113,8 @@ fn skopeo(args: &[&str]) -> serde_json::Value {
 /// `podman load` takes the archive under the manifest's image name, and
 /// every binary in it starts inside a container (`--version`): the image's
 /// entrypoint and each `--entrypoint` the agent's installer copies from.
-/// Podman runs with its storage in the test's temp dir (vfs driver, no
-/// network, no events), so nothing of it outlives the test.
+/// Podman runs with its storage and network config in the test's temp dir
+/// (vfs driver, no network, no events), so nothing of it outlives the test.
 #[test]
 fn image_loads_and_runs_in_podman() {
     plexus_e2e::runtime::ensure_deps().unwrap();
@@ -161,6 +161,8 @@ fn image_loads_and_runs_in_podman() {
 /// podman with all its state under one directory, reset on drop.
 struct Podman {
     base: Vec<String>,
+    /// `XDG_CONFIG_HOME`: podman creates its per-user config dir there.
+    config: std::path::PathBuf,
 }
 
 impl Podman {
@@ -176,16 +178,20 @@ impl Podman {
                 d("tmp"),
                 "--storage-driver".into(),
                 "vfs".into(),
+                "--network-config-dir".into(),
+                d("cni"),
                 "--events-backend".into(),
                 "none".into(),
                 "--cgroup-manager".into(),
                 "cgroupfs".into(),
             ],
+            config: dir.join("config"),
         }
     }
 
     fn run(&self, args: &[&str]) -> String {
         let out = std::process::Command::new("podman")
+            .env("XDG_CONFIG_HOME", &self.config)
             .args(&self.base)
             .args(args)
             .output()
@@ -204,6 +210,7 @@ impl Drop for Podman {
         // Unmounts and removes whatever the storage holds; the temp dir goes
         // with the test.
         let _ = std::process::Command::new("podman")
+            .env("XDG_CONFIG_HOME", &self.config)
             .args(&self.base)
             .args(["system", "reset", "--force"])
             .output();

@@ -4,14 +4,18 @@
 //! this node, env with `fieldRef`s filled in and the service env kubelet
 //! injects, the projected service-account volume written the way kubelet's
 //! atomic writer does. Anything the translation does not know fails loudly
-//! instead of being dropped, so the test runs the manifest as written.
+//! instead of being dropped, so the test runs the manifest as written. And
+//! kubelet's device manager admitting a pod: [`allocate_device`].
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec, Volume};
+use plexus_kubelet_api::deviceplugin::v1beta1 as dp;
 use serde_json::{json, Value};
 
 /// Where things are on the simulated node.
@@ -200,4 +204,45 @@ pub fn container_config(pod: &PodSpec, c: &Container, view: &NodeView<'_>) -> Re
             }
         }
     }))
+}
+
+/// What kubelet's device manager does for a container requesting one
+/// device of the plugin serving on `socket`: the device must be in the
+/// plugin's first `ListAndWatch` answer and healthy, then `Allocate` for it.
+/// Returns the env the answer gives the container.
+pub fn allocate_device(socket: &Path, device: &str) -> Result<BTreeMap<String, String>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let ch = plexus_kubelet_api::connect_unix(socket, Duration::from_secs(5)).await?;
+        let mut client = dp::device_plugin_client::DevicePluginClient::new(ch);
+        let mut devices = client.list_and_watch(dp::Empty {}).await?.into_inner();
+        let listed = devices
+            .message()
+            .await?
+            .context("ListAndWatch ended without an answer")?;
+        ensure!(
+            listed
+                .devices
+                .iter()
+                .any(|d| d.id == device && d.health == "Healthy"),
+            "{device} not advertised healthy: {:?}",
+            listed.devices
+        );
+        let answer = client
+            .allocate(dp::AllocateRequest {
+                container_requests: vec![dp::ContainerAllocateRequest {
+                    devices_ids: vec![device.to_owned()],
+                }],
+            })
+            .await?
+            .into_inner();
+        let container = answer
+            .container_responses
+            .into_iter()
+            .next()
+            .context("Allocate answered no container")?;
+        Ok(container.envs.into_iter().collect())
+    })
 }

@@ -18,6 +18,9 @@
 //! of this node's sandboxes, the node netns and the work dir removed. A node
 //! whose test process was killed outright is cleaned up by the next
 //! [`RuntimeNode::new`] (see `cleanup.rs`).
+//!
+//! Opt-in ([`RuntimeNode::set_node_fs`]): the node's own mount namespace,
+//! for configs that name absolute node paths (see `nodefs.rs`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -37,9 +40,12 @@ use serde_json::{json, Value};
 mod cleanup;
 mod cri;
 pub mod kubelet;
+mod nodefs;
 
 use cleanup::Footprint;
 pub use cri::{Cri, CriError};
+use nodefs::MountNs;
+pub use nodefs::NodeFs;
 
 /// Name the locally built pause image is imported under. It needs a registry
 /// part: a bare `plexus-e2e/pause` would be normalised to docker.io.
@@ -184,6 +190,8 @@ pub struct RuntimeNode {
     containerd: Option<Child>,
     cri: Cri,
     torn_down: bool,
+    node_fs: Option<NodeFs>,
+    mntns: Option<MountNs>,
 }
 
 impl std::fmt::Debug for RuntimeNode {
@@ -215,6 +223,8 @@ impl RuntimeNode {
             containerd: None,
             cri,
             torn_down: false,
+            node_fs: None,
+            mntns: None,
         };
         for dir in ["cni/bin", "cni/net.d", "cri", "logs"] {
             fs::create_dir_all(this.work.join(dir))
@@ -351,10 +361,16 @@ impl RuntimeNode {
         let log = fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let log_err = log.try_clone().context("dup log fd")?;
+        let mut nsenter = Command::new("nsenter");
+        if let Some(fs) = &self.node_fs {
+            let mntns = MountNs::create(&self.work, fs).context("the node's mount namespace")?;
+            nsenter.arg(format!("--mount={}", mntns.pin().display()));
+            self.mntns = Some(mntns);
+        }
         // nsenter execs containerd without forking (no PID namespace asked),
         // so the child's PID is containerd's. Its own process group keeps a
         // Ctrl-C of the test runner from reaching it before our teardown.
-        let child = Command::new("nsenter")
+        let child = nsenter
             .arg(format!("--net={}", self.node.path().display()))
             .arg("containerd")
             .arg("--config")
@@ -509,7 +525,10 @@ disabled_plugins = [
         let id = self.cri.run_pod(&self.pod_config(pod))?;
         let status = self.cri.inspect(&id);
         let (netns, ip) = match &status {
-            Ok(s) => (sandbox_netns(s).unwrap_or_default(), sandbox_ip(s)),
+            Ok(s) => (
+                self.host_view(&sandbox_netns(s).unwrap_or_default()),
+                sandbox_ip(s),
+            ),
             Err(_) => (PathBuf::new(), String::new()),
         };
         // Recorded before anything can fail, so teardown finds its netns.
@@ -572,6 +591,9 @@ disabled_plugins = [
                     }
                 }
             }
+        }
+        if let Some(mut mntns) = self.mntns.take() {
+            mntns.release(&mut errors);
         }
         self.footprint.clean(&mut errors);
         errors
