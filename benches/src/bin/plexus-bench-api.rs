@@ -7,10 +7,13 @@
 //!
 //! 1. `h2`: HTTPS, ALPN picks HTTP/2; every request a stream on one
 //!    connection (the client's default for kube-apiserver);
-//! 2. `https http/1.1`: HTTPS through the client's ureq path, as a server
-//!    without h2 gets it (forced by calling from inside a tokio runtime
-//!    context, where the client does not block on its own runtime);
-//! 3. `http`: plain HTTP/1.1 (no TLS), the floor.
+//! 2. `https, server without h2`: the server offers only `http/1.1` in
+//!    ALPN (a proxy in front of the API server): the client's probe
+//!    handshake, then its ureq path;
+//! 3. `https http/1.1 (ureq)`: HTTPS straight through the ureq path, as the
+//!    client did before HTTP/2 (forced by calling from inside a tokio
+//!    runtime context, where the client does not block on its own runtime);
+//! 4. `http`: plain HTTP/1.1 (no TLS), the floor.
 // A benchmark's report is its output: printing to stdout is the point here.
 #![allow(clippy::print_stdout)]
 
@@ -40,6 +43,7 @@ struct Args {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     H2,
+    Fallback,
     TlsHttp1,
     Plain,
 }
@@ -52,8 +56,11 @@ struct Target {
 }
 
 impl Target {
-    fn start(ca: Option<&TestCa>, latency: Option<VerbLatency>) -> Result<Self> {
-        let tls = ca.map(TestCa::loopback_cert).transpose()?;
+    fn start(ca: Option<&TestCa>, http1_only: bool, latency: Option<VerbLatency>) -> Result<Self> {
+        let mut tls = ca.map(TestCa::loopback_cert).transpose()?;
+        if let Some(cert) = &mut tls {
+            cert.http1_only = http1_only;
+        }
         let api = FakeApiServer::start_with(Options {
             tls,
             ..Options::default()
@@ -132,24 +139,30 @@ fn main() -> Result<()> {
     let args = Args::parse();
     let latency = VerbLatency::parse(&args.api_latency).map_err(anyhow::Error::msg)?;
     let ca = TestCa::new()?;
-    let https = Target::start(Some(&ca), latency)?;
-    let plain = Target::start(None, latency)?;
+    let https = Target::start(Some(&ca), false, latency)?;
+    let no_h2 = Target::start(Some(&ca), true, latency)?;
+    let plain = Target::start(None, false, latency)?;
     let rt = tokio::runtime::Builder::new_current_thread().build()?;
     let events: Vec<Event> = (0..args.events)
         .map(|i| Event::added_interface(&format!("net{}", i + 1), &[], "default/n"))
         .collect();
     let modes = [
         (Mode::H2, "h2 (HTTPS)"),
-        (Mode::TlsHttp1, "https http/1.1"),
+        (Mode::Fallback, "https, server without h2"),
+        (Mode::TlsHttp1, "https http/1.1 (ureq, as before)"),
         (Mode::Plain, "http (no TLS)"),
     ];
     let mut times: Vec<Vec<Phases>> = vec![Vec::new(); modes.len()];
-    let mut conns = [0usize; 3];
+    let mut conns = [0usize; 4];
     for round in 0..args.rounds.max(1) {
         for k in 0..modes.len() {
             let i = (round + k) % modes.len();
             let (mode, _) = modes[i];
-            let t = if mode == Mode::Plain { &plain } else { &https };
+            let t = match mode {
+                Mode::Plain => &plain,
+                Mode::Fallback => &no_h2,
+                Mode::H2 | Mode::TlsHttp1 => &https,
+            };
             let before = t.api.connections().len();
             let r = one_client(t, &events, (mode == Mode::TlsHttp1).then_some(&rt))?;
             conns[i] += t.api.connections().len() - before;

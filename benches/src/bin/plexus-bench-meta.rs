@@ -21,7 +21,8 @@
 //! kube-apiserver v1.28 (`--api-latency`), over TLS from a test CA with ALPN
 //! `h2`/`http/1.1` as kube-apiserver serves (`--api-scheme https`, the
 //! default: each plugin process pays its TLS handshake, 1.9 ms modelled plus
-//! the crypto), or plain HTTP/1.1 (`--api-scheme http`) for comparison.
+//! the crypto), TLS with ALPN `http/1.1` only (`https-http1`: the client's
+//! fallback, as behind a proxy without h2), or plain HTTP/1.1 (`http`).
 //!
 //! Plus peak RSS per call (`getrusage(RUSAGE_CHILDREN).ru_maxrss` in a fresh
 //! helper process, i.e. the `wait4` figure: the maximum over the plugin and
@@ -86,8 +87,9 @@ struct Args {
     #[arg(long, default_value = "kube-1.28")]
     api_latency: String,
     /// `https` (TLS from a test CA, ALPN h2 then http/1.1, as
-    /// kube-apiserver) or `http` (plain HTTP/1.1).
-    #[arg(long, default_value = "https", value_parser = ["https", "http"])]
+    /// kube-apiserver), `https-http1` (ALPN http/1.1 only) or `http`
+    /// (plain HTTP/1.1).
+    #[arg(long, default_value = "https", value_parser = ["https", "https-http1", "http"])]
     api_scheme: String,
 }
 
@@ -162,7 +164,7 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(ours: PathBuf, https: bool) -> Result<Self> {
+    fn new(ours: PathBuf, scheme: &str) -> Result<Self> {
         let node = TestNs::new("pxbmn");
         let pod = TestNs::new("pxbmp");
         let mut vf = Veth::create(
@@ -175,10 +177,12 @@ impl Rig {
         // it on their loopback, as a node reaches its API endpoint.
         let dir = ScratchDir::new_in(&std::env::temp_dir())?;
         let mut options = Options::default();
-        if https {
+        if scheme != "http" {
             let ca = plexus_testkit::tls::TestCa::new()?;
             std::fs::write(dir.0.join("ca.pem"), ca.cert_pem())?;
-            options.tls = Some(ca.loopback_cert()?);
+            let mut cert = ca.loopback_cert()?;
+            cert.http1_only = scheme == "https-http1";
+            options.tls = Some(cert);
         }
         let api = plexus_netns::run_in(&node_fd, move || FakeApiServer::start_with(options))??;
         let exec_only = ScratchDir::new_in(&ours)?;
@@ -594,7 +598,7 @@ fn main() -> Result<()> {
     let load_before = loadavg();
     let latency =
         plexus_testkit::kube::VerbLatency::parse(&args.api_latency).map_err(anyhow::Error::msg)?;
-    let rig = Rig::new(ours.clone(), args.api_scheme == "https")?;
+    let rig = Rig::new(ours.clone(), &args.api_scheme)?;
     rig.api.set_verb_latency(latency);
     let st = Rig::static_conf();
     let nad = rig.nad_config();

@@ -16,9 +16,15 @@ use serde_json::json;
 const DELAY_MS: u64 = 200;
 
 fn start() -> (FakeApiServer, TestCa, String) {
+    start_with(false)
+}
+
+fn start_with(http1_only: bool) -> (FakeApiServer, TestCa, String) {
     let ca = TestCa::new().unwrap();
+    let mut cert = ca.loopback_cert().unwrap();
+    cert.http1_only = http1_only;
     let srv = FakeApiServer::start_with(Options {
-        tls: Some(ca.loopback_cert().unwrap()),
+        tls: Some(cert),
         ..Options::default()
     })
     .unwrap();
@@ -96,4 +102,27 @@ fn an_add_is_one_h2_connection_and_its_writes_overlap() {
         }]
     );
     assert_eq!(srv.requests().len(), 8);
+}
+
+#[test]
+fn a_server_offering_only_http1_gets_http1_after_one_probe() {
+    let (srv, ca, uid) = start_with(true);
+    srv.set_verb_latency(None);
+    let api = api(&srv, &ca);
+    assert_eq!(api.get_pod("default", "p").unwrap().uid(), uid);
+    api.get_nad("default", "a").unwrap();
+    api.patch_network_status("default", "p", &uid, "[]")
+        .unwrap();
+    // The probe that learnt the server's choice, then ureq's kept-alive one
+    // (ureq offers no ALPN).
+    let probe = Connection {
+        tls: true,
+        alpn: Some("http/1.1".into()),
+    };
+    let ureq = Connection {
+        tls: true,
+        alpn: None,
+    };
+    assert_eq!(srv.connections(), vec![probe, ureq]);
+    assert_eq!(srv.requests().len(), 3);
 }

@@ -37,11 +37,14 @@ pub enum TlsError {
 pub struct ServingCert {
     pub cert_pem: String,
     pub key_pem: String,
+    /// Offer only `http/1.1` in ALPN, as a proxy in front of the API server
+    /// may: clients that prefer h2 must fall back.
+    pub http1_only: bool,
 }
 
 impl ServingCert {
     /// The rustls server config: this certificate, ALPN `h2` then
-    /// `http/1.1` (the API server's order).
+    /// `http/1.1` (the API server's order), or only `http/1.1`.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         let certs = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
             .collect::<Result<Vec<_>, _>>()
@@ -53,7 +56,11 @@ impl ServingCert {
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(certs, key)?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        config.alpn_protocols = if self.http1_only {
+            vec![b"http/1.1".to_vec()]
+        } else {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        };
         Ok(Arc::new(config))
     }
 }
@@ -108,6 +115,7 @@ impl TestCa {
         Ok(ServingCert {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
+            http1_only: false,
         })
     }
 

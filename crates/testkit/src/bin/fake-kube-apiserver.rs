@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", cert.display()))?,
             key_pem: std::fs::read_to_string(key)
                 .with_context(|| format!("reading {}", key.display()))?,
+            http1_only: false,
         }),
         _ => None,
     };
