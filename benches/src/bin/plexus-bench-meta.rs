@@ -1,6 +1,6 @@
 //! plexus-bench-meta: what the meta plugin costs on top of its delegates.
 //!
-//! Eight series, interleaved round-robin in one run so machine noise hits
+//! Ten series, interleaved round-robin in one run so machine noise hits
 //! all of them alike, each an ADD then a DEL of one pod:
 //!
 //! 1. `static` alone, called directly (the delegate's own cost);
@@ -15,7 +15,11 @@
 //!    delegates, PATCHes the network-status, posts events;
 //! 6. as 5 with the delegates exec'd;
 //! 7. the API-bound scenario: cluster `static`, one NAD `static`, fake API;
-//! 8. as 7 with the delegates exec'd.
+//! 8. as 7 with the delegates exec'd;
+//! 9. the tutorial's shape, delegates called directly: the cluster network
+//!    is `host-device` too (a second VF, `ens6`, as `eth0`), then the NAD's
+//!    `host-device` + `static` on `net1` — four namespace moves per cycle;
+//! 10. as 9 through `plexus` with the fake API.
 //!
 //! The fake API answers after the per-verb delays measured on
 //! kube-apiserver v1.28 (`--api-latency`), over TLS from a test CA with ALPN
@@ -62,6 +66,8 @@ const NAD: &str = "sriov-vnic";
 const POD_STATIC: &str = "benchpod-static";
 const NAD_STATIC: &str = "static-net";
 const VF: &str = "ens5";
+/// The tutorial-shape series' cluster-network VF.
+const VF2: &str = "ens6";
 /// Targets from the issue.
 const TARGET_OVERHEAD_MS: f64 = 2.0;
 const TARGET_RSS_KIB: u64 = 15 * 1024;
@@ -151,6 +157,7 @@ impl Summary {
 /// the VF, then the pod and node namespaces, the API, the files.
 struct Rig {
     _vf: Veth,
+    _vf2: Veth,
     pod: TestNs,
     node: TestNs,
     node_fd: NetNs,
@@ -172,6 +179,11 @@ impl Rig {
             VethEnd::new(unique_name("pxbmw")).in_ns(&node).up(),
         );
         vf.may_visit(&pod);
+        let mut vf2 = Veth::create(
+            VethEnd::new(VF2).in_ns(&node).mac("02:00:17:00:0a:06").up(),
+            VethEnd::new(unique_name("pxbmw")).in_ns(&node).up(),
+        );
+        vf2.may_visit(&pod);
         let node_fd = NetNs::open(node.path())?;
         // Bound inside the node namespace, so the plugins (run there) reach
         // it on their loopback, as a node reaches its API endpoint.
@@ -190,6 +202,7 @@ impl Rig {
             .context("hard-link plexus for the exec'd-delegates series")?;
         let rig = Self {
             _vf: vf,
+            _vf2: vf2,
             pod,
             node,
             node_fd,
@@ -283,6 +296,22 @@ impl Rig {
             "cniVersion": "1.0.0",
             "name": "cluster",
             "type": "static",
+            "ipam": {
+                "type": "static",
+                "addresses": [{"address": "203.0.113.10/24", "gateway": "203.0.113.1"}]
+            }
+        })
+    }
+
+    /// The tutorial-shape cluster network: `host-device` with the second
+    /// VF and a static address.
+    fn cluster_host_device_conf(&self) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": "cluster",
+            "type": "host-device",
+            "device": VF2,
+            "dataDir": self.path("host-device"),
             "ipam": {
                 "type": "static",
                 "addresses": [{"address": "203.0.113.10/24", "gateway": "203.0.113.1"}]
@@ -604,6 +633,9 @@ fn main() -> Result<()> {
     let nad = rig.nad_config();
     let plain = rig.plexus_conf(false, &rig.path("cache"));
     let kube = rig.plexus_conf(true, &rig.path("cache-kube"));
+    let cluster_hd = rig.cluster_host_device_conf();
+    let mut tutorial = rig.plexus_conf(true, &rig.path("cache-tutorial"));
+    tutorial["delegates"] = json!([cluster_hd]);
 
     // Sanity pass: ADD moves the VF in with the NAD's address, DEL returns it.
     let add = rig.run(&rig.call("plexus", "ADD", "pxbm-kube", "eth0", &kube))?;
@@ -673,10 +705,32 @@ fn main() -> Result<()> {
                 c
             }],
         ),
+        Series::new(
+            "host-device + host-device/static (tutorial shape, delegates alone)",
+            vec![
+                rig.call("host-device", "ADD", "pxbm-tdir", "eth0", &cluster_hd),
+                rig.call("host-device", "ADD", "pxbm-tdir", "net1", &nad),
+            ],
+            vec![
+                rig.call("host-device", "DEL", "pxbm-tdir", "net1", &nad),
+                rig.call("host-device", "DEL", "pxbm-tdir", "eth0", &cluster_hd),
+            ],
+        ),
+        Series::new(
+            "plexus → host-device + NAD host-device/static, fake API (tutorial shape)",
+            vec![rig.call("plexus", "ADD", "pxbm-tut", "eth0", &tutorial)],
+            vec![rig.call("plexus", "DEL", "pxbm-tut", "eth0", &tutorial)],
+        ),
     ];
-    let (add_logs, del_logs) =
-        run_cycles(&rig, &mut series, args.warmup, args.cycles, &[4, 5, 6, 7])?;
-    if rig.pod.link("net1").is_some() || rig.node.link(VF).is_none() {
+    let (add_logs, del_logs) = run_cycles(
+        &rig,
+        &mut series,
+        args.warmup,
+        args.cycles,
+        &[4, 5, 6, 7, 9],
+    )?;
+    let home = |vf| rig.node.link(vf).is_some();
+    if rig.pod.link("net1").is_some() || rig.pod.link("eth0").is_some() || !home(VF) || !home(VF2) {
         bail!("the VF is not back on the node after the run");
     }
 
@@ -782,6 +836,7 @@ fn report(
         ("fake API, host-device NAD, exec'd (4 → 6)", 3, 5),
         ("API-bound, static NAD (1 → 7)", 0, 6),
         ("API-bound, static NAD, exec'd (1 → 8)", 0, 7),
+        ("tutorial shape, 4 moves (9 → 10)", 8, 9),
     ] {
         let (b, m) = (med(&series[base]), med(&series[meta]));
         let (bc, mc) = (cpu(&series[base]), cpu(&series[meta]));
