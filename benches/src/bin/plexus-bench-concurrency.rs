@@ -1,0 +1,517 @@
+//! plexus-bench-concurrency: many pods at once on one node.
+//!
+//! For each level N (default 1, 4, 8, 16) N pods are attached at the same
+//! moment, one VF each, then detached at the same moment, by four series
+//! interleaved round by round (order rotated every round) so machine noise
+//! hits them alike:
+//!
+//! 1. the kernel floor: N threads each moving its VF into its pod with one
+//!    `RTM_SETLINK(IFLA_NET_NS_FD)` and back (in-process, no plugin);
+//! 2. the reference chain: Debian's `host-device` + `static` IPAM, exec'd
+//!    as a runtime does;
+//! 3. our `host-device` + `static` (IPAM in-process): like for like with 2;
+//! 4. `plexus` → cluster `static` + the pod's NAD `host-device` + `static`,
+//!    all in one process, the fake API answering at kube-apiserver v1.28
+//!    latency (GET pod, GET NAD, PATCH status, events).
+//!
+//! Every pod has its own namespace and VF (a veth end in the "node"
+//! namespace, peer up). Our plugins share one `dataDir` and one `cniDir`,
+//! as on a node. Reported per N: throughput (pods / wall time of the whole
+//! batch), per-pod ADD and DEL p50/p99, ours over the reference.
+//!
+//! Runs as root, in namespaces it creates.
+// A benchmark's report is its output: printing to stdout is the point here.
+#![allow(clippy::print_stdout)]
+// Benchmark driver (not shipped): the report function is one table.
+#![allow(clippy::too_many_lines)]
+
+#[path = "../stats.rs"]
+#[allow(dead_code)]
+mod stats;
+
+use std::path::{Path, PathBuf};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use plexus_netlink::Handle;
+use plexus_netns::NetNs;
+use plexus_testkit::kube::{FakeApiServer, VerbLatency};
+use plexus_testkit::net::{
+    bin_dir, require_root, unique_name, CniCall, TestNs, Veth, VethEnd, REFERENCE_DIR,
+};
+use serde_json::{json, Value};
+
+use stats::quantile;
+
+const POD_NS: &str = "default";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+enum Kind {
+    /// Bare netlink moves, in-process.
+    Floor,
+    /// Reference host-device + static, exec'd.
+    Reference,
+    /// Our host-device + static.
+    HostDevice,
+    /// plexus → static + host-device/static, fake API.
+    Plexus,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Floor => "kernel floor (bare moves, in-process)",
+            Kind::Reference => "reference host-device + static",
+            Kind::HostDevice => "ours: host-device + static",
+            Kind::Plexus => "ours: plexus → static + host-device/static, fake API",
+        }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "plexus-bench-concurrency", version = plexus_buildinfo::LONG,
+    about = "N concurrent ADDs/DELs on one node, ours vs the reference (run as root)")]
+struct Args {
+    /// Measured rounds (each runs every level of every series once).
+    #[arg(long, default_value_t = 20)]
+    rounds: usize,
+    /// Unmeasured rounds first.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Concurrency levels.
+    #[arg(long, value_delimiter = ',', default_value = "1,4,8,16")]
+    levels: Vec<usize>,
+    /// Series to run (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Kind>,
+    /// Our plugins (default: this binary's directory).
+    #[arg(long)]
+    ours: Option<PathBuf>,
+    /// The reference plugins.
+    #[arg(long, default_value = REFERENCE_DIR)]
+    reference: PathBuf,
+    /// The fake API's per-verb delay: `kube-1.28`, `off`, or per verb
+    /// (see plexus-bench-meta).
+    #[arg(long, default_value = "kube-1.28")]
+    api_latency: String,
+}
+
+/// The node: N VFs and N pod namespaces, the fake API on the node's
+/// loopback, one scratch directory. Field order is drop order.
+struct Node {
+    pod_fds: Vec<NetNs>,
+    node_fd: NetNs,
+    api: FakeApiServer,
+    vfs: Vec<Veth>,
+    pods: Vec<TestNs>,
+    _node: TestNs,
+    dir: tempfile::TempDir,
+    ours: PathBuf,
+    reference: PathBuf,
+    uids: Vec<String>,
+}
+
+impl Node {
+    fn new(pods: usize, ours: PathBuf, reference: PathBuf) -> Result<Self> {
+        let node = TestNs::new("pxcn");
+        let pod_ns: Vec<TestNs> = (0..pods).map(|_| TestNs::new("pxcp")).collect();
+        let vfs: Vec<Veth> = pod_ns
+            .iter()
+            .enumerate()
+            .map(|(i, pod)| {
+                let mut v = Veth::create(
+                    VethEnd::new(format!("pxcvf{i}"))
+                        .in_ns(&node)
+                        .mac(format!("02:00:17:00:cc:{i:02x}"))
+                        .up(),
+                    VethEnd::new(unique_name("pxcw")).in_ns(&node).up(),
+                );
+                v.may_visit(pod);
+                v
+            })
+            .collect();
+        let node_fd = NetNs::open(node.path()).context("open node netns")?;
+        let pod_fds = pod_ns
+            .iter()
+            .map(|p| NetNs::open(p.path()).context("open pod netns"))
+            .collect::<Result<Vec<_>>>()?;
+        let api = plexus_netns::run_in(&node_fd, FakeApiServer::start)??;
+        let dir = tempfile::Builder::new()
+            .prefix("plexus-bench-conc.")
+            .tempdir()
+            .context("scratch dir")?;
+        let mut this = Self {
+            pod_fds,
+            node_fd,
+            api,
+            vfs,
+            pods: pod_ns,
+            _node: node,
+            dir,
+            ours,
+            reference,
+            uids: Vec::new(),
+        };
+        this.seed_api()?;
+        Ok(this)
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn vf(&self, i: usize) -> &str {
+        self.vfs[i].a()
+    }
+
+    /// kubeconfig, one NAD per VF, one pod per NAD.
+    fn seed_api(&mut self) -> Result<()> {
+        let kubeconfig = json!({"apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": self.api.url()}}],
+            "users": [{"name": "plexus", "user": {}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "plexus"}}],
+            "current-context": "fake"});
+        std::fs::write(self.path("kubeconfig"), kubeconfig.to_string())?;
+        for i in 0..self.vfs.len() {
+            let nad = self.nad_config(i).to_string();
+            self.api
+                .put_nad(POD_NS, &format!("vf{i}"), &nad)
+                .map_err(anyhow::Error::msg)?;
+            let pod = self
+                .api
+                .put_pod(json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("pod-{i}"), "namespace": POD_NS,
+                        "annotations": {"k8s.v1.cni.cncf.io/networks": format!("vf{i}")}},
+                    "spec": {"nodeName": "node-1"}}))
+                .map_err(anyhow::Error::msg)?;
+            let uid = pod["metadata"]["uid"]
+                .as_str()
+                .context("fake API gave the pod no uid")?;
+            self.uids.push(uid.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The tutorial's NAD shape for VF `i` (cniVersion 0.3.1, static IPAM);
+    /// `dataDir` is shared by all pods, as `/var/lib/cni/host-device` is.
+    fn nad_config(&self, i: usize) -> Value {
+        json!({
+            "cniVersion": "0.3.1",
+            "name": format!("vf{i}"),
+            "type": "host-device",
+            "device": self.vf(i),
+            "dataDir": self.path("host-device"),
+            "ipam": {
+                "type": "static",
+                "addresses": [{"address": format!("198.51.100.{}/24", 10 + i), "gateway": "0.0.0.0"}],
+                "routes": [{"dst": "198.51.100.0/24", "gw": "0.0.0.0"}]
+            }
+        })
+    }
+
+    /// plexus with a `static` cluster network (a result, no kernel change),
+    /// as in plexus-bench-meta, and one shared cache dir.
+    fn plexus_conf(&self) -> Value {
+        json!({
+            "cniVersion": "1.0.0",
+            "name": "plexus-cni-network",
+            "type": "plexus",
+            "kubeconfig": self.path("kubeconfig"),
+            "cniDir": self.path("cache"),
+            "confDir": self.path("net.d"),
+            "binDir": self.ours,
+            "nadNodeKeys": ["dataDir"],
+            "delegates": [{
+                "cniVersion": "1.0.0", "name": "cluster", "type": "static",
+                "ipam": {"type": "static",
+                    "addresses": [{"address": "203.0.113.10/24", "gateway": "203.0.113.1"}]}
+            }],
+        })
+    }
+
+    /// The CNI call a runtime would make for pod `i` of series `kind`.
+    fn call(&self, kind: Kind, i: usize, command: &str) -> CniCall {
+        let container = format!("pxconc-{kind:?}-{i}").to_lowercase();
+        let base = |dir: &Path, bin: &str, ifname: &str| {
+            CniCall::new(dir.join(bin), command)
+                .container_id(&container)
+                .netns(self.pods[i].path())
+                .ifname(ifname)
+                .cni_path(dir)
+        };
+        match kind {
+            Kind::Reference | Kind::Floor => {
+                base(&self.reference, "host-device", "net1").stdin(self.nad_config(i).to_string())
+            }
+            Kind::HostDevice => {
+                base(&self.ours, "host-device", "net1").stdin(self.nad_config(i).to_string())
+            }
+            Kind::Plexus => base(&self.ours, "plexus", "eth0")
+                .args(format!(
+                    "IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NS};K8S_POD_NAME=pod-{i};\
+                     K8S_POD_INFRA_CONTAINER_ID={container};K8S_POD_UID={}",
+                    self.uids[i]
+                ))
+                .stdin(self.plexus_conf().to_string()),
+        }
+    }
+
+    /// Untimed: every VF in the node, up, no alias (the reference leaves
+    /// it down with an alias).
+    fn reset(&self, nl: &Handle) -> Result<()> {
+        for v in &self.vfs {
+            let link = nl
+                .link_by_name(v.a())
+                .with_context(|| format!("VF {} is not back on the node", v.a()))?;
+            if link.alias.is_some() {
+                nl.clear_alias(link.index)?;
+            }
+            if !link.up {
+                nl.set_link_up(link.index, true)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One phase: pods `0..n` all start `command` at the same moment.
+    /// Returns each pod's latency and the wall time from the first start to
+    /// the last end.
+    fn phase(&self, kind: Kind, n: usize, command: &str) -> Result<(Vec<Duration>, Duration)> {
+        let barrier = Barrier::new(n);
+        let spans = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|i| {
+                    let barrier = &barrier;
+                    s.spawn(move || self.one(kind, i, command, barrier))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(r) => r,
+                    Err(_) => bail!("a worker thread panicked"),
+                })
+                .collect::<Result<Vec<(Instant, Instant)>>>()
+        })?;
+        let first = spans.iter().map(|s| s.0).min().context("no pods")?;
+        let last = spans.iter().map(|s| s.1).max().context("no pods")?;
+        Ok((spans.iter().map(|(a, b)| *b - *a).collect(), last - first))
+    }
+
+    /// Pod `i`'s call, from the node namespace, started when all are ready.
+    fn one(
+        &self,
+        kind: Kind,
+        i: usize,
+        command: &str,
+        barrier: &Barrier,
+    ) -> Result<(Instant, Instant)> {
+        if kind == Kind::Floor {
+            let node = Handle::open_in(&self.node_fd)?;
+            let pod = Handle::open_in(&self.pod_fds[i])?;
+            let (from, to) = if command == "ADD" {
+                (&node, &self.pod_fds[i])
+            } else {
+                (&pod, &self.node_fd)
+            };
+            let index = from.link_by_name(self.vf(i))?.index;
+            barrier.wait();
+            let start = Instant::now();
+            from.move_to_netns(index, to, None)?;
+            return Ok((start, Instant::now()));
+        }
+        let call = self.call(kind, i, command);
+        plexus_netns::run_in(&self.node_fd, || {
+            barrier.wait();
+            let start = Instant::now();
+            let out = call.run();
+            let end = Instant::now();
+            if !out.status.success() {
+                bail!(
+                    "{} {command} of pod {i} failed ({}): {} {}",
+                    call.bin.display(),
+                    out.status,
+                    out.stdout.trim(),
+                    out.stderr.trim()
+                );
+            }
+            Ok((start, end))
+        })?
+    }
+}
+
+/// All samples of one series at one level.
+#[derive(Default)]
+struct Cell {
+    add: Vec<f64>,
+    del: Vec<f64>,
+    add_wall: Vec<f64>,
+    del_wall: Vec<f64>,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn q(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    quantile(&s, p)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    require_root();
+    let ours = args.ours.clone().unwrap_or_else(bin_dir);
+    let kinds: Vec<Kind> = Kind::value_variants()
+        .iter()
+        .copied()
+        .filter(|k| args.only.is_empty() || args.only.contains(k))
+        .collect();
+    for (dir, bins) in [
+        (&ours, &["plexus", "host-device", "static"][..]),
+        (&args.reference, &["host-device", "static"][..]),
+    ] {
+        if let Some(b) = bins.iter().map(|b| dir.join(b)).find(|p| !p.is_file()) {
+            bail!(
+                "{} missing: cargo build -p plexus -p plexus-host-device -p plexus-static \
+                 (or apt-get install containernetworking-plugins)",
+                b.display()
+            );
+        }
+    }
+    let levels = args.levels.clone();
+    let max = levels.iter().copied().max().context("no levels")?;
+    let load_before = loadavg();
+    let started = Instant::now();
+    let node = Node::new(max, ours.clone(), args.reference.clone())?;
+    node.api
+        .set_verb_latency(VerbLatency::parse(&args.api_latency).map_err(anyhow::Error::msg)?);
+    let nl = Handle::open_in(&node.node_fd).context("netlink in node")?;
+    let mut cells: Vec<Vec<Cell>> = kinds
+        .iter()
+        .map(|_| levels.iter().map(|_| Cell::default()).collect())
+        .collect();
+    for round in 0..args.warmup + args.rounds {
+        for (li, &n) in levels.iter().enumerate() {
+            for k in 0..kinds.len() {
+                let ki = (round + k) % kinds.len();
+                node.reset(&nl)?;
+                let (add, add_wall) = node.phase(kinds[ki], n, "ADD")?;
+                let (del, del_wall) = node.phase(kinds[ki], n, "DEL")?;
+                if round >= args.warmup {
+                    let c = &mut cells[ki][li];
+                    c.add.extend(add.into_iter().map(ms));
+                    c.del.extend(del.into_iter().map(ms));
+                    c.add_wall.push(ms(add_wall));
+                    c.del_wall.push(ms(del_wall));
+                }
+            }
+        }
+        eprintln!("round {}/{} done", round + 1, args.warmup + args.rounds);
+    }
+    node.reset(&nl)?;
+    for (i, pod) in node.pods.iter().enumerate() {
+        if pod.link("net1").is_some() {
+            bail!("pod {i} still has net1 after the run");
+        }
+    }
+    let load = format!("{load_before} → {}", loadavg());
+    report(
+        &args,
+        &ours,
+        &load,
+        started.elapsed(),
+        &kinds,
+        &levels,
+        &cells,
+    );
+    Ok(())
+}
+
+fn report(
+    args: &Args,
+    ours: &Path,
+    load: &str,
+    took: Duration,
+    kinds: &[Kind],
+    levels: &[usize],
+    cells: &[Vec<Cell>],
+) {
+    println!(
+        "### N concurrent ADDs, then N concurrent DELs — {} rounds after {} warm-up, ours from `{}`\n",
+        args.rounds,
+        args.warmup,
+        ours.display()
+    );
+    println!(
+        "Load average (1 min) {load}; run took {:.0} s; fake API latency `{}`. \
+         Throughput = N / wall time from the first start to the last exit of the \
+         batch (median over rounds); per-pod latency is spawn → exit of each call \
+         (p99 over all pods of all rounds).\n",
+        took.as_secs_f64(),
+        args.api_latency
+    );
+    println!("| N | series | ADD pods/s | ADD p50 | ADD p99 | DEL pods/s | DEL p50 | DEL p99 | ADD p50 vs reference | ADD pods/s vs reference |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let reference = kinds.iter().position(|k| *k == Kind::Reference);
+    for (li, &n) in levels.iter().enumerate() {
+        let rate = |w: &[f64]| n as f64 * 1e3 / q(w, 0.5);
+        for (ki, kind) in kinds.iter().enumerate() {
+            let c = &cells[ki][li];
+            let (vs_p50, vs_rate) = match reference {
+                Some(r) if r != ki => {
+                    let rc = &cells[r][li];
+                    (
+                        format!("{:.2}×", q(&c.add, 0.5) / q(&rc.add, 0.5)),
+                        format!("{:.2}×", rate(&c.add_wall) / rate(&rc.add_wall)),
+                    )
+                }
+                _ => ("–".into(), "–".into()),
+            };
+            println!(
+                "| {n} | {} | {:.1} | {:.1} ms | {:.1} ms | {:.1} | {:.1} ms | {:.1} ms | {vs_p50} | {vs_rate} |",
+                kind.label(),
+                rate(&c.add_wall),
+                q(&c.add, 0.5),
+                q(&c.add, 0.99),
+                rate(&c.del_wall),
+                q(&c.del, 0.5),
+                q(&c.del, 0.99),
+            );
+        }
+    }
+    println!();
+    // How close to serial each series is: wall of N at once over N × the
+    // single-pod median (1.0 = fully serial, 1/N = fully parallel).
+    if let Some(l1) = levels.iter().position(|&n| n == 1) {
+        println!("Serialisation: ADD batch wall at N ÷ (N × ADD p50 at N = 1); 1.00 = one at a time, 1/N = fully parallel.\n");
+        let header: Vec<String> = levels.iter().map(|n| format!("N = {n}")).collect();
+        println!("| series | {} |", header.join(" | "));
+        println!("|---|{}", "---|".repeat(levels.len()));
+        for (ki, kind) in kinds.iter().enumerate() {
+            let single = q(&cells[ki][l1].add, 0.5);
+            let row: Vec<String> = levels
+                .iter()
+                .enumerate()
+                .map(|(li, &n)| {
+                    format!(
+                        "{:.2}",
+                        q(&cells[ki][li].add_wall, 0.5) / (n as f64 * single)
+                    )
+                })
+                .collect();
+            println!("| {} | {} |", kind.label(), row.join(" | "));
+        }
+        println!();
+    }
+}
