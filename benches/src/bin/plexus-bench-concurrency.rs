@@ -92,6 +92,9 @@ struct Args {
     /// The reference plugins.
     #[arg(long, default_value = REFERENCE_DIR)]
     reference: PathBuf,
+    /// GETLINK/SETLINK probes, idle and during moves (what takes RTNL).
+    #[arg(long, default_value_t = 200)]
+    probes: usize,
     /// The fake API's per-verb delay: `kube-1.28`, `off`, or per verb
     /// (see plexus-bench-meta).
     #[arg(long, default_value = "kube-1.28")]
@@ -342,6 +345,58 @@ impl Node {
     }
 }
 
+/// Which netlink requests queue behind a namespace move: a GETLINK and a
+/// SETLINK (MTU of a wire end, put back after) timed from the node while
+/// nothing else happens, then while another thread keeps moving VF 0 in
+/// and out. Medians in ms: (GET idle, GET busy, SET idle, SET busy).
+fn rtnl_probe(node: &Node, samples: usize) -> Result<(f64, f64, f64, f64)> {
+    let nl = Handle::open_in(&node.node_fd)?;
+    let wire = node.vfs.get(1).map_or_else(|| node.vfs[0].b(), Veth::b);
+    let index = nl.link_by_name(wire)?.index;
+    let mtu = nl.link_by_index(index)?.mtu;
+    let probe = || -> Result<(f64, f64)> {
+        // Two loops, not alternating requests: a request right after one
+        // that waited for a move would land in the gap between moves.
+        let (mut get, mut set) = (Vec::new(), Vec::new());
+        for _ in 0..samples {
+            let t = Instant::now();
+            nl.link_by_name(wire)?;
+            get.push(ms(t.elapsed()));
+            // Spread the probes over the mover's cycle.
+            std::thread::sleep(Duration::from_micros(2_500));
+        }
+        for i in 0..samples {
+            let t = Instant::now();
+            nl.set_mtu(index, if i % 2 == 0 { mtu - 1 } else { mtu })?;
+            set.push(ms(t.elapsed()));
+            std::thread::sleep(Duration::from_micros(2_500));
+        }
+        nl.set_mtu(index, mtu)?;
+        Ok((q(&get, 0.5), q(&set, 0.5)))
+    };
+    let (get_idle, set_idle) = probe()?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (get_busy, set_busy) = std::thread::scope(|s| -> Result<(f64, f64)> {
+        let mover = s.spawn(|| -> Result<()> {
+            let barrier = Barrier::new(1);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                node.one(Kind::Floor, 0, "ADD", &barrier)?;
+                node.one(Kind::Floor, 0, "DEL", &barrier)?;
+            }
+            Ok(())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let busy = probe();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match mover.join() {
+            Ok(r) => r?,
+            Err(_) => bail!("the mover thread panicked"),
+        }
+        busy
+    })?;
+    Ok((get_idle, get_busy, set_idle, set_busy))
+}
+
 /// All samples of one series at one level.
 #[derive(Default)]
 struct Cell {
@@ -425,6 +480,7 @@ fn main() -> Result<()> {
             bail!("pod {i} still has net1 after the run");
         }
     }
+    let (gi, gb, si, sb) = rtnl_probe(&node, args.probes)?;
     let load = format!("{load_before} → {}", loadavg());
     report(
         &args,
@@ -434,6 +490,12 @@ fn main() -> Result<()> {
         &kinds,
         &levels,
         &cells,
+    );
+    println!(
+        "What queues behind a move ({} probes each, medians): GETLINK {gi:.2} ms idle, \
+         {gb:.2} ms while another thread moves a VF in and out; SETLINK (MTU) {si:.2} ms \
+         idle, {sb:.2} ms during moves.\n",
+        args.probes
     );
     Ok(())
 }
