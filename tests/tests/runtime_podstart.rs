@@ -16,7 +16,8 @@
 //! plexus ≤ bridge-only + the two moves + 3 ms.
 //!
 //! Run: `cargo test -p plexus-e2e --test runtime_podstart -- --ignored --nocapture`
-//! (`PLEXUS_PODSTART_RUNS`, default 40 per series; `PLEXUS_PODSTART_API_LATENCY`,
+//! (`PLEXUS_BIN_DIR=target/x86_64-unknown-linux-gnu/release` for release plugins;
+//! `PLEXUS_PODSTART_RUNS`, default 40 per series; `PLEXUS_PODSTART_API_LATENCY`,
 //! default `kube-1.28`, or `off`).
 // Test-only crate: fixture helpers fail the test by panicking.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
@@ -402,13 +403,9 @@ fn pod_start_plexus_vs_bridge_only() -> Result<()> {
     let samples = measure(runs, &bridge, &px, &mover)?;
     let load = format!("{load_before} → {}", loadavg());
     eprintln!(
-        "\npod start, {} binaries from {}:\n{}",
-        if cfg!(debug_assertions) {
-            "test-profile"
-        } else {
-            "release-profile"
-        },
-        net::bin_path("plexus").display(),
+        // PLEXUS_BIN_DIR picks the build (default: this test's profile).
+        "\npod start, our binaries from {}:\n{}",
+        net::bin_dir().display(),
         report(&samples, runs, &latency_text, &load)
     );
     ensure!(
