@@ -25,6 +25,8 @@
 // Benchmark driver (not shipped): the report function is one table.
 #![allow(clippy::too_many_lines)]
 
+#[path = "../concurrency_report.rs"]
+mod report;
 #[path = "../stats.rs"]
 #[allow(dead_code)]
 mod stats;
@@ -43,7 +45,7 @@ use plexus_testkit::net::{
 };
 use serde_json::{json, Value};
 
-use stats::quantile;
+use report::{loadavg, ms, q, Cell};
 
 const POD_NS: &str = "default";
 
@@ -397,32 +399,6 @@ fn rtnl_probe(node: &Node, samples: usize) -> Result<(f64, f64, f64, f64)> {
     Ok((get_idle, get_busy, set_idle, set_busy))
 }
 
-/// All samples of one series at one level.
-#[derive(Default)]
-struct Cell {
-    add: Vec<f64>,
-    del: Vec<f64>,
-    add_wall: Vec<f64>,
-    del_wall: Vec<f64>,
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn q(v: &[f64], p: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    quantile(&s, p)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".into())
-}
-
 fn main() -> Result<()> {
     let args = Args::parse();
     require_root();
@@ -482,12 +458,18 @@ fn main() -> Result<()> {
     }
     let (gi, gb, si, sb) = rtnl_probe(&node, args.probes)?;
     let load = format!("{load_before} → {}", loadavg());
-    report(
-        &args,
-        &ours,
-        &load,
-        started.elapsed(),
-        &kinds,
+    let labels: Vec<&str> = kinds.iter().map(|k| k.label()).collect();
+    report::print(
+        &report::Meta {
+            rounds: args.rounds,
+            warmup: args.warmup,
+            ours: &ours,
+            load: &load,
+            took: started.elapsed(),
+            api_latency: &args.api_latency,
+        },
+        &labels,
+        kinds.iter().position(|k| *k == Kind::Reference),
         &levels,
         &cells,
     );
@@ -498,82 +480,4 @@ fn main() -> Result<()> {
         args.probes
     );
     Ok(())
-}
-
-fn report(
-    args: &Args,
-    ours: &Path,
-    load: &str,
-    took: Duration,
-    kinds: &[Kind],
-    levels: &[usize],
-    cells: &[Vec<Cell>],
-) {
-    println!(
-        "### N concurrent ADDs, then N concurrent DELs — {} rounds after {} warm-up, ours from `{}`\n",
-        args.rounds,
-        args.warmup,
-        ours.display()
-    );
-    println!(
-        "Load average (1 min) {load}; run took {:.0} s; fake API latency `{}`. \
-         Throughput = N / wall time from the first start to the last exit of the \
-         batch (median over rounds); per-pod latency is spawn → exit of each call \
-         (p99 over all pods of all rounds).\n",
-        took.as_secs_f64(),
-        args.api_latency
-    );
-    println!("| N | series | ADD pods/s | ADD p50 | ADD p99 | DEL pods/s | DEL p50 | DEL p99 | ADD p50 vs reference | ADD pods/s vs reference |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    let reference = kinds.iter().position(|k| *k == Kind::Reference);
-    for (li, &n) in levels.iter().enumerate() {
-        let rate = |w: &[f64]| n as f64 * 1e3 / q(w, 0.5);
-        for (ki, kind) in kinds.iter().enumerate() {
-            let c = &cells[ki][li];
-            let (vs_p50, vs_rate) = match reference {
-                Some(r) if r != ki => {
-                    let rc = &cells[r][li];
-                    (
-                        format!("{:.2}×", q(&c.add, 0.5) / q(&rc.add, 0.5)),
-                        format!("{:.2}×", rate(&c.add_wall) / rate(&rc.add_wall)),
-                    )
-                }
-                _ => ("–".into(), "–".into()),
-            };
-            println!(
-                "| {n} | {} | {:.1} | {:.1} ms | {:.1} ms | {:.1} | {:.1} ms | {:.1} ms | {vs_p50} | {vs_rate} |",
-                kind.label(),
-                rate(&c.add_wall),
-                q(&c.add, 0.5),
-                q(&c.add, 0.99),
-                rate(&c.del_wall),
-                q(&c.del, 0.5),
-                q(&c.del, 0.99),
-            );
-        }
-    }
-    println!();
-    // How close to serial each series is: wall of N at once over N × the
-    // single-pod median (1.0 = fully serial, 1/N = fully parallel).
-    if let Some(l1) = levels.iter().position(|&n| n == 1) {
-        println!("Serialisation: ADD batch wall at N ÷ (N × ADD p50 at N = 1); 1.00 = one at a time, 1/N = fully parallel.\n");
-        let header: Vec<String> = levels.iter().map(|n| format!("N = {n}")).collect();
-        println!("| series | {} |", header.join(" | "));
-        println!("|---|{}", "---|".repeat(levels.len()));
-        for (ki, kind) in kinds.iter().enumerate() {
-            let single = q(&cells[ki][l1].add, 0.5);
-            let row: Vec<String> = levels
-                .iter()
-                .enumerate()
-                .map(|(li, &n)| {
-                    format!(
-                        "{:.2}",
-                        q(&cells[ki][li].add_wall, 0.5) / (n as f64 * single)
-                    )
-                })
-                .collect();
-            println!("| {} | {} |", kind.label(), row.join(" | "));
-        }
-        println!();
-    }
 }
