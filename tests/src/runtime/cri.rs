@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -169,13 +170,22 @@ impl Cri {
     }
 
     pub fn run_pod(&self, config: &Value) -> Result<String, CriError> {
+        self.run_pod_timed(config).map(|(id, _)| id)
+    }
+
+    /// RunPodSandbox, and how long the RPC took as the client timed it
+    /// (containerd returns once the sandbox is ready: network set up, pause
+    /// container running), without the Python client's own start-up.
+    pub fn run_pod_timed(&self, config: &Value) -> Result<(String, Duration), CriError> {
         let out = self.call(&["runp"], Some(config))?;
-        out["id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| CriError {
-                message: format!("RunPodSandbox answered without an id: {out}"),
-            })
+        let id = out["id"].as_str().map(str::to_owned);
+        let ms = out["elapsed_ms"].as_f64().filter(|ms| *ms >= 0.0);
+        match (id, ms) {
+            (Some(id), Some(ms)) => Ok((id, Duration::from_secs_f64(ms / 1e3))),
+            _ => Err(CriError {
+                message: format!("RunPodSandbox answered without an id or a time: {out}"),
+            }),
+        }
     }
 
     /// Verbose `PodSandboxStatus`, with `info` decoded.

@@ -41,6 +41,7 @@ mod cleanup;
 mod cri;
 pub mod kubelet;
 mod nodefs;
+pub mod metrics;
 
 use cleanup::Footprint;
 pub use cri::{Cri, CriError};
@@ -442,9 +443,16 @@ impl RuntimeNode {
         format!("containerd log (tail):\n{}", lines[from..].join("\n"))
     }
 
+    /// containerd's CRI network-setup histogram (see [`metrics`]).
+    pub fn network_setup_metric(&self) -> Result<metrics::Histogram> {
+        let text = self.in_node_netns(|| metrics::scrape(metrics::METRICS_ADDR))??;
+        metrics::histogram(&text, "sandbox_create_network")
+    }
+
     /// containerd's config: version 2, everything it owns in the work dir.
     fn containerd_config(&self) -> String {
         let w = self.work.display();
+        let metrics = metrics::METRICS_ADDR;
         let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
         format!(
             r#"version = 2
@@ -464,6 +472,9 @@ disabled_plugins = [
   address = "{w}/containerd.sock"
 [ttrpc]
   address = "{w}/containerd.sock.ttrpc"
+# On the node netns' loopback: per-sandbox CNI setup time (metrics.rs).
+[metrics]
+  address = "{metrics}"
 
 [plugins]
   # Else it creates /opt/containerd.
