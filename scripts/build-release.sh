@@ -32,7 +32,7 @@ for b in $(cargo run -q --locked -p plexus-image -- binaries); do
     bins+=(--bin "$b")
 done
 if [ "$profile" = release ]; then
-    bins+=(--bin plexus-bench --bin plexus-bench-meta --bin plexus-bench-move --bin plexus-bench-concurrency)
+    bins+=(--bin plexus-bench --bin plexus-bench-meta --bin plexus-bench-move --bin plexus-bench-concurrency --bin plexus-bench-api)
 fi
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
 cargo build --profile "$profile" --locked --target x86_64-unknown-linux-gnu "${bins[@]}" "$@"

@@ -942,7 +942,7 @@ async fn handle(
             .filter(|d| !d.is_zero())
     };
     if let Some(delay) = delay {
-        tokio::time::sleep(delay).await;
+        latency::precise_sleep(delay).await;
     }
     let mut s = lock(&shared);
     let public = matches!(

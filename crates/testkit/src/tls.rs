@@ -170,7 +170,7 @@ pub(crate) async fn serve_router(
             };
             let delay = delay();
             if !delay.is_zero() {
-                tokio::time::sleep(delay).await;
+                crate::kube::latency::precise_sleep(delay).await;
             }
             // A failed handshake (a client that distrusts the CA) is the
             // client's error to report; the server just drops it.
