@@ -31,8 +31,9 @@ use plexus_e2e::runtime::{link_at, PodSpec, RuntimeNode};
 use plexus_imds::node_state::{NodeState, VnicState, SCHEMA_VERSION};
 use plexus_netlink::Handle;
 use plexus_netns::NetNs;
-use plexus_testkit::kube::{FakeApiServer, VerbLatency};
+use plexus_testkit::kube::{FakeApiServer, Options, VerbLatency};
 use plexus_testkit::net::{self, TestNs, Veth, VethEnd};
+use plexus_testkit::tls::TestCa;
 use serde_json::json;
 
 const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
@@ -66,7 +67,15 @@ impl PlexusNode {
         for plugin in ["plexus", "host-device", "static", "vnic"] {
             node.install_plugin(plugin, &net::bin_path(plugin))?;
         }
-        let api = node.in_node_netns(FakeApiServer::start)??;
+        // HTTPS with ALPN h2, as kube-apiserver serves: each ADD pays its
+        // TLS handshake.
+        let ca = TestCa::new()?;
+        fs::write(node.work_dir().join("ca.crt"), ca.cert_pem())?;
+        let options = Options {
+            tls: Some(ca.loopback_cert()?),
+            ..Options::default()
+        };
+        let api = node.in_node_netns(|| FakeApiServer::start_with(options))??;
         api.set_verb_latency(latency);
         let vf = Veth::create(
             VethEnd::new(net::unique_name("vf"))
@@ -102,7 +111,10 @@ impl PlexusNode {
         )?;
         let kubeconfig = json!({
             "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": self.api.url()}}],
+            "clusters": [{"name": "fake", "cluster": {
+                "server": self.api.url(),
+                "certificate-authority": self.node.work_dir().join("ca.crt").display().to_string(),
+            }}],
             "users": [{"name": "plexus", "user": {}}],
             "contexts": [{"name": "plexus", "context": {"cluster": "fake", "user": "plexus"}}],
             "current-context": "plexus",
@@ -411,6 +423,15 @@ fn pod_start_plexus_vs_bridge_only() -> Result<()> {
     ensure!(
         px.node.netns().link(px.vf.a()).is_some(),
         "the VF is not home"
+    );
+    // One TLS connection per plexus ADD, each negotiated h2.
+    let conns = px.api.connections();
+    ensure!(
+        conns.len() == runs + 1
+            && conns
+                .iter()
+                .all(|c| c.tls && c.alpn.as_deref() == Some("h2")),
+        "API connections: {conns:?}"
     );
     drop(mover);
     let PlexusNode { node, api, vf } = px;

@@ -142,11 +142,20 @@ impl Node {
             .iter()
             .map(|p| NetNs::open(p.path()).context("open pod netns"))
             .collect::<Result<Vec<_>>>()?;
-        let api = plexus_netns::run_in(&node_fd, FakeApiServer::start)??;
+        // HTTPS with ALPN h2, as kube-apiserver serves (each ADD pays its
+        // handshake); the CA goes in the kubeconfig.
+        let ca = plexus_testkit::tls::TestCa::new()?;
+        let ca_pem = ca.cert_pem();
+        let options = plexus_testkit::kube::Options {
+            tls: Some(ca.loopback_cert()?),
+            ..Default::default()
+        };
+        let api = plexus_netns::run_in(&node_fd, move || FakeApiServer::start_with(options))??;
         let dir = tempfile::Builder::new()
             .prefix("plexus-bench-conc.")
             .tempdir()
             .context("scratch dir")?;
+        std::fs::write(dir.path().join("ca.crt"), ca_pem)?;
         let mut this = Self {
             pod_fds,
             node_fd,
@@ -174,7 +183,10 @@ impl Node {
     /// kubeconfig, one NAD per VF, one pod per NAD.
     fn seed_api(&mut self) -> Result<()> {
         let kubeconfig = json!({"apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": self.api.url()}}],
+            "clusters": [{"name": "fake", "cluster": {
+                "server": self.api.url(),
+                "certificate-authority": self.path("ca.crt"),
+            }}],
             "users": [{"name": "plexus", "user": {}}],
             "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "plexus"}}],
             "current-context": "fake"});
