@@ -8,23 +8,16 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+#[path = "support/tls_server.rs"]
+mod tls_server;
+use tls_server::{fixture, pem};
+
 use plexus_netattach::{ApiError, ClientConfig, HttpPodApi, PodApi, RetryPolicy};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/tls")
-        .join(name)
-}
-
-fn pem(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(name)).unwrap()
-}
 
 /// Serves one canned pod over TLS until dropped; records whether each
 /// connection presented a client certificate.
@@ -37,32 +30,7 @@ struct TlsServer {
 
 impl TlsServer {
     fn start() -> Self {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut roots = rustls::RootCertStore::empty();
-        for c in rustls_pemfile::certs(&mut &pem("ca.pem")[..]) {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots),
-            provider.clone(),
-        )
-        .allow_unauthenticated()
-        .build()
-        .unwrap();
-        let certs = rustls_pemfile::certs(&mut &pem("server.pem")[..])
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls_pemfile::private_key(&mut &pem("server.key")[..])
-            .unwrap()
-            .unwrap();
-        let config = Arc::new(
-            rustls::ServerConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_client_cert_verifier(verifier)
-                .with_single_cert(certs, key)
-                .unwrap(),
-        );
+        let config = tls_server::server_config(false);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = Arc::new(AtomicBool::new(false));

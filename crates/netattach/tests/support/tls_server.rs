@@ -95,7 +95,10 @@ pub struct TlsServer {
     thread: Option<JoinHandle<()>>,
 }
 
-fn server_config(h2: bool) -> Arc<rustls::ServerConfig> {
+/// The server side of the fixtures: `server.pem` for 127.0.0.1, client
+/// certificates from `ca.pem` accepted but not required, ALPN `h2` (when
+/// `h2`) and `http/1.1`.
+pub fn server_config(h2: bool) -> Arc<rustls::ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut &pem("ca.pem")[..]) {
