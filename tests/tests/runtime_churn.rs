@@ -110,7 +110,7 @@ impl ChurnNode {
     }
 
     fn aux(&self) -> PathBuf {
-        self.node.work_dir().join("plexus.d")
+        self.node.plexus_aux_dir()
     }
 
     fn host_device_dir(&self) -> PathBuf {
@@ -124,44 +124,13 @@ impl ChurnNode {
     /// kubeconfig, conflists, the agent-format state file and one NAD per VF.
     fn write_configs(&self) -> Result<()> {
         let aux = self.aux();
-        let cluster_dir = self.node.work_dir().join("cluster.d");
         fs::create_dir_all(&aux)?;
-        fs::create_dir_all(&cluster_dir)?;
-        fs::write(
-            cluster_dir.join("10-cluster.conflist"),
-            serde_json::to_string_pretty(&self.node.cluster_conflist("plxbr0"))?,
-        )?;
         fs::write(aux.join("token"), TOKEN)?;
-        let kubeconfig = json!({
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": self.api.url()}}],
-            "users": [{"name": "plexus", "user": {"tokenFile": aux.join("token")}}],
-            "contexts": [{"name": "plexus", "context": {"cluster": "fake", "user": "plexus"}}],
-            "current-context": "plexus",
-        });
-        fs::write(aux.join("plexus.kubeconfig"), kubeconfig.to_string())?;
-        let path = |p: &Path| p.display().to_string();
-        self.node.write_conf(
-            "00-plexus.conflist",
-            &json!({
-                "cniVersion": "1.0.0",
-                "name": "plexus",
-                "plugins": [{
-                    "type": "plexus",
-                    "capabilities": {"io.kubernetes.cri.pod-annotations": true},
-                    "kubeconfig": path(&aux.join("plexus.kubeconfig")),
-                    "clusterNetwork": path(&cluster_dir),
-                    "confDir": path(&cluster_dir),
-                    "cniDir": path(&aux.join("cache")),
-                    // The NADs name the test node's record dir and state file.
-                    "nadNodeKeys": ["dataDir", "stateFile"],
-                    "binDir": path(&self.node.cni_bin_dir()),
-                    "deviceInfoDir": path(&aux.join("devinfo")),
-                    "logFile": path(&self.node.work_dir().join("logs/plexus.log")),
-                    "logLevel": "info",
-                }]
-            }),
+        self.node.write_plexus_layout(
+            json!({"server": self.api.url()}),
+            json!({"tokenFile": aux.join("token")}),
         )?;
+        let path = |p: &Path| p.display().to_string();
         let mut vnics = vec![vnic_state(
             99,
             None,

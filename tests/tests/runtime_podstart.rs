@@ -95,52 +95,21 @@ impl PlexusNode {
     }
 
     fn aux(&self) -> PathBuf {
-        self.node.work_dir().join("plexus.d")
+        self.node.plexus_aux_dir()
     }
 
     /// The churn test's layout with one VF: cluster conflist for plexus,
     /// kubeconfig, state file, the NAD.
     fn write_configs(&self) -> Result<()> {
         let aux = self.aux();
-        let cluster_dir = self.node.work_dir().join("cluster.d");
-        fs::create_dir_all(&aux)?;
-        fs::create_dir_all(&cluster_dir)?;
-        fs::write(
-            cluster_dir.join("10-cluster.conflist"),
-            serde_json::to_string_pretty(&self.node.cluster_conflist("plxbr0"))?,
-        )?;
-        let kubeconfig = json!({
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {
+        self.node.write_plexus_layout(
+            json!({
                 "server": self.api.url(),
-                "certificate-authority": self.node.work_dir().join("ca.crt").display().to_string(),
-            }}],
-            "users": [{"name": "plexus", "user": {}}],
-            "contexts": [{"name": "plexus", "context": {"cluster": "fake", "user": "plexus"}}],
-            "current-context": "plexus",
-        });
-        fs::write(aux.join("plexus.kubeconfig"), kubeconfig.to_string())?;
-        let path = |p: PathBuf| p.display().to_string();
-        self.node.write_conf(
-            "00-plexus.conflist",
-            &json!({
-                "cniVersion": "1.0.0",
-                "name": "plexus",
-                "plugins": [{
-                    "type": "plexus",
-                    "capabilities": {"io.kubernetes.cri.pod-annotations": true},
-                    "kubeconfig": path(aux.join("plexus.kubeconfig")),
-                    "clusterNetwork": path(cluster_dir.clone()),
-                    "confDir": path(cluster_dir),
-                    "cniDir": path(aux.join("cache")),
-                    "nadNodeKeys": ["dataDir", "stateFile"],
-                    "binDir": path(self.node.cni_bin_dir()),
-                    "deviceInfoDir": path(aux.join("devinfo")),
-                    "logFile": path(self.node.work_dir().join("logs/plexus.log")),
-                    "logLevel": "info",
-                }]
+                "certificate-authority": self.node.work_dir().join("ca.crt"),
             }),
+            json!({}),
         )?;
+        let path = |p: PathBuf| p.display().to_string();
         let vnic = |ifname: Option<String>, mac: &str, ip: &str, primary: bool| VnicState {
             ifname,
             pci: None,

@@ -41,6 +41,7 @@ mod containerd;
 mod cri;
 mod iproute;
 pub mod kubelet;
+mod metaconf;
 pub mod metrics;
 mod nodefs;
 
