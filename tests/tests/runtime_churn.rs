@@ -559,7 +559,7 @@ fn runtime_churn_pods_keep_vfs_and_leave_nothing() -> Result<()> {
         );
     }
     assert_clean(&t, &run.stats, &results_before)?;
-    // A delegate orphaned by a killed plexus finishes on its own; a plugin
+    // A delegate dies with a killed plexus (PR_SET_PDEATHSIG) and a plugin
     // still running seconds after the last call is hung.
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut plugins = plugin_pids(&t.node.cni_bin_dir());
