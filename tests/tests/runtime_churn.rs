@@ -30,8 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use plexus_e2e::consistency::{Live, Node, VfHome};
-use plexus_e2e::runtime::{Cri, PodSpec, RuntimeNode};
-use plexus_imds::node_state::{NodeState, VnicState, SCHEMA_VERSION};
+use plexus_e2e::runtime::{test_vnic, write_state_file, Cri, PodSpec, RuntimeNode};
 use plexus_testkit::kube::{FakeApiServer, Options};
 use plexus_testkit::net::{self, Veth, VethEnd};
 use serde_json::json;
@@ -131,28 +130,21 @@ impl ChurnNode {
             json!({"tokenFile": aux.join("token")}),
         )?;
         let path = |p: &Path| p.display().to_string();
-        let mut vnics = vec![vnic_state(
-            99,
-            None,
-            "02:00:17:00:c0:ff".into(),
-            "203.0.113.2".into(),
-            true,
-        )];
+        let vnic = |i: usize, ifname, mac: &str, ip: &str, primary| {
+            let id = format!("ocid1.vnic.oc1..churn{i}");
+            test_vnic(id, ifname, mac, ip, primary, VF_MTU)
+        };
+        let mut vnics = vec![vnic(99, None, "02:00:17:00:c0:ff", "203.0.113.2", true)?];
         for (i, vf) in self.vfs.iter().enumerate() {
-            vnics.push(vnic_state(
+            vnics.push(vnic(
                 i,
                 Some(vf.a().to_owned()),
-                vf_mac(i),
-                vnic_ip(i),
+                &vf_mac(i),
+                &vnic_ip(i),
                 false,
-            ));
+            )?);
         }
-        let state = NodeState {
-            version: SCHEMA_VERSION,
-            updated_at: "2026-12-04T00:00:00Z".into(),
-            vnics,
-        };
-        fs::write(self.state_file(), serde_json::to_vec_pretty(&state)?)?;
+        write_state_file(&self.state_file(), vnics)?;
         for (i, vf) in self.vfs.iter().enumerate() {
             let config = json!({
                 "cniVersion": "1.0.0",
@@ -632,29 +624,4 @@ fn libcni_cache_entries() -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// The agent's state-file entry of churn VNIC `i` (99: the primary).
-fn vnic_state(
-    i: usize,
-    ifname: Option<String>,
-    mac: String,
-    ip: String,
-    primary: bool,
-) -> VnicState {
-    VnicState {
-        ifname,
-        pci: None,
-        mac: mac.parse().unwrap(),
-        vnic_id: format!("ocid1.vnic.oc1..churn{i}"),
-        ip: ip.parse().unwrap(),
-        prefix_len: 24,
-        subnet_cidr: "203.0.113.0/24".parse().unwrap(),
-        gateway: Some("203.0.113.1".parse().unwrap()),
-        vlan_tag: None,
-        nic_index: None,
-        mtu: Some(VF_MTU),
-        is_primary: primary,
-        ipv6: Vec::new(),
-    }
 }

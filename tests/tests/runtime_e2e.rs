@@ -11,7 +11,6 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -109,47 +108,13 @@ impl PlexusNode {
             })
         })??;
 
-        let aux = node.work_dir().join("plexus.d");
-        let cluster_dir = node.work_dir().join("cluster.d");
-        for dir in [&aux, &cluster_dir] {
-            fs::create_dir_all(dir)?;
-        }
-        fs::write(
-            cluster_dir.join("10-cluster.conflist"),
-            serde_json::to_string_pretty(&node.cluster_conflist("plxbr0"))?,
-        )?;
+        // The installer's layout, the kubeconfig naming a token file.
+        let aux = node.plexus_aux_dir();
+        fs::create_dir_all(&aux)?;
         fs::write(aux.join("token"), TOKEN)?;
-        let kubeconfig = json!({
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "fake", "cluster": {"server": api.url()}}],
-            "users": [{"name": "plexus", "user": {"tokenFile": aux.join("token")}}],
-            "contexts": [{"name": "plexus", "context": {"cluster": "fake", "user": "plexus"}}],
-            "current-context": "plexus",
-        });
-        fs::write(aux.join("plexus.kubeconfig"), kubeconfig.to_string())?;
-        let path = |p: &Path| p.display().to_string();
-        node.write_conf(
-            "00-plexus.conflist",
-            &json!({
-                "cniVersion": "1.0.0",
-                "name": "plexus",
-                "plugins": [{
-                    "type": "plexus",
-                    "capabilities": {"io.kubernetes.cri.pod-annotations": true},
-                    "kubeconfig": path(&aux.join("plexus.kubeconfig")),
-                    "clusterNetwork": path(&cluster_dir),
-                    // Everything the plugin keeps, inside the work dir.
-                    "confDir": path(&cluster_dir),
-                    "cniDir": path(&aux.join("cache")),
-                    "binDir": path(&node.cni_bin_dir()),
-                    "deviceInfoDir": path(&aux.join("devinfo")),
-                    "logFile": path(&node.work_dir().join("logs/plexus.log")),
-                    "logLevel": "debug",
-                    // The NADs keep host-device's records in the work dir.
-                    "nadNodeKeys": ["dataDir"],
-                }]
-            }),
+        node.write_plexus_layout(
+            json!({"server": api.url()}),
+            json!({"tokenFile": aux.join("token")}),
         )?;
         Ok(Self { node, api })
     }

@@ -27,8 +27,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, ensure, Context, Result};
-use plexus_e2e::runtime::{link_at, PodSpec, RuntimeNode};
-use plexus_imds::node_state::{NodeState, VnicState, SCHEMA_VERSION};
+use plexus_e2e::runtime::{link_at, test_vnic, write_state_file, PodSpec, RuntimeNode};
 use plexus_netlink::Handle;
 use plexus_netns::NetNs;
 use plexus_testkit::kube::{FakeApiServer, Options, VerbLatency};
@@ -110,31 +109,18 @@ impl PlexusNode {
             json!({}),
         )?;
         let path = |p: PathBuf| p.display().to_string();
-        let vnic = |ifname: Option<String>, mac: &str, ip: &str, primary: bool| VnicState {
-            ifname,
-            pci: None,
-            mac: mac.parse().unwrap(),
-            vnic_id: format!("ocid1.vnic.oc1..podstart{}", u8::from(primary)),
-            ip: ip.parse().unwrap(),
-            prefix_len: 24,
-            subnet_cidr: "203.0.113.0/24".parse().unwrap(),
-            gateway: Some("203.0.113.1".parse().unwrap()),
-            vlan_tag: None,
-            nic_index: None,
-            mtu: Some(VF_MTU),
-            is_primary: primary,
-            ipv6: Vec::new(),
-        };
-        let state = NodeState {
-            version: SCHEMA_VERSION,
-            updated_at: "2026-12-04T00:00:00Z".into(),
-            vnics: vec![
-                vnic(None, "02:00:17:00:d0:ff", "203.0.113.2", true),
-                vnic(Some(self.vf.a().to_owned()), VF_MAC, "203.0.113.10", false),
-            ],
+        let vnic = |ifname, mac, ip, primary| {
+            let id = format!("ocid1.vnic.oc1..podstart{}", u8::from(primary));
+            test_vnic(id, ifname, mac, ip, primary, VF_MTU)
         };
         let state_file = aux.join("state.json");
-        fs::write(&state_file, serde_json::to_vec_pretty(&state)?)?;
+        write_state_file(
+            &state_file,
+            vec![
+                vnic(None, "02:00:17:00:d0:ff", "203.0.113.2", true)?,
+                vnic(Some(self.vf.a().to_owned()), VF_MAC, "203.0.113.10", false)?,
+            ],
+        )?;
         let nad = json!({
             "cniVersion": "1.0.0",
             "type": "host-device",

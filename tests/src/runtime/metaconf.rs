@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use plexus_imds::node_state::{NodeState, VnicState, SCHEMA_VERSION};
 use serde_json::{json, Value};
 
 use super::RuntimeNode;
@@ -60,4 +61,42 @@ impl RuntimeNode {
         )?;
         Ok(())
     }
+}
+
+/// One VNIC of the agent's state file on a test node: subnet
+/// 203.0.113.0/24 behind 203.0.113.1, no PCI address (the VFs are veths).
+pub fn test_vnic(
+    vnic_id: String,
+    ifname: Option<String>,
+    mac: &str,
+    ip: &str,
+    primary: bool,
+    mtu: u32,
+) -> Result<VnicState> {
+    Ok(VnicState {
+        ifname,
+        pci: None,
+        mac: mac.parse()?,
+        vnic_id,
+        ip: ip.parse()?,
+        prefix_len: 24,
+        subnet_cidr: "203.0.113.0/24".parse()?,
+        gateway: Some("203.0.113.1".parse()?),
+        vlan_tag: None,
+        nic_index: None,
+        mtu: Some(mtu),
+        is_primary: primary,
+        ipv6: Vec::new(),
+    })
+}
+
+/// Writes the agent's state file with `vnics`, as its reconcile pass does.
+pub fn write_state_file(path: &Path, vnics: Vec<VnicState>) -> Result<()> {
+    let state = NodeState {
+        version: SCHEMA_VERSION,
+        updated_at: "2026-12-04T00:00:00Z".into(),
+        vnics,
+    };
+    fs::write(path, serde_json::to_vec_pretty(&state)?)?;
+    Ok(())
 }

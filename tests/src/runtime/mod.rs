@@ -48,6 +48,7 @@ mod nodefs;
 use cleanup::Footprint;
 pub use cri::{Cri, CriError};
 pub use iproute::{ip_json_at, ipv4_addrs, link_at};
+pub use metaconf::{test_vnic, write_state_file};
 use nodefs::MountNs;
 pub use nodefs::NodeFs;
 
