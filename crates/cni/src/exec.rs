@@ -125,7 +125,8 @@ impl ProcessExec {
             cmd.env_remove(name);
         }
         cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        die_with_caller(&mut cmd);
+        // A killed caller takes its delegates with it.
+        plexus_netns::process::die_with_parent(&mut cmd);
         cmd
     }
 
@@ -209,35 +210,6 @@ impl ProcessExec {
             stdout,
             stderr,
         })
-    }
-}
-
-/// The delegate is SIGKILLed when its caller dies (`PR_SET_PDEATHSIG`).
-/// A runtime that kills a plugin mid-ADD (timeout, crash) then sends DEL; an
-/// orphaned delegate still running would overtake that DEL and, e.g., move
-/// a VF into a pod nobody will DEL again. With this, a killed caller takes
-/// its delegates with it and the DEL sees what they left, as after any
-/// kill. The signal is armed in the forked child before `exec`; it costs
-/// the spawn a `fork` instead of `posix_spawn` (≈ 0.3 ms on a 2-core VM,
-/// measured in `docs/reliability.md`), paid only by exec'd third-party
-/// delegates.
-#[allow(unsafe_code)]
-fn die_with_caller(cmd: &mut Process) {
-    use std::os::unix::process::CommandExt;
-    let caller = nix::unistd::getpid();
-    // SAFETY: the closure runs in the forked child before exec and only
-    // makes two async-signal-safe syscalls (prctl, getppid); it allocates
-    // nothing and touches no lock.
-    unsafe {
-        cmd.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-            // The caller died between fork and prctl: the signal will never
-            // come, so stop here.
-            if nix::unistd::getppid() != caller {
-                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-            }
-            Ok(())
-        });
     }
 }
 

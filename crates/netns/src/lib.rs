@@ -9,8 +9,11 @@
 //! from anywhere: a socket stays bound to the namespace it was created in.
 //!
 //! This is the only crate allowed `unsafe`: one `ioctl(NS_GET_NSTYPE)` call
-//! that `nix` does not wrap.
+//! that `nix` does not wrap, and [`process::die_with_parent`] (a `pre_exec`
+//! hook).
 #![allow(unsafe_code)]
+
+pub mod process;
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};

@@ -182,17 +182,19 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
     }
 
     fn pci_of(&self, link: &Link) -> Option<PciAddr> {
+        self.pci_of_named(link, &link.name)
+    }
+
+    /// `link`'s PCI address, looked up in sysfs as `host_name` (the name
+    /// the host knows it by) when the kernel does not report its parent.
+    pub(crate) fn pci_of_named(&self, link: &Link, host_name: &str) -> Option<PciAddr> {
         // IFLA_PARENT_DEV_NAME works in any namespace; sysfs is the fallback
         // for kernels that do not report it.
         link.parent_dev
             .as_deref()
             .filter(|_| link.parent_bus.as_deref() == Some("pci"))
             .and_then(|p| p.parse().ok())
-            .or_else(|| {
-                pci::pci_of_netdev(&self.sys_root, &link.name)
-                    .ok()
-                    .flatten()
-            })
+            .or_else(|| pci::pci_of_netdev(&self.sys_root, host_name).ok().flatten())
     }
 
     /// Resolves the selector to a host device.

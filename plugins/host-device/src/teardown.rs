@@ -65,7 +65,7 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
                 }
             }
             None => {
-                if let Err(e) = self.restore_by_alias(&net, &args.ifname) {
+                if let Err(e) = self.restore_unrecorded(&net, &store, args) {
                     errors.push(e.to_string());
                 }
             }
@@ -232,27 +232,60 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
 
     /// DEL without a record (e.g. an attachment made by the reference
     /// plugin): the pod interface's alias holds the host name.
-    pub(crate) fn restore_by_alias(&self, net: &O::Net, ifname: &str) -> Result<(), Error> {
-        if !net.has_pod() {
+    /// DEL without a record. An ADD of the same container may be running
+    /// right now: it saves its record under the device lock before it
+    /// moves the device, so a device found in the pod is locked (keyed as
+    /// the ADD keyed it: PCI address, else MAC, else host name) and a record
+    /// that appeared meanwhile wins over the alias.
+    fn restore_unrecorded(&self, net: &O::Net, store: &Store, args: &CmdArgs) -> Result<(), Error> {
+        let Some((link, alias)) = self.aliased_pod_link(net, &args.ifname)? else {
             return Ok(());
+        };
+        let key = self
+            .pci_of_named(&link, &alias)
+            .map(|p| p.to_string())
+            .or(link.mac.map(|m| m.to_string()))
+            .unwrap_or_else(|| alias.clone());
+        let _lock = store.lock(&key)?;
+        match store.load(&args.container_id, &args.ifname)? {
+            Some(r) => self.restore(net, &r),
+            None => self.restore_by_alias(net, &link, &alias),
+        }
+    }
+
+    /// The pod's `ifname` and its alias (the host name it had), when both
+    /// exist.
+    fn aliased_pod_link(
+        &self,
+        net: &O::Net,
+        ifname: &str,
+    ) -> Result<Option<(Link, String)>, Error> {
+        if !net.has_pod() {
+            return Ok(None);
         }
         let Some(link) = net
             .link_by_name(Side::Pod, ifname)
             .map_err(Error::netlink("look up the pod interface"))?
         else {
-            return Ok(());
+            return Ok(None);
         };
-        let Some(alias) = link.alias.clone() else {
-            return Ok(());
-        };
+        Ok(link.alias.clone().map(|alias| (link, alias)))
+    }
+
+    /// Moves an unrecorded device back under the name its alias kept (its
+    /// other settings are not known).
+    fn restore_by_alias(&self, net: &O::Net, link: &Link, alias: &str) -> Result<(), Error> {
         let back = LinkMove {
-            name: Some(&alias),
+            name: Some(alias),
             alias: Some(""),
             mtu: None,
             up: None,
         };
         net.move_link(Side::Pod, link.index, &back)
-            .map_err(Error::netlink(format!("move {ifname:?} back as {alias:?}")))
+            .map_err(Error::netlink(format!(
+                "move {:?} back as {alias:?}",
+                link.name
+            )))
     }
 
     // ----- CHECK, STATUS, GC ---------------------------------------------
