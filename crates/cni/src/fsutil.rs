@@ -90,14 +90,10 @@ pub fn replace_atomic(
     result
 }
 
-/// Removes a record written with [`write_atomic`], and the temp files that
-/// writers killed between write and rename left for it
-/// (`.<name>.<pid>.<n>.tmp` of a PID no longer running): nothing else ever
-/// removes them, and the record's DEL is the one moment its owner is done.
-/// A record that is not there is success, also on a read-only filesystem,
-/// where unlink answers EROFS before it looks the name up: DEL of an
-/// attachment that never got a record must not fail.
-pub fn remove_record(path: &Path) -> io::Result<()> {
+/// Removes only the temp files that killed writers left for the record at
+/// `path` (see [`remove_record`]), never the record itself: for a DEL that
+/// found no record, whose container's ADD may be saving one right now.
+pub fn remove_stale_temps(path: &Path) -> io::Result<()> {
     if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
         let prefix = format!(".{}.", name.to_string_lossy());
         for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -110,7 +106,7 @@ pub fn remove_record(path: &Path) -> io::Result<()> {
                 continue;
             };
             let writer = rest.split('.').next().unwrap_or_default();
-            if !writer.is_empty() && !Path::new("/proc").join(writer).exists() {
+            if !writer.is_empty() && !writer_running(writer) {
                 match fs::remove_file(entry.path()) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                     _ => {}
@@ -118,12 +114,39 @@ pub fn remove_record(path: &Path) -> io::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Removes a record written with [`write_atomic`], and the temp files that
+/// writers killed between write and rename left for it
+/// (`.<name>.<pid>.<n>.tmp` of a PID no longer running): nothing else ever
+/// removes them, and the record's DEL is the one moment its owner is done.
+/// A record that is not there is success, also on a read-only filesystem,
+/// where unlink answers EROFS before it looks the name up: DEL of an
+/// attachment that never got a record must not fail.
+pub fn remove_record(path: &Path) -> io::Result<()> {
+    remove_stale_temps(path)?;
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         _ => match fs::remove_file(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         },
+    }
+}
+
+/// Whether PID `pid` names a process that can still write: a killed writer
+/// stays in /proc as a zombie until its (new) parent reaps it, which a
+/// slow init may take its time over.
+fn writer_running(pid: &str) -> bool {
+    match fs::read_to_string(Path::new("/proc").join(pid).join("stat")) {
+        // `pid (comm) STATE ...`; comm may hold ')' itself.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next()),
+            Some('Z' | 'X')
+        ),
+        Err(e) => e.kind() != io::ErrorKind::NotFound && e.raw_os_error() != Some(libc::ESRCH),
     }
 }
 
@@ -258,6 +281,30 @@ mod tests {
         // Gone already: still success.
         remove_record(&rec).unwrap();
         remove_record(&d.path().join("missing/x.json")).unwrap();
+    }
+
+    #[test]
+    fn remove_record_takes_a_killed_writers_temp_file_while_it_is_a_zombie() {
+        let d = tempfile::tempdir().unwrap();
+        let rec = d.path().join("c1-net1.json");
+        // A child that exits and is not reaped yet: a zombie in /proc, the
+        // state of a delegate killed with its caller until init reaps it.
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id();
+        let stat = format!("/proc/{pid}/stat");
+        let start = std::time::Instant::now();
+        while !fs::read_to_string(&stat).unwrap().contains(") Z") {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "child never became a zombie"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let zombie = d.path().join(format!(".c1-net1.json.{pid}.0.tmp"));
+        fs::write(&zombie, b"x").unwrap();
+        remove_record(&rec).unwrap();
+        child.wait().unwrap();
+        assert!(!zombie.exists(), "a zombie writer's temp file was kept");
     }
 
     #[test]

@@ -49,15 +49,20 @@ enum Found {
     Userspace { pci: PciAddr },
 }
 
+/// The per-device lock key: PCI address, else MAC, else the host name. ADD
+/// and a DEL without a record must key one device alike.
+pub(crate) fn device_key(pci: Option<PciAddr>, mac: Option<MacAddr>, host_name: &str) -> String {
+    pci.map(|p| p.to_string())
+        .or_else(|| mac.map(|m| m.to_string()))
+        .unwrap_or_else(|| host_name.to_owned())
+}
+
 impl Found {
-    /// The per-device lock key: PCI address, else MAC, else name.
+    /// The per-device lock key (see [`device_key`]).
     fn key(&self) -> String {
         match self {
             Found::Userspace { pci } => pci.to_string(),
-            Found::Netdev { link, pci } => pci
-                .map(|p| p.to_string())
-                .or_else(|| link.mac.as_ref().map(ToString::to_string))
-                .unwrap_or_else(|| link.name.clone()),
+            Found::Netdev { link, pci } => device_key(*pci, link.mac, &link.name),
         }
     }
 

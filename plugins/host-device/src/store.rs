@@ -132,6 +132,13 @@ impl Store {
         remove_record(&path).map_err(|source| Error::Io { path, source })
     }
 
+    /// Removes only the temp files killed writers left for this record (a
+    /// DEL that found no record must not remove one a racing ADD just saved).
+    pub fn remove_stale_temps(&self, container_id: &str, ifname: &str) -> Result<(), Error> {
+        let path = self.path(container_id, ifname);
+        plexus_cni::fsutil::remove_stale_temps(&path).map_err(|source| Error::Io { path, source })
+    }
+
     /// Every readable record.
     pub fn list(&self) -> Result<Vec<Record>, Error> {
         let files = json_files(&self.dir).map_err(Error::io(&self.dir))?;

@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::net::{Net, NetOpener, Side};
 use crate::store::{Record, Store};
 use crate::Progress;
-use crate::{plan, HostDevice};
+use crate::{device_key, plan, HostDevice};
 
 impl<O: NetOpener, E: Exec> HostDevice<O, E> {
     /// Undoes a failed ADD: device back on the host as found, IPAM released.
@@ -52,23 +52,19 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
             .map_err(Error::netlink("open netlink"))?;
         let record = store.load(&args.container_id, &args.ifname)?;
         let mut errors: Vec<String> = Vec::new();
+        // Whether a record saved from now on is this DEL's to remove.
+        let mut owns_record = true;
         match &record {
             Some(r) => {
-                let key = r
-                    .host
-                    .pci
-                    .map(|p| p.to_string())
-                    .or(r.host.mac.map(|m| m.to_string()));
-                let _lock = key.map(|k| store.lock(&k)).transpose()?;
+                let _lock = store.lock(&device_key(r.host.pci, r.host.mac, &r.host.name))?;
                 if let Err(e) = self.restore(&net, r) {
                     errors.push(e.to_string());
                 }
             }
-            None => {
-                if let Err(e) = self.restore_unrecorded(&net, &store, args) {
-                    errors.push(e.to_string());
-                }
-            }
+            None => match self.restore_unrecorded(&net, &store, args) {
+                Ok(handled) => owns_record = handled,
+                Err(e) => errors.push(e.to_string()),
+            },
         }
         if let Some(ipam) = &conf.ipam_type {
             if let Err(e) =
@@ -77,8 +73,10 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
                 errors.push(format!("IPAM DEL: {e}"));
             }
         }
-        if errors.is_empty() {
+        if errors.is_empty() && owns_record {
             store.remove(&args.container_id, &args.ifname)
+        } else if errors.is_empty() {
+            store.remove_stale_temps(&args.container_id, &args.ifname)
         } else {
             // Keep the record: the runtime retries DEL, which can then finish.
             Err(CniError::generic(errors.join("; ")).into())
@@ -231,26 +229,28 @@ impl<O: NetOpener, E: Exec> HostDevice<O, E> {
     }
 
     /// DEL without a record (e.g. an attachment made by the reference
-    /// plugin): the pod interface's alias holds the host name.
-    /// DEL without a record. An ADD of the same container may be running
-    /// right now: it saves its record under the device lock before it
-    /// moves the device, so a device found in the pod is locked (keyed as
-    /// the ADD keyed it: PCI address, else MAC, else host name) and a record
-    /// that appeared meanwhile wins over the alias.
-    fn restore_unrecorded(&self, net: &O::Net, store: &Store, args: &CmdArgs) -> Result<(), Error> {
+    /// plugin): the pod interface's alias holds the host name. An ADD of
+    /// the same container may be running right now: it saves its record
+    /// under the device lock before it moves the device, so a device found
+    /// in the pod is locked (keyed as the ADD keyed it) and a record that
+    /// appeared meanwhile wins over the alias. False when nothing was in the
+    /// pod: a record saved after the look belongs to that ADD, not to this DEL.
+    fn restore_unrecorded(
+        &self,
+        net: &O::Net,
+        store: &Store,
+        args: &CmdArgs,
+    ) -> Result<bool, Error> {
         let Some((link, alias)) = self.aliased_pod_link(net, &args.ifname)? else {
-            return Ok(());
+            return Ok(false);
         };
-        let key = self
-            .pci_of_named(&link, &alias)
-            .map(|p| p.to_string())
-            .or(link.mac.map(|m| m.to_string()))
-            .unwrap_or_else(|| alias.clone());
+        let key = device_key(self.pci_of_named(&link, &alias), link.mac, &alias);
         let _lock = store.lock(&key)?;
         match store.load(&args.container_id, &args.ifname)? {
-            Some(r) => self.restore(net, &r),
-            None => self.restore_by_alias(net, &link, &alias),
+            Some(r) => self.restore(net, &r)?,
+            None => self.restore_by_alias(net, &link, &alias)?,
         }
+        Ok(true)
     }
 
     /// The pod's `ifname` and its alias (the host name it had), when both
