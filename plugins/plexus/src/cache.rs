@@ -94,6 +94,10 @@ pub trait CacheStore {
     fn save(&self, entry: &CacheEntry) -> Result<(), PlexusError>;
     /// Succeeds when the entry is already gone.
     fn remove(&self, container_id: &str, ifname: &str) -> Result<(), PlexusError>;
+    /// Removes only what writers killed mid-save left for the entry, never
+    /// the entry: a DEL that found none must not remove the one a racing
+    /// ADD of the same container saved meanwhile.
+    fn remove_stale_temps(&self, container_id: &str, ifname: &str) -> Result<(), PlexusError>;
     /// Every entry (for GC); unreadable files are skipped.
     fn list(&self) -> Result<Vec<CacheEntry>, PlexusError>;
 }
@@ -180,6 +184,12 @@ impl CacheStore for FsCacheStore {
             .map_err(|e| PlexusError::Io(format!("cannot remove {}: {e}", path.display())))
     }
 
+    fn remove_stale_temps(&self, container_id: &str, ifname: &str) -> Result<(), PlexusError> {
+        let path = self.path(container_id, ifname)?;
+        fsutil::remove_stale_temps(&path)
+            .map_err(|e| PlexusError::Io(format!("cannot clean up {}: {e}", path.display())))
+    }
+
     fn list(&self) -> Result<Vec<CacheEntry>, PlexusError> {
         let names = fsutil::json_files(&self.dir)
             .map_err(|e| PlexusError::Io(format!("cannot list {}: {e}", self.dir.display())))?;
@@ -257,6 +267,11 @@ pub mod testing {
             if let Ok(mut m) = self.entries.lock() {
                 m.remove(&(container_id.into(), ifname.into()));
             }
+            Ok(())
+        }
+
+        fn remove_stale_temps(&self, _: &str, _: &str) -> Result<(), PlexusError> {
+            // Saves are atomic in memory: nothing is ever left half-written.
             Ok(())
         }
 

@@ -81,8 +81,11 @@ pub fn del(args: &CmdArgs, conf: &PlexusConf, deps: &Deps<'_>) -> Result<(), Ple
     };
     let Some(entry) = entry else {
         del_without_cache(args, conf, deps)?;
-        // An ADD killed while writing the entry leaves its temp file.
-        return deps.cache.remove(&args.container_id, &args.ifname);
+        // An ADD killed while writing the entry leaves its temp file; an
+        // entry saved since the look is a racing ADD's, not ours.
+        return deps
+            .cache
+            .remove_stale_temps(&args.container_id, &args.ifname);
     };
     let errors = teardown(args, conf, deps, &entry);
     if !errors.is_empty() {
