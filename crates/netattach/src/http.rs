@@ -396,27 +396,34 @@ impl PodApi for HttpPodApi {
         Ok(())
     }
 
-    /// One thread per event beyond the first: over HTTP/2 each is a stream on
-    /// the one connection, over HTTP/1.1 each takes a keep-alive connection
-    /// from the agent's pool. The events of an ADD cost one round trip, not
-    /// one per network.
+    /// The events side by side ([`side_by_side`]): an ADD's events cost one
+    /// round trip, not one per network.
     fn create_events(&self, pod: &PodRef, events: &[Event]) -> Vec<Result<(), ApiError>> {
-        let Some((first, rest)) = events.split_first() else {
-            return Vec::new();
-        };
-        std::thread::scope(|s| {
-            let others: Vec<_> = rest
-                .iter()
-                .map(|e| s.spawn(move || self.create_event(pod, e)))
-                .collect();
-            let mut out = vec![self.create_event(pod, first)];
-            out.extend(others.into_iter().map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(ApiError::Transport("event thread panicked".into())))
-            }));
-            out
-        })
+        side_by_side(events, |e| self.create_event(pod, e))
     }
+}
+
+/// Runs `call` on every item at once, the first on this thread and one
+/// scoped thread for each other (over HTTP/2 each request is a stream on
+/// the one connection, over HTTP/1.1 each takes a pooled connection), so
+/// N requests cost one round trip. Results in the items' order.
+pub fn side_by_side<T: Sync, R: Send>(
+    items: &[T],
+    call: impl Fn(&T) -> Result<R, ApiError> + Sync,
+) -> Vec<Result<R, ApiError>> {
+    let Some((first, rest)) = items.split_first() else {
+        return Vec::new();
+    };
+    let call = &call;
+    std::thread::scope(|s| {
+        let others: Vec<_> = rest.iter().map(|i| s.spawn(move || call(i))).collect();
+        let mut out = vec![call(first)];
+        out.extend(others.into_iter().map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(ApiError::Transport("request thread panicked".into())))
+        }));
+        out
+    })
 }
 
 #[cfg(test)]

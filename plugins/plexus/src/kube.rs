@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use plexus_cni::retry::{exponential, retry, Limits};
 use plexus_netattach::api::PodRef;
+use plexus_netattach::http::side_by_side;
 use plexus_netattach::{ApiError, Event, NetworkAttachmentDefinition, Pod, PodApi};
 
 use crate::config::PlexusConf;
@@ -154,9 +155,8 @@ impl<'a> Kube<'a> {
         }
     }
 
-    /// GETs the NADs not fetched yet side by side (one thread each beyond
-    /// the first; over HTTP/2 each is a stream on the one connection), so a
-    /// pod with several networks waits one round trip, not one per NAD. One
+    /// GETs the NADs not fetched yet side by side, so a pod with several
+    /// networks waits one round trip, not one per NAD. One
     /// attempt each: a retryable failure is left for [`Self::get_nad`] to
     /// retry in order. A single NAD is left to [`Self::get_nad`] too.
     pub fn prefetch_nads(&self, keys: &[(String, String)]) -> Result<(), PlexusError> {
@@ -169,25 +169,11 @@ impl<'a> Kube<'a> {
                 }
             }
         }
-        let Some((first, rest)) = missing.split_first() else {
-            return Ok(());
-        };
-        if rest.is_empty() {
+        if missing.len() < 2 {
             return Ok(());
         }
         let api = self.api()?;
-        let results: Vec<_> = std::thread::scope(|s| {
-            let others: Vec<_> = rest
-                .iter()
-                .map(|(ns, name)| s.spawn(move || api.get_nad(ns, name)))
-                .collect();
-            let mut out = vec![api.get_nad(&first.0, &first.1)];
-            out.extend(others.into_iter().map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(ApiError::Transport("NAD thread panicked".into())))
-            }));
-            out
-        });
+        let results = side_by_side(&missing, |(ns, name)| api.get_nad(ns, name));
         let mut cache = self.nads.borrow_mut();
         for (key, r) in missing.iter().zip(results) {
             if !r.as_ref().is_err_and(ApiError::is_retryable) {
